@@ -1,0 +1,1 @@
+"""The ``surveydm`` command: a thin layer over the library (``surveydm --help``)."""

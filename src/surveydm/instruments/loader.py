@@ -1,0 +1,85 @@
+"""Load and validate instrument YAML files; read header values through the keyword mapping."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from surveydm.errors import SurveydmError
+from surveydm.instruments.model import Instrument, KeywordSpec
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class InstrumentError(SurveydmError):
+    """An instrument file is missing, not YAML, or invalid (the message names the field)."""
+
+
+def builtin_instruments() -> list[str]:
+    """Names of the instruments shipped with surveydm."""
+    return sorted(p.stem for p in DATA_DIR.glob("*.yaml"))
+
+
+def load_instrument(name_or_path: str | Path) -> Instrument:
+    """Load a built-in instrument by name or an instrument YAML file by path.
+
+    Raises:
+        InstrumentError: unknown name, unreadable file, invalid YAML, or a field that fails
+            validation (the message gives the field's path, e.g. ``ccds.3.amplifiers.0.gain``).
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = DATA_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise InstrumentError(
+                f"unknown instrument {name_or_path!r}; built-in: {', '.join(builtin_instruments())}"
+                " (or give the path of a YAML file)"
+            )
+    return _load_path(path.resolve())
+
+
+@lru_cache(maxsize=16)
+def _load_path(path: Path) -> Instrument:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InstrumentError(f"cannot read instrument file {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise InstrumentError(f"instrument file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InstrumentError(f"instrument file {path}: expected a mapping at the top level")
+    try:
+        return Instrument.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise InstrumentError(f"instrument file {path}: {problems}") from None
+
+
+def read_keyword(header: Any, spec: KeywordSpec | None, name: str = "") -> Any:
+    """Value of ``spec`` in a FITS header, converted to degrees for angles.
+
+    Raises:
+        KeyError: the keyword is required and absent (message names the keyword).
+        ValueError: an angle cannot be parsed.
+    """
+    if spec is None:
+        return None
+    if spec.keyword not in header:
+        if spec.required:
+            raise KeyError(f"header has no {spec.keyword} ({name or 'required keyword'})")
+        return spec.default
+    value = header[spec.keyword]
+    if spec.unit in ("deg", "hourangle") and isinstance(value, str):
+        from astropy.coordinates import Angle
+
+        return float(Angle(value, unit=spec.unit).deg)
+    if spec.unit == "hourangle":
+        return float(value) * 15.0
+    return value

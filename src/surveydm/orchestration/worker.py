@@ -1,0 +1,658 @@
+"""Pilots: processes that claim ready jobs from the registry and execute them.
+
+A :class:`Worker` loops: claim a batch of ready jobs (short transaction), execute each
+(:func:`execute_claim`), end each step in its own transaction (compare-and-set on the claim
+token, together with the task's ``on_commit`` callbacks, sub-jobs, tags and QC rows). A heartbeat
+thread renews the leases of the jobs it holds; a job whose worker died (SIGKILL, lost host) is
+re-queued by any pilot's :func:`~surveydm.orchestration.store.sweep` once its lease expired.
+
+The batch size adapts: it doubles (up to ``max_batch``) while jobs take less than
+``short_job_seconds`` and drops back to 1 for longer jobs, so trivial jobs cost about one claim
+transaction per batch, and long jobs are never hoarded by one pilot. The completions of short
+jobs of one batch are group-committed (:func:`record_successes`).
+
+Database connections: a worker holds at most its registry's small pool (2 + 2 overflow on
+PostgreSQL; the main loop and the heartbeat use one each) and only for short transactions.
+Connection failures (server restart, ``pg_terminate_backend``) are retried with back-off; the
+pool's pre-ping replaces dead connections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from surveydm.db import Registry
+from surveydm.db.base import utcnow
+from surveydm.errors import SurveydmError
+from surveydm.orchestration import status as S
+from surveydm.orchestration import store
+from surveydm.orchestration.store import Claim, LeaseLostError
+from surveydm.orchestration.tasks import (
+    TASKS,
+    JobContext,
+    QualityFailure,
+    UnknownTaskError,
+    get_task,
+)
+
+log = logging.getLogger("surveydm.worker")
+
+R = TypeVar("R")
+
+#: Outcome of executing a claim when the claim was lost meanwhile (aborted / lease taken).
+LOST = "lost"
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """True for errors worth retrying: lost connections, SQLite busy, serialization issues."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def with_db_retry(
+    fn: Callable[[], R], *, what: str, attempts: int = 8, first_delay: float = 0.05
+) -> R:
+    """Call ``fn`` (one whole transaction), retrying transient database errors with
+    exponential back-off (``first_delay * 2**i`` seconds, ``attempts`` tries in all)."""
+    delay = first_delay
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            if not is_transient_db_error(exc) or i == attempts - 1:
+                raise
+            log.warning("%s: database error (%s); retrying in %.2f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def job_session(registry: Registry, *, durable: bool = False) -> Iterator[Session]:
+    """A write transaction of the job system.
+
+    On PostgreSQL, unless ``durable``, it runs with ``synchronous_commit = off``: the commit
+    returns before the WAL is flushed to disk. A server crash can then lose the last fraction of
+    a second of job transitions, never consistency: each transition (and the products a task
+    registers in it through ``on_commit``) is lost or kept as a whole, and a lost one only means
+    the job runs again, exactly as after a worker crash. This removes one disk flush per job.
+    """
+    with registry.session() as s:
+        if not durable and registry.dialect == "postgresql":
+            s.execute(_ASYNC_COMMIT)
+        yield s
+
+
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
+def _jsonable_output(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        value = {"result": value}
+    json.dumps(value)  # raises TypeError for values JSON cannot hold: a fault of the task
+    return value
+
+
+def _take_settle(session: Session, todo: list[Any]) -> None:
+    """Move what :func:`store.note_settle` noted in this transaction into ``todo``."""
+    todo.clear()
+    noted = session.info.pop(store.SETTLE_KEY, None)
+    if noted:
+        todo.append(noted)
+
+
+def _settle(registry: Registry, todo: list[Any], durable: bool) -> None:
+    """After commit: re-check the wake-ups / promotions a concurrent commit may have hidden."""
+    if not todo:
+        return
+    ids, pids = todo[0]
+
+    def do() -> None:
+        with job_session(registry, durable=durable) as s:
+            store.settle(s, sorted(ids), sorted(pids))
+
+    try:
+        with_db_retry(do, what="settling")
+    except Exception as exc:  # noqa: BLE001  (the next full sweep repairs it)
+        log.warning("post-commit settle failed: %s", exc)
+
+
+@dataclass
+class StepResult:
+    """A step that ran without error, not yet recorded (internal: see :func:`run_step`)."""
+
+    claim: Claim
+    ctx: JobContext
+    output: dict[str, Any] | None
+    tags: list[tuple[str, str]]
+    started: datetime
+    t0: float
+    wall: float
+    backoff: float
+
+
+def run_step(
+    registry: Registry,
+    claim: Claim,
+    *,
+    cancel: threading.Event | None = None,
+    durable: bool = False,
+) -> StepResult | str:
+    """Execute the claimed step of one job. A failure (fault or quality) is recorded at once
+    and its new status returned; a success is returned as a :class:`StepResult` for
+    :func:`record_success` or :func:`record_successes` to record.
+
+    The prolog phase runs ``prolog`` then ``run`` and, when no sub-job was created, ``epilog``;
+    the epilog phase (after the sub-jobs ended) runs ``epilog`` only.
+    """
+    started = utcnow()
+    t0 = time.perf_counter()
+    ctx = JobContext(
+        job_id=claim.id,
+        task=claim.task,
+        name=claim.name,
+        config=claim.config,
+        input=claim.input,
+        production_id=claim.production_id,
+        registry=registry,
+        phase=claim.phase,
+        attempt=claim.attempts,
+        output=claim.output,
+        worker=claim.worker,
+        _cancel=cancel or threading.Event(),
+    )
+    backoff = 0.0
+    try:
+        cls = get_task(claim.task)
+        backoff = cls.backoff_seconds(claim.attempts)
+        task = cls()
+        if claim.phase == S.PHASE_EPILOG:
+            task.epilog(ctx)
+        else:
+            task.prolog(ctx)
+            result = task.run(ctx)
+            if result is not None:
+                ctx.output = result
+            if not ctx._subjobs:
+                task.epilog(ctx)
+        output = _jsonable_output(ctx.output)
+    except QualityFailure as exc:
+        return _record_failure(
+            registry,
+            claim,
+            ctx,
+            started,
+            t0,
+            quality=str(exc) or "quality failure",
+            durable=durable,
+        )
+    except Exception as exc:  # noqa: BLE001  (any error of a task is a fault)
+        return _record_failure(
+            registry, claim, ctx, started, t0, fault=exc, backoff=backoff, durable=durable
+        )
+    tags = list(ctx._tags)
+    if ctx._log:
+        tags.append(("log", "\n".join(ctx._log)))
+    return StepResult(
+        claim=claim,
+        ctx=ctx,
+        output=output,
+        tags=tags,
+        started=started,
+        t0=t0,
+        wall=time.perf_counter() - t0,
+        backoff=backoff,
+    )
+
+
+def record_success(registry: Registry, res: StepResult, *, durable: bool = False) -> str:
+    """Record one successful step in its own transaction (with its ``on_commit`` work); an
+    ``on_commit`` or constraint error becomes a fault. Returns the new status or ``"lost"``."""
+    claim, ctx = res.claim, res.ctx
+
+    def complete() -> str:
+        with job_session(registry, durable=durable) as s:
+            new = store.complete_step(
+                s,
+                claim,
+                output=res.output,
+                subjobs=ctx._subjobs,
+                tags=res.tags,
+                qc=ctx._qc,
+                started=res.started,
+                wall=res.wall,
+            )
+            for fn in ctx._on_commit:
+                fn(s)
+            s.flush()
+            _take_settle(s, todo)
+            return new
+
+    todo: list[Any] = []
+    try:
+        new = with_db_retry(complete, what=f"ending job {claim.id}")
+        _settle(registry, todo, durable)
+        return new
+    except LeaseLostError:
+        log.warning("job %s: claim lost (aborted or lease expired); result discarded", claim.id)
+        return LOST
+    except Exception as exc:  # noqa: BLE001  (on_commit or a constraint failed: a fault)
+        return _record_failure(
+            registry,
+            claim,
+            ctx,
+            res.started,
+            res.t0,
+            fault=exc,
+            backoff=res.backoff,
+            durable=durable,
+        )
+
+
+def record_successes(
+    registry: Registry, results: list[StepResult], *, durable: bool = False
+) -> list[str]:
+    """Record several successful steps that created no sub-jobs in ONE transaction (group
+    commit: one compare-and-set ``executemany``, set-based promotion of dependants, every
+    job's ``on_commit`` work). Each job still ends atomically with its products; if anything in
+    the group fails (a lost claim, an ``on_commit`` error), the group is rolled back and every
+    job is recorded on its own by :func:`record_success`. Returns the new statuses."""
+    if len(results) <= 1 or any(r.ctx._subjobs for r in results):
+        return [record_success(registry, r, durable=durable) for r in results]
+
+    todo: list[Any] = []
+
+    def complete() -> None:
+        with job_session(registry, durable=durable) as s:
+            store.complete_done_group(s, [(r.claim, r.output, r.started, r.wall) for r in results])
+            for r in results:
+                store._records(s, r.claim.id, r.claim.attempts, r.tags, r.ctx._qc, utcnow())
+                for fn in r.ctx._on_commit:
+                    fn(s)
+            s.flush()
+            _take_settle(s, todo)
+
+    try:
+        with_db_retry(complete, what=f"ending {len(results)} jobs")
+        _settle(registry, todo, durable)
+    except Exception as exc:  # noqa: BLE001  (record them one by one, isolating the culprit)
+        log.info("group commit of %d jobs failed (%s); recording one by one", len(results), exc)
+        return [record_success(registry, r, durable=durable) for r in results]
+    return [S.DONE] * len(results)
+
+
+def execute_claim(
+    registry: Registry,
+    claim: Claim,
+    *,
+    cancel: threading.Event | None = None,
+    durable: bool = False,
+) -> str:
+    """Execute the claimed step of one job and record its outcome; returns the job's new
+    status (``done``, ``waiting``, ``queued`` after a fault, ``failed``, ``failed_quality``) or
+    ``"lost"`` when the claim was no longer held at the end (nothing was recorded).
+    ``durable``: see :func:`job_session`.
+    """
+    res = run_step(registry, claim, cancel=cancel, durable=durable)
+    if isinstance(res, str):
+        return res
+    return record_success(registry, res, durable=durable)
+
+
+def _record_failure(
+    registry: Registry,
+    claim: Claim,
+    ctx: JobContext,
+    started: Any,
+    t0: float,
+    *,
+    quality: str | None = None,
+    fault: BaseException | None = None,
+    backoff: float = 0.0,
+    durable: bool = False,
+) -> str:
+    tags = list(ctx._tags)
+    if ctx._log:
+        tags.append(("log", "\n".join(ctx._log)))
+    fault_text = None
+    if fault is not None:
+        tb = "".join(traceback.format_exception(fault))
+        tags.append(("traceback", tb))
+        fault_text = f"{type(fault).__name__}: {fault}"
+        if isinstance(fault, UnknownTaskError):
+            backoff = 5.0
+        log.warning("job %s (%s) attempt %s: %s", claim.id, claim.task, claim.attempts, fault_text)
+
+    todo: list[Any] = []
+
+    def fail() -> str:
+        with job_session(registry, durable=durable) as s:
+            new = store.fail_step(
+                s,
+                claim,
+                quality=quality,
+                fault=fault_text,
+                backoff=backoff,
+                tags=tags,
+                # QC rows explain a quality failure; a faulted attempt's are re-measured.
+                qc=ctx._qc if quality is not None else (),
+                started=started,
+                wall=time.perf_counter() - t0,
+            )
+            _take_settle(s, todo)
+            return new
+
+    try:
+        new = with_db_retry(fail, what=f"failing job {claim.id}")
+        _settle(registry, todo, durable)
+        return new
+    except LeaseLostError:
+        return LOST
+
+
+@dataclass
+class WorkerReport:
+    """What a worker did: outcomes of the steps it executed, claims lost, sweeps."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    sweeps: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def executed(self) -> int:
+        """Steps executed (whatever their outcome)."""
+        return sum(self.outcomes.values())
+
+
+def default_worker_name() -> str:
+    """``host:pid``, the default identity of a pilot."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """A pilot: claims ready jobs and executes them, one at a time, in this process.
+
+    Args:
+        registry: a :class:`Registry` or a database URL (a URL gets a private registry with a
+            small pool; pass a URL in a forked child).
+        name: pilot identity stored in ``job.worker`` (default ``host:pid``).
+        tasks: task types to claim (default: every type registered in this process).
+        root_id: only claim jobs of this job tree.
+        lease_seconds: lease length (default: settings ``lease_seconds``); heartbeats renew it
+            every third of it.
+        max_batch: most jobs claimed at once (see the module docstring).
+        poll_interval: seconds to sleep when nothing is ready.
+        sweep_interval: seconds between maintenance sweeps while busy (default lease / 2;
+            idle pilots sweep every poll).
+        short_job_seconds: jobs faster than this grow the claim batch.
+        durable: flush every job transition to disk before going on (PostgreSQL
+            ``synchronous_commit``); off by default, see :func:`job_session` for why that is safe.
+
+    Raises:
+        SurveydmError: no task type is registered (load the task modules first).
+    """
+
+    def __init__(
+        self,
+        registry: Registry | str,
+        *,
+        name: str | None = None,
+        tasks: list[str] | None = None,
+        root_id: int | None = None,
+        lease_seconds: float | None = None,
+        max_batch: int = 16,
+        poll_interval: float = 0.5,
+        sweep_interval: float | None = None,
+        short_job_seconds: float = 0.05,
+        durable: bool = False,
+    ) -> None:
+        if isinstance(registry, str):
+            self.registry = Registry(registry)
+            self._own_registry = True
+        else:
+            self.registry = registry
+            self._own_registry = False
+        if lease_seconds is None:
+            from surveydm.config import load_settings
+
+            lease_seconds = load_settings().lease_seconds
+        if lease_seconds <= 0:
+            raise SurveydmError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.tasks = sorted(tasks) if tasks is not None else sorted(TASKS)
+        if not self.tasks:
+            raise SurveydmError("no task types registered: load the task modules first")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise UnknownTaskError(
+                f"unknown task types {unknown} (known: {', '.join(sorted(TASKS))})"
+            )
+        self.name = name or default_worker_name()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.root_id = root_id
+        self.lease_seconds = float(lease_seconds)
+        self.max_batch = max(1, int(max_batch))
+        self.poll_interval = float(poll_interval)
+        self.sweep_interval = (
+            float(sweep_interval) if sweep_interval is not None else self.lease_seconds / 2
+        )
+        self.short_job_seconds = short_job_seconds
+        #: Most seconds a finished short job waits for the group commit of its batch.
+        self.group_commit_seconds = 0.2
+        #: Least seconds between two sweeps of an idle pilot.
+        self.idle_sweep_interval = min(1.0, self.lease_seconds / 4)
+        #: Least seconds between two full sweeps (pending/waiting repair scans) of a pilot.
+        self.full_sweep_interval = self.lease_seconds
+        self._last_full_sweep = 0.0
+        self.durable = durable
+        self.report = WorkerReport()
+        self._batch = 1
+        self._held: dict[str, dict[int, threading.Event]] = {}
+        self._held_lock = threading.Lock()
+        self._hb_stop = threading.Event()
+        self._hb_thread: threading.Thread | None = None
+        self._last_sweep = 0.0
+
+    # -- heartbeat -----------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        interval = self.lease_seconds / 3
+        while not self._hb_stop.wait(interval):
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """Renew the leases of the held jobs; flag the lost ones as cancelled."""
+        with self._held_lock:
+            held = {tok: dict(jobs) for tok, jobs in self._held.items()}
+        if not held:
+            return
+        try:
+            with job_session(self.registry, durable=self.durable) as s:
+                alive = store.renew_leases(s, held, self.lease_seconds)
+        except Exception as exc:  # noqa: BLE001  (next beat retries; the pool reconnects)
+            log.warning("heartbeat of %s failed: %s", self.name, exc)
+            return
+        for jobs in held.values():
+            for jid, ev in jobs.items():
+                if jid not in alive:
+                    ev.set()
+
+    def start_heartbeat(self) -> None:
+        """Start the heartbeat thread (idempotent)."""
+        if self._hb_thread is None or not self._hb_thread.is_alive():
+            self._hb_stop.clear()
+            self._hb_thread = threading.Thread(
+                target=self._heartbeat_loop, name=f"heartbeat-{self.name}", daemon=True
+            )
+            self._hb_thread.start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread."""
+        self._hb_stop.set()
+        if self._hb_thread is not None:
+            self._hb_thread.join(timeout=5)
+            self._hb_thread = None
+
+    # -- one round ---------------------------------------------------------------------------
+    def claim(self, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` ready jobs (one short transaction, retried on DB errors)."""
+
+        def do() -> list[Claim]:
+            with job_session(self.registry, durable=self.durable) as s:
+                return store.claim(
+                    s,
+                    worker=self.name,
+                    host=self.host,
+                    pid=self.pid,
+                    lease_seconds=self.lease_seconds,
+                    limit=limit,
+                    tasks=self.tasks,
+                    root_id=self.root_id,
+                )
+
+        return with_db_retry(do, what=f"{self.name} claiming jobs")
+
+    def sweep(self, *, full: bool | None = None) -> store.SweepResult:
+        """Run the maintenance sweep (re-queue lost jobs; when ``full`` also promote pending
+        jobs and wake super-jobs; default: full once every ``full_sweep_interval``)."""
+        now = time.monotonic()
+        if full is None:
+            full = now - self._last_full_sweep >= self.full_sweep_interval
+        if full:
+            self._last_full_sweep = now
+
+        def do() -> store.SweepResult:
+            with job_session(self.registry, durable=self.durable) as s:
+                return store.sweep(s, full=bool(full))
+
+        self._last_sweep = now
+        self.report.sweeps += 1
+        return with_db_retry(do, what=f"{self.name} sweeping")
+
+    def step(self) -> int:
+        """Claim one batch and execute it; returns the number of steps executed (0: idle)."""
+        if time.monotonic() - self._last_sweep > self.sweep_interval:
+            self.sweep()
+        claims = self.claim(self._batch)
+        if not claims:
+            return 0
+        events = {c.id: threading.Event() for c in claims}
+        token = claims[0].token
+        with self._held_lock:
+            self._held[token] = dict(events)
+        t0 = time.perf_counter()
+        group: list[StepResult] = []
+        group_started = 0.0
+
+        def account(outcome: str) -> None:
+            if outcome == LOST:
+                self.report.lost += 1
+            else:
+                self.report.outcomes[outcome] = self.report.outcomes.get(outcome, 0) + 1
+
+        def flush() -> None:
+            for outcome in record_successes(self.registry, group, durable=self.durable):
+                account(outcome)
+            with self._held_lock:
+                for r in group:
+                    self._held[token].pop(r.claim.id, None)
+            group.clear()
+
+        try:
+            for c in claims:
+                # Completed steps wait for the group commit at most ``group_commit_seconds``.
+                if group and time.perf_counter() - group_started > self.group_commit_seconds:
+                    flush()
+                if events[c.id].is_set():
+                    continue  # aborted while waiting in the batch; the sweep/abort handled it
+                res = run_step(self.registry, c, cancel=events[c.id], durable=self.durable)
+                if isinstance(res, str):
+                    account(res)
+                elif res.ctx._subjobs or len(claims) == 1:
+                    account(record_success(self.registry, res, durable=self.durable))
+                else:
+                    if not group:
+                        group_started = time.perf_counter()
+                    group.append(res)
+                    continue
+                with self._held_lock:
+                    self._held[token].pop(c.id, None)
+            if group:
+                flush()
+        finally:
+            with self._held_lock:
+                self._held.pop(token, None)
+        mean = (time.perf_counter() - t0) / len(claims)
+        self._batch = min(self._batch * 2, self.max_batch) if mean < self.short_job_seconds else 1
+        return len(claims)
+
+    # -- loop --------------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        once: bool = False,
+        stop: threading.Event | Any | None = None,
+        until: Callable[[], bool] | None = None,
+        max_steps: int | None = None,
+    ) -> WorkerReport:
+        """Run the pilot loop in this thread.
+
+        Args:
+            once: return as soon as no job is ready and a sweep changed nothing (drain mode,
+                for batch-system pilots); otherwise poll forever.
+            stop: an event (threading or multiprocessing); the loop returns once it is set
+                (after the current batch).
+            until: called when idle; the loop returns when it answers True.
+            max_steps: return after executing this many steps.
+        """
+        t0 = time.perf_counter()
+        self.start_heartbeat()
+        steps = 0
+        try:
+            while not (stop is not None and stop.is_set()):
+                n = self.step()
+                steps += n
+                if max_steps is not None and steps >= max_steps:
+                    break
+                if n:
+                    continue
+                # Idle: sweep (lost jobs, races; rate-limited so that many idle pilots do not
+                # hammer the database), then maybe stop, else sleep.
+                stopping = once or (until is not None and until())
+                due = time.monotonic() - self._last_sweep >= self.idle_sweep_interval
+                if (stopping or due) and self.sweep(full=True if stopping else None).changed:
+                    continue
+                if stopping:
+                    break
+                if stop is not None and hasattr(stop, "wait"):
+                    stop.wait(self.poll_interval)
+                else:
+                    time.sleep(self.poll_interval)
+        finally:
+            self.stop_heartbeat()
+            self.report.elapsed += time.perf_counter() - t0
+        return self.report
+
+    def close(self) -> None:
+        """Stop the heartbeat and release the registry if the worker created it."""
+        self.stop_heartbeat()
+        if self._own_registry:
+            self.registry.dispose()

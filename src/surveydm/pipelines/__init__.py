@@ -1,0 +1,22 @@
+"""Pipelines: tasks that glue reduction, archive and registry.
+
+* :mod:`~surveydm.pipelines.transfer` -- observatory buffer -> archive + ``archive_file`` /
+  ``obs_set`` rows (adler32-verified copy, quarantine of bad input), and archive verification.
+* :mod:`~surveydm.pipelines.register` -- archived raw file -> ``mosaic`` + ``image`` rows.
+* :mod:`~surveydm.pipelines.ingest` -- transfer + register with a per-obs-set summary.
+* :mod:`~surveydm.pipelines.nightly` -- the job-system tasks: register, nightly, master bias,
+  flats and fringe frames, single epoch per mosaic and per CCD (docs/nightly.md).
+* :mod:`~surveydm.pipelines.single_epoch` -- the per-CCD reduction chain those tasks run.
+* :mod:`~surveydm.pipelines.night` -- ``surveydm night``: transfer -> register -> nightly.
+* :mod:`~surveydm.pipelines.calibrations` -- master calibrations chosen by validity range.
+* :mod:`~surveydm.pipelines.refcat` -- reference catalogs: load files, query sky regions.
+* :mod:`~surveydm.pipelines.productions` -- productions and product lineage.
+* :mod:`~surveydm.pipelines.fitsio` -- FITS reading of raw CCDs, writing of products.
+* :mod:`~surveydm.pipelines.accuracy` -- a reduced night against the simulator's truth.
+
+Modules are imported on demand (``from surveydm.pipelines.transfer import transfer_buffer``) so
+that importing one pipeline does not pull in the others.
+"""
+
+#: Modules declaring the job-system task types of the pipelines; pilots import these.
+TASK_MODULES = ["surveydm.pipelines.nightly"]

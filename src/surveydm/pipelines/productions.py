@@ -1,0 +1,89 @@
+"""Productions (code version + configuration + release) and product lineage records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from surveydm import __version__
+from surveydm.db import Registry
+from surveydm.db.models.production import Product, ProductInput, Production
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a configuration."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def get_or_create_production(
+    registry: Registry, pipeline: str, release: str, config: dict[str, Any]
+) -> int:
+    """Id of the production for this pipeline, release, software version and configuration.
+
+    The same inputs always give the same production, so re-running a night adds to it rather
+    than duplicating it; any change of code version or configuration opens a new production.
+    """
+    key = {
+        "pipeline": pipeline,
+        "release": release,
+        "software_version": __version__,
+        "config_hash": config_hash(config),
+    }
+    for _ in range(2):
+        with registry.session() as s:
+            found = s.scalar(select(Production.id).filter_by(**key))
+            if found is not None:
+                return found
+            try:
+                prod = Production(config=config, **key)
+                s.add(prod)
+                s.flush()
+                return prod.id
+            except IntegrityError:
+                s.rollback()  # created concurrently: read it on the next pass
+    raise RuntimeError("could not create production")  # pragma: no cover
+
+
+def raw_product(session: Session, file_id: int, data_id: dict[str, Any]) -> Product:
+    """The ``raw`` product of an archived raw file, created on first use."""
+    prod = session.scalar(
+        select(Product).where(Product.file_id == file_id, Product.product_type == "raw")
+    )
+    if prod is None:
+        prod = Product(product_type="raw", file_id=file_id, data_id=data_id)
+        session.add(prod)
+        session.flush()
+    return prod
+
+
+def add_product(
+    session: Session,
+    product_type: str,
+    *,
+    data_id: dict[str, Any],
+    production_id: int | None,
+    job_id: int | None,
+    file_id: int | None = None,
+    inputs: dict[str, list[int]] | None = None,
+    quality: str = "ok",
+) -> Product:
+    """Insert a product with its lineage (``inputs``: role -> input product ids)."""
+    prod = Product(
+        product_type=product_type,
+        data_id=data_id,
+        production_id=production_id,
+        job_id=job_id,
+        file_id=file_id,
+        quality=quality,
+    )
+    session.add(prod)
+    session.flush()
+    for role, ids in (inputs or {}).items():
+        for input_id in dict.fromkeys(ids):
+            session.add(ProductInput(product_id=prod.id, input_id=input_id, role=role))
+    return prod

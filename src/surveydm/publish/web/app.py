@@ -1,0 +1,190 @@
+"""The operations portal application: :func:`create_app` builds a FastAPI app over one registry
+and one archive (no global state at import; ``surveydm serve`` runs it with uvicorn).
+
+Pages are rendered on the server with Jinja2 and a little vanilla JavaScript; charts are PNG
+images drawn by matplotlib; nothing is loaded from the network. Every HTML page has a JSON twin
+under ``/api/`` with a pydantic response model, so the OpenAPI document (``/openapi.json``)
+describes everything the pages show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DBAPIError
+
+from surveydm import __version__
+from surveydm.config import Settings
+from surveydm.db import Registry
+from surveydm.errors import SurveydmError
+from surveydm.publish.sqlbrowser import DEFAULT_TIME_LIMIT_S, SqlBrowser, SqlBrowserError
+
+HERE = Path(__file__).parent
+
+
+class PageNotFound(SurveydmError):
+    """A job, file, exposure or page that does not exist (HTTP 404)."""
+
+    http_status = 404
+
+
+@dataclass
+class Portal:
+    """What the request handlers share: settings, registry, archive root, SQL browser."""
+
+    settings: Settings
+    registry: Registry
+    archive_root: Path
+    sql: SqlBrowser | None
+    sql_error: str | None
+    templates: Jinja2Templates
+
+    def render(self, request: Request, name: str, **context: Any) -> HTMLResponse:
+        """Render template ``name`` with ``context`` (plus the request and the version)."""
+        return self.templates.TemplateResponse(
+            request, name, {"version": __version__, "engine": self.registry.dialect, **context}
+        )
+
+
+def portal(request: Request) -> Portal:
+    """The :class:`Portal` of the app serving ``request``."""
+    return request.app.state.portal
+
+
+def parse_when(value: str | None, *, end_of_day: bool = False) -> datetime | None:
+    """Parse a form date (``YYYY-MM-DD``) or ISO timestamp into an aware UTC datetime.
+
+    An empty value gives None; a bare date means its start (or its end with ``end_of_day``).
+
+    Raises:
+        SurveydmError: the value is neither a date nor an ISO timestamp.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime.combine(d, time.max if end_of_day else time.min, tzinfo=UTC)
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise SurveydmError(f"not a date (YYYY-MM-DD) or ISO time: {value!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _format_time(t: datetime | None) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def _format_number(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e5 else f"{v:.6g}"
+    return str(v)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    sql_reader_url: str | None = None,
+    sql_time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+) -> FastAPI:
+    """Build the portal over the registry and archive of ``settings``.
+
+    Args:
+        settings: the installation's settings (registry URL, archive root, release).
+        registry: an open registry to use instead of opening ``settings.resolved_database_url``.
+        sql_reader_url: PostgreSQL only: URL of a read-only login role for the SQL browser
+            (default: the role ``surveydm_reader`` set up through the registry's user).
+        sql_time_limit_s: statement time limit of the SQL browser, seconds.
+
+    The registry schema must exist (``surveydm db upgrade``); the app never writes to it.
+    """
+    from surveydm.publish.web import routes_data, routes_ops, routes_report
+
+    registry = registry or Registry(settings.resolved_database_url)
+    try:
+        sql: SqlBrowser | None = SqlBrowser(
+            registry.url, reader_url=sql_reader_url, time_limit_s=sql_time_limit_s
+        )
+        sql_error = None
+    except SqlBrowserError as exc:
+        sql, sql_error = None, str(exc)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["duration"] = _format_duration
+    templates.env.filters["when"] = _format_time
+    templates.env.filters["num"] = _format_number
+    templates.env.autoescape = True
+
+    app = FastAPI(
+        title="surveydm portal",
+        version=__version__,
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: the portal is offline
+        redoc_url=None,
+        description="Operations control, data quality, nightly report and data access of a "
+        "surveydm installation (JSON twins of the HTML pages).",
+    )
+    app.state.portal = Portal(
+        settings=settings,
+        registry=registry,
+        archive_root=Path(settings.archive_root),
+        sql=sql,
+        sql_error=sql_error,
+        templates=templates,
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def _wants_json(request: Request) -> bool:
+        return request.url.path.startswith("/api/")
+
+    def _error(request: Request, status: int, message: str) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": message}, status_code=status)
+        resp = app.state.portal.render(request, "error.html", status=status, message=message)
+        resp.status_code = status
+        return resp
+
+    @app.exception_handler(SurveydmError)
+    async def _surveydm_error(request: Request, exc: SurveydmError) -> Response:
+        status = int(getattr(exc, "http_status", 400))
+        return _error(request, status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
+            parts.append(f"{where}: {err.get('msg')}")
+        return _error(request, 422, "invalid request: " + "; ".join(parts))
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        hint = ""
+        if "no such table" in reason or "does not exist" in reason:
+            hint = " (is the schema up to date? run `surveydm db upgrade`)"
+        return _error(request, 503, f"registry error: {reason}{hint}")
+
+    app.include_router(routes_ops.router)
+    app.include_router(routes_report.router)
+    app.include_router(routes_data.router)
+    return app

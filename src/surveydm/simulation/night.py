@@ -1,0 +1,787 @@
+"""``simulate_night``: one observing night written as the camera's data-acquisition system
+would (seed 000, section 3: one directory per observation set with multi-extension FITS
+mosaics and a YAML manifest written last), plus the truth beside it.
+
+File formats are documented in docs/simulate.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import os
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from astropy.io import fits
+from astropy.table import Table
+from astropy.time import Time
+
+from surveydm.errors import SurveydmError
+from surveydm.instruments import Instrument, load_instrument
+from surveydm.instruments.geometry import ccd_placement, ccd_wcs, field_radius_deg
+from surveydm.simulation.config import SimulationConfig
+from surveydm.simulation.detector import (
+    DetectorModel,
+    add_cosmic_rays,
+    bleed,
+    electrons_to_raw,
+)
+from surveydm.simulation.render import render_galaxies, render_stars
+from surveydm.simulation.sky import SkyModel, make_sky, refcat_table, write_refcat
+from surveydm.simulation.truth import read_parquet, write_parquet
+
+KINDS = ("bias", "flat", "science", "test", "focus")
+_OBSSET_RE = re.compile(r"^(\d{8})_(\d{3})$")
+JAVALAMBRE = (40.0418, -1.0163)
+
+
+class SimulationError(SurveydmError):
+    """Bad simulator input (unknown tray, bad night date, truth inside the buffer...)."""
+
+
+@dataclass(frozen=True)
+class SimulatedFile:
+    """One raw file written: absolute path, kind (bias|flat|science|test|focus), obs set,
+    exposure number, size (bytes) and adler32 (8 lower-case hex digits)."""
+
+    path: Path
+    kind: str
+    obs_set: str
+    expnum: int
+    size: int
+    adler32: str
+
+
+@dataclass
+class SimulatedNight:
+    """What :func:`simulate_night` wrote."""
+
+    instrument: str
+    night: str
+    out_dir: Path
+    obs_sets: list[str]
+    files: list[SimulatedFile]
+    manifests: list[Path]
+    truth_dir: Path
+    refcat: Path
+    objects: Path
+    exposures: Path
+    elapsed_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def obs_set(self) -> str:
+        """The (first) observation set id."""
+        return self.obs_sets[0]
+
+    @property
+    def refcat_path(self) -> Path:
+        """Alias of ``refcat``: the reference catalog file (``refcat.fits``)."""
+        return self.refcat
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def files_of(self, kind: str) -> list[SimulatedFile]:
+        """The files of one kind, in exposure order."""
+        return [f for f in self.files if f.kind == kind]
+
+
+@dataclass
+class _Exposure:
+    kind: str
+    tray: str
+    exptime: float
+    mjd: float
+    ra: float  # true optical axis
+    dec: float
+    rotation: float
+    ra_hdr: float
+    dec_hdr: float
+    seeing: float
+    transparency: float
+    airmass: float
+    sky_factor: float
+    object: str
+    ambient: dict
+
+
+def _julian_year(mjd: float) -> float:
+    return 2000.0 + (mjd - 51544.5) / 365.25
+
+
+def _lst_deg(mjd: float, lon: float) -> float:
+    """Local mean sidereal time (deg) from the GMST formula of the IAU 1982 model."""
+    gmst_h = 18.697374558 + 24.06570982441908 * (mjd + 2400000.5 - 2451545.0)
+    return (gmst_h * 15.0 + lon) % 360.0
+
+
+def _airmass(mjd: float, ra: float, dec: float, lat: float, lon: float) -> float:
+    """sec(z) with the Hardie (1962) correction at hour angle LST - RA."""
+    ha = math.radians((_lst_deg(mjd, lon) - ra) % 360.0)
+    phi, d = math.radians(lat), math.radians(dec)
+    cosz = math.sin(phi) * math.sin(d) + math.cos(phi) * math.cos(d) * math.cos(ha)
+    if cosz < 0.1:
+        return 10.0
+    s = 1 / cosz - 1
+    return float(1 / cosz - 0.0018167 * s - 0.002875 * s**2 - 0.0008083 * s**3)
+
+
+def _sexagesimal(value: float, hours: bool) -> str:
+    v = value / 15.0 if hours else value
+    sign = "-" if v < 0 else ("" if hours else "+")
+    v = abs(v)
+    d = int(v)
+    m = int((v - d) * 60)
+    s = (v - d - m / 60) * 3600
+    return f"{sign}{d:02d}:{m:02d}:{s:06.3f}" if hours else f"{sign}{d:02d}:{m:02d}:{s:05.2f}"
+
+
+def _obstype_value(instrument: Instrument, kind: str) -> str:
+    prefer = {"flat": "DOMEFLAT", "science": "SCIENCE", "bias": "BIAS"}.get(kind)
+    values = instrument.header.obstype_values
+    if prefer in values and values[prefer] == kind:
+        return prefer
+    for raw, k in values.items():
+        if k == kind:
+            return raw
+    raise SimulationError(f"{instrument.name}: header.obstype_values has no value for {kind}")
+
+
+def _next_obs_set(out_dir: Path, yyyymmdd: str) -> tuple[str, int, float]:
+    """Next obs set id of the night, the next exposure number and the end (MJD) of the
+    night's previous obs sets (from their manifests; 0 when there are none)."""
+    counter, expnum, last_mjd = 0, 0, 0.0
+    if out_dir.is_dir():
+        for d in out_dir.iterdir():
+            m = _OBSSET_RE.match(d.name)
+            if d.is_dir() and m and m.group(1) == yyyymmdd:
+                counter = max(counter, int(m.group(2)))
+                try:
+                    stop = yaml.safe_load((d / "manifest.yaml").read_text()).get("mjd_stop")
+                    last_mjd = max(last_mjd, float(stop or 0.0))
+                except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+                    pass
+                for f in d.glob(f"*.{yyyymmdd}.*.fits"):
+                    try:
+                        expnum = max(expnum, int(f.name.split(".")[-2]))
+                    except ValueError:
+                        continue
+    return f"{yyyymmdd}_{counter + 1:03d}", expnum + 1, last_mjd
+
+
+def _default_trays(instrument: Instrument) -> list[str]:
+    names = [t.name for t in instrument.trays]
+    out = [names[0]]
+    if "r" in names and "r" not in out:
+        out.append("r")
+    return out
+
+
+def _tray_is_narrow(instrument: Instrument, tray: str) -> bool:
+    return any(
+        instrument.filter(f).kind == "narrow" for f in instrument.tray(tray).filters.values()
+    )
+
+
+def _plan(
+    instrument: Instrument,
+    cfg: SimulationConfig,
+    rng: np.random.Generator,
+    night: dt.date,
+    trays: list[str],
+    n_bias: int,
+    n_flats: int,
+    n_science: int,
+    n_test: int,
+    n_focus: int,
+    lat: float,
+    lon: float,
+    not_before: float = 0.0,
+) -> list[_Exposure]:
+    """The night's exposures in time order (see docs/simulate.md), none before
+    ``not_before`` (MJD: the end of the night's previous obs set)."""
+    mjd0 = Time(dt.datetime.combine(night, dt.time(19, 0)), scale="utc").mjd
+    ra0, dec0 = cfg.field_ra_deg, cfg.field_dec_deg
+    cosd = math.cos(math.radians(dec0))
+    t = max(mjd0, not_before)
+    exps: list[_Exposure] = []
+
+    def ambient() -> dict:
+        return {
+            "ambient_temp": round(float(rng.normal(8.0, 1.5)), 2),
+            "humidity": round(float(np.clip(rng.normal(35, 10), 5, 90)), 1),
+            "pressure": round(float(rng.normal(775.0, 1.5)), 1),
+            "wind_speed": round(float(abs(rng.normal(5, 3))), 1),
+            "wind_dir": round(float(rng.uniform(0, 360)), 1),
+        }
+
+    def add(kind, tray, exptime, ra, dec, obj, seeing=math.nan, sky=math.nan, transp=math.nan):
+        nonlocal t
+        err_r = cfg.pointing_error_arcsec * math.sqrt(rng.random())
+        err_a = rng.uniform(0, 2 * math.pi)
+        ra_h = ra + err_r * math.cos(err_a) / 3600 / math.cos(math.radians(dec))
+        dec_h = dec + err_r * math.sin(err_a) / 3600
+        exps.append(
+            _Exposure(
+                kind=kind,
+                tray=tray,
+                exptime=exptime,
+                mjd=t,
+                ra=ra,
+                dec=dec,
+                rotation=float(rng.normal(0, cfg.rotation_error_deg)),
+                ra_hdr=ra_h % 360,
+                dec_hdr=dec_h,
+                seeing=seeing,
+                transparency=transp,
+                airmass=_airmass(t + exptime / 172800, ra, dec, lat, lon),
+                sky_factor=sky,
+                object=obj,
+                ambient=ambient(),
+            )
+        )
+        t += (exptime + cfg.overhead_s) / 86400
+
+    def park() -> tuple[float, float]:
+        """Calibrations are taken with the telescope parked at the zenith."""
+        return _lst_deg(t, lon), lat
+
+    for _ in range(n_bias):
+        add("bias", trays[0], 0.0, *park(), "bias")
+    for tray in trays:
+        for _ in range(n_flats):
+            add("flat", tray, cfg.exptime_flat_s, *park(), "dome flat")
+    for _ in range(n_test):
+        add("test", trays[0], cfg.exptime_test_s, *park(), "dark test")
+    # Science starts when the field is below airmass 1.3 between 20:00 and 06:00 UT, or at
+    # its lowest airmass in that window if it never gets there.
+    grid = [mjd0 + 1 / 24 + step * 10 / 1440 for step in range(61)]
+    airmasses = [_airmass(c, ra0, dec0, lat, lon) for c in grid]
+    below = [c for c, a in zip(grid, airmasses, strict=True) if a < 1.3]
+    start = below[0] if below else grid[int(np.argmin(airmasses))]
+    t = max(t, start - n_focus * (cfg.exptime_focus_s + cfg.overhead_s) / 86400)
+    for _ in range(n_focus):
+        add(
+            "focus",
+            trays[0],
+            cfg.exptime_focus_s,
+            ra0,
+            dec0,
+            "focus",
+            seeing=float(rng.uniform(*cfg.seeing_range_arcsec)),
+            sky=float(rng.uniform(1.0, 1.3)),
+            transp=1 - abs(rng.normal(0, cfg.transparency_sigma)),
+        )
+    n_dith = max(1, min(cfg.dithers_per_pointing, len(cfg.dither_offsets_arcsec)))
+    for i in range(n_science):
+        tray = trays[i % len(trays)]
+        j = i // len(trays)
+        p = (j // n_dith) % len(cfg.pointing_offsets_deg)
+        dxo, dyo = cfg.pointing_offsets_deg[p]
+        ddx, ddy = cfg.dither_offsets_arcsec[j % n_dith]
+        dec = dec0 + dyo + ddy / 3600
+        ra = ra0 + (dxo + ddx / 3600) / cosd
+        exptime = cfg.exptime_narrow_s if _tray_is_narrow(instrument, tray) else cfg.exptime_broad_s
+        add(
+            "science",
+            tray,
+            exptime,
+            ra % 360,
+            dec,
+            f"COSMOS-P{p + 1}",
+            seeing=float(rng.uniform(*cfg.seeing_range_arcsec)),
+            sky=float(rng.uniform(1.0, 1.3)),
+            transp=1 - abs(rng.normal(0, cfg.transparency_sigma)),
+        )
+    return exps
+
+
+def _primary_header(
+    instrument: Instrument,
+    e: _Exposure,
+    obs_set: str,
+    expnum: int,
+    filename: str,
+    focus: tuple[int, float, float] = (0, 0.0, 0.0),
+) -> fits.Header:
+    h = fits.Header()
+    m = instrument.header
+    hours = m.ra.unit == "hourangle"
+    iso = Time(e.mjd, format="mjd", scale="utc").isot
+    values = {
+        "obstype": _obstype_value(instrument, e.kind),
+        "exptime": float(e.exptime),
+        "date_obs": iso,
+        "mjd_obs": round(e.mjd, 8),
+        "filter_tray": e.tray,
+        "ra": _sexagesimal(e.ra_hdr, True) if hours else round(e.ra_hdr, 6),
+        "dec": _sexagesimal(e.dec_hdr, False) if hours else round(e.dec_hdr, 6),
+        "airmass": round(e.airmass, 4),
+        "object": e.object,
+        **e.ambient,
+    }
+    comments = {
+        "obstype": "observation type",
+        "exptime": "[s] exposure time",
+        "date_obs": "UTC start of exposure",
+        "mjd_obs": "MJD (UTC) start of exposure",
+        "filter_tray": "filter tray in the beam",
+        "ra": "telescope pointing RA (optical axis)",
+        "dec": "telescope pointing Dec (optical axis)",
+        "airmass": "airmass at mid-exposure",
+        "object": "target name",
+        "ambient_temp": "[C] ambient temperature",
+        "humidity": "[%] relative humidity",
+        "pressure": "[hPa] atmospheric pressure",
+        "wind_speed": "[m/s] wind speed",
+        "wind_dir": "[deg] wind direction",
+    }
+    h["INSTRUME"] = (instrument.name, "instrument")
+    h["TELESCOP"] = (instrument.telescope, "telescope")
+    for key, value in values.items():
+        spec = getattr(m, key, None)
+        if spec is not None:
+            h[spec.keyword] = (value, comments[key])
+    h["EXPNUM"] = (expnum, "exposure number in the night")
+    h["OBSSET"] = (obs_set, "observation set")
+    h["NEXTEND"] = (instrument.n_amplifiers, "number of amplifier extensions")
+    if e.kind == "focus":
+        h["FOCSTEPS"] = (focus[0], "stacked focus: images per frame")
+        h["FOCSHIFT"] = (focus[1], "[arcsec] shift between focus images (+y)")
+        h["FOCRANGE"] = (focus[2], "[arcsec] defocus FWHM at the sequence ends")
+    h["RADESYS"] = "ICRS"
+    h["EQUINOX"] = 2000.0
+    h["FILENAME"] = filename
+    h["ORIGIN"] = "surveydm pixelsim (simulated)"
+    return h
+
+
+def _amp_header(instrument: Instrument, ccd, amp) -> fits.Header:
+    h = fits.Header()
+    m = instrument.header
+    h[m.ccd_num.keyword] = (ccd.num, "CCD number")
+    h[m.amp_num.keyword] = (amp.num, "amplifier number")
+    h["CCDNAME"] = ccd.name
+    h["AMPNAME"] = amp.name
+    h["DATASEC"] = (amp.datasec, "image pixels in this extension")
+    h["BIASSEC"] = (amp.biassec, "serial overscan")
+    if amp.prescan:
+        h["PRESCAN"] = (amp.prescan, "serial prescan")
+    h["CCDSEC"] = (amp.ccdsec, "where DATASEC goes in the assembled CCD")
+    h["FLIPX"] = (amp.flip_x, "DATASEC columns reversed w.r.t. CCDSEC")
+    h["FLIPY"] = (amp.flip_y, "DATASEC rows reversed w.r.t. CCDSEC")
+    h["DETSIZE"] = f"[1:{ccd.shape[1]},1:{ccd.shape[0]}]"
+    h["GAIN"] = (amp.gain, "[e-/ADU] nominal gain")
+    h["RDNOISE"] = (amp.read_noise, "[e-] nominal read noise")
+    h["SATURATE"] = (amp.saturation, "[ADU] saturation level")
+    h["BUNIT"] = "adu"
+    return h
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class _NightSimulator:
+    def __init__(self, instrument: Instrument, cfg: SimulationConfig, seed: int) -> None:
+        self.inst = instrument
+        self.cfg = cfg
+        self.seed = seed
+        self.detector = DetectorModel(instrument, cfg)
+        self.pix_area = instrument.pixel_scale_arcsec**2
+        self.field_radius = field_radius_deg(instrument)
+        self.truth_rows: list[dict] = []
+
+    def _psf_fwhm(self, e: _Exposure, ccd, flt, x=None, y=None):
+        """PSF FWHM (arcsec): seeing x airmass^0.6 x (lambda/500 nm)^-0.2 with a mild
+        quadratic growth towards the field edge, at the CCD centre or at pixels (x, y)."""
+        if x is None:
+            r = math.hypot(*ccd.center_mm) * self.inst.plate_scale_arcsec_per_mm / 3600
+        else:
+            xi, eta = ccd_placement(self.inst, ccd, 0.0).pixel_to_distorted(x, y)
+            r = np.hypot(xi, eta)
+        edge = 1 + self.cfg.psf_field_variation * (r / self.field_radius) ** 2
+        return e.seeing * e.airmass**0.6 * (flt.wavelength_nm / 500.0) ** -0.2 * edge
+
+    def _render_focus_sequence(self, image, x, y, flux, fwhm_arcsec) -> None:
+        """A stacked focus frame: ``focus_steps`` images of the stars, each with 1/steps of the
+        exposure, shifted by ``focus_shift_arcsec`` along the columns between steps (charge
+        shuffled) while the focus runs through best focus; the defocus adds in quadrature to
+        the FWHM, up to ``focus_defocus_arcsec`` at the ends."""
+        cfg = self.cfg
+        n = max(1, cfg.focus_steps)
+        shift = cfg.focus_shift_arcsec / self.inst.pixel_scale_arcsec
+        for k in range(n):
+            defocus = cfg.focus_defocus_arcsec * (k - (n - 1) / 2) / max((n - 1) / 2, 1)
+            fwhm = np.hypot(fwhm_arcsec, defocus) / self.inst.pixel_scale_arcsec
+            render_stars(image, x, y + k * shift, flux / n, fwhm, cfg.psf_beta)
+
+    def _render_ccd(
+        self,
+        e: _Exposure,
+        ccd,
+        sky: SkyModel | None,
+        rng: np.random.Generator,
+        row: dict,
+    ) -> np.ndarray:
+        """Expected electrons of one CCD (before noise), and fill the truth row."""
+        ny, nx = ccd.shape
+        det = self.detector
+        flt = self.inst.filter(self.inst.tray(e.tray).filters[ccd.num])
+        row["filter"] = flt.name
+        if e.kind == "bias":
+            return np.zeros((ny, nx), np.float32)
+        dark = det.dark_map(ccd) * np.float32(e.exptime)
+        if e.kind == "test":
+            return dark.copy()
+        resp = det.response(ccd, flt)
+        med_resp = det.median_response(ccd, flt)
+        if e.kind == "flat":
+            img = resp * np.float32(self.cfg.flat_level_e * rng.uniform(0.97, 1.03))
+            img += dark
+            row["median_response"] = med_resp
+            return img
+        # science / focus
+        zp = flt.zeropoint - flt.extinction * e.airmass + 2.5 * math.log10(e.transparency)
+        sky_rate = 10 ** (-0.4 * (flt.sky_mag - flt.zeropoint)) * self.pix_area * e.sky_factor
+        fwhm = self._psf_fwhm(e, ccd, flt)
+        fwhm_pix = fwhm / self.inst.pixel_scale_arcsec
+        w = ccd_wcs(self.inst, ccd.num, e.ra, e.dec, e.rotation, distortion=True)
+        objects = np.zeros((ny, nx), np.float32)
+        n_stars = n_gal = 0
+        if sky is not None:
+            # cheap pre-selection around the CCD centre, then the true WCS
+            cra, cdec = w.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
+            half_diag = math.hypot(nx, ny) / 2 * self.inst.pixel_scale_arcsec / 3600 + 0.02
+            dd = np.abs(sky.dec - cdec) < half_diag
+            cosd = math.cos(math.radians(cdec))
+            dra = np.abs(((sky.ra - cra + 180) % 360) - 180) * cosd
+            cand = np.nonzero(dd & (dra < half_diag))[0]
+            if cand.size:
+                px, py = w.all_world2pix(sky.ra[cand], sky.dec[cand], 0)
+                margin = 30
+                inside = (px > -margin) & (px < nx + margin) & (py > -margin) & (py < ny + margin)
+                cand, px, py = cand[inside], px[inside], py[inside]
+                flux = 10 ** (-0.4 * (sky.mags[flt.name][cand] - zp)) * e.exptime
+                st = sky.is_star[cand]
+                n_stars, n_gal = int(st.sum()), int((~st).sum())
+                fwhm_stars = self._psf_fwhm(e, ccd, flt, px[st], py[st])
+                if e.kind == "focus":
+                    self._render_focus_sequence(objects, px[st], py[st], flux[st], fwhm_stars)
+                    st = np.ones_like(st)  # a focus frame shows the stars only
+                    n_gal = 0
+                else:
+                    render_stars(
+                        objects, px[st], py[st], flux[st],
+                        fwhm_stars / self.inst.pixel_scale_arcsec, self.cfg.psf_beta,
+                    )  # fmt: skip
+                g = ~st
+                gi = cand[g]
+                # position angle (east of north) -> angle from +x in the pixel frame
+                cd = w.wcs.cd if w.wcs.has_cd() else w.pixel_scale_matrix
+                inv = np.linalg.inv(cd)
+                pa = np.radians(sky.position_angle_deg[gi])
+                vec = inv @ np.stack([np.sin(pa), np.cos(pa)])
+                render_galaxies(
+                    objects,
+                    px[g],
+                    py[g],
+                    flux[g],
+                    sky.sersic_n[gi],
+                    sky.half_light_radius_arcsec[gi],
+                    sky.axis_ratio[gi],
+                    np.arctan2(vec[1], vec[0]),
+                    self.inst.pixel_scale_arcsec,
+                    fwhm_pix,
+                    self.cfg.psf_beta,
+                    exact=sky.ref_mag[gi] < self.cfg.galsim_exact_mag,
+                )
+        img = objects
+        sky_img = np.float32(sky_rate * e.exptime)
+        if flt.fringing:
+            img += sky_img * (1 + np.float32(self.cfg.fringe_amplitude) * det.fringe(ccd))
+        else:
+            img += sky_img
+        img *= resp
+        img += dark
+        row.update(
+            seeing_arcsec=fwhm,
+            fwhm_pix=fwhm_pix,
+            psf_beta=self.cfg.psf_beta,
+            transparency=e.transparency,
+            sky=sky_rate * med_resp,
+            zeropoint=zp + 2.5 * math.log10(med_resp),
+            median_response=med_resp,
+            wcs_header=w.to_header(relax=True).tostring(sep="\n"),
+            n_stars=n_stars,
+            n_galaxies=n_gal,
+        )
+        return img
+
+    def exposure_hdul(
+        self, e: _Exposure, obs_set: str, expnum: int, filename: str, sky: SkyModel | None
+    ) -> fits.HDUList:
+        rng = np.random.default_rng([self.seed, expnum, zlib.crc32(obs_set.encode())])
+        hdus: list[fits.hdu.base.ExtensionHDU] = []
+        for ccd in self.inst.ccds:
+            row = {
+                "obs_set": obs_set,
+                "file": filename,
+                "expnum": expnum,
+                "kind": e.kind,
+                "ccd_num": ccd.num,
+                "tray": e.tray,
+                "mjd": e.mjd,
+                "exptime": e.exptime,
+                "airmass": e.airmass,
+                "ra_true": e.ra,
+                "dec_true": e.dec,
+                "rotation_deg": e.rotation,
+                "ra_header": e.ra_hdr,
+                "dec_header": e.dec_hdr,
+                "pointing_error_ra_arcsec": ((e.ra_hdr - e.ra + 180) % 360 - 180)
+                * math.cos(math.radians(e.dec))
+                * 3600,
+                "pointing_error_dec_arcsec": (e.dec_hdr - e.dec) * 3600,
+            }
+            expected = self._render_ccd(e, ccd, sky, rng, row)
+            # Poisson noise: Gaussian approximation where the mean is large, exact elsewhere.
+            if e.kind != "bias":
+                low = expected < 30
+                noisy = rng.standard_normal(expected.shape, dtype=np.float32)
+                noisy *= np.sqrt(np.maximum(expected, 0))
+                noisy += expected
+                if low.any():
+                    noisy[low] = rng.poisson(np.maximum(expected[low], 0)).astype(np.float32)
+                electrons = noisy
+            else:
+                electrons = expected
+            n_cr = add_cosmic_rays(
+                electrons,
+                rng,
+                e.exptime + self.cfg.readout_time_s,
+                self.inst.pixel_size_um,
+                self.cfg,
+            )
+            full_well = self.detector.full_well_e(ccd)
+            n_sat = bleed(electrons, full_well)
+            offsets = {a.num: float(rng.normal(0, self.cfg.bias_drift_adu)) for a in ccd.amplifiers}
+            raws = electrons_to_raw(ccd, electrons, self.detector, rng, offsets, full_well)
+            row["n_cosmic_rays"] = n_cr
+            row["n_saturated"] = n_sat
+            row["bias_offsets_adu"] = ",".join(f"{offsets[a.num]:.3f}" for a in ccd.amplifiers)
+            self.truth_rows.append(row)
+            for amp in ccd.amplifiers:
+                hdu = fits.ImageHDU(
+                    data=raws[amp.num],
+                    header=_amp_header(self.inst, ccd, amp),
+                    name=f"{ccd.name}_{amp.name}",
+                )
+                hdus.append(hdu)
+        focus = (self.cfg.focus_steps, self.cfg.focus_shift_arcsec, self.cfg.focus_defocus_arcsec)
+        primary = fits.PrimaryHDU(
+            header=_primary_header(self.inst, e, obs_set, expnum, filename, focus)
+        )
+        return fits.HDUList([primary, *hdus])
+
+
+_TRUTH_COLUMNS = [
+    "obs_set", "file", "expnum", "kind", "ccd_num", "filter", "tray", "mjd", "exptime",
+    "airmass", "seeing_arcsec", "fwhm_pix", "psf_beta", "transparency", "sky", "zeropoint",
+    "median_response", "ra_true", "dec_true", "rotation_deg", "ra_header", "dec_header",
+    "pointing_error_ra_arcsec", "pointing_error_dec_arcsec", "n_stars", "n_galaxies",
+    "n_cosmic_rays", "n_saturated", "bias_offsets_adu", "wcs_header",
+]  # fmt: skip
+
+
+def _truth_table(rows: list[dict]) -> Table:
+    cols = {}
+    for name in _TRUTH_COLUMNS:
+        vals = [r.get(name) for r in rows]
+        if name in ("obs_set", "file", "kind", "filter", "tray", "bias_offsets_adu", "wcs_header"):
+            cols[name] = np.array([v if v is not None else "" for v in vals], dtype=str)
+        elif name in ("expnum", "ccd_num", "n_stars", "n_galaxies", "n_cosmic_rays", "n_saturated"):
+            cols[name] = np.array([v if v is not None else -1 for v in vals], dtype=np.int64)
+        else:
+            cols[name] = np.array([v if v is not None else np.nan for v in vals], dtype=float)
+    return Table(cols)
+
+
+def simulate_night(
+    instrument: Instrument | str,
+    out_dir: Path,
+    *,
+    night: str = "2026-11-20",
+    seed: int = 0,
+    n_bias: int = 5,
+    n_flats_per_tray: int = 3,
+    n_science: int = 6,
+    trays: list[str] | None = None,
+    n_test: int = 1,
+    n_focus: int = 1,
+    truth_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    config: SimulationConfig | None = None,
+) -> SimulatedNight:
+    """Simulate one night of raw data into the observatory buffer ``out_dir``.
+
+    Writes ``out_dir/<YYYYMMDD>_<NNN>/`` (the next free obs-set counter of the night) with
+    ``<instrument>.<YYYYMMDD>.<expnum:04d>.fits`` raw mosaics (biases, dome flats for each
+    tray, TEST closed-shutter darks, FOCUS and SCIENCE exposures over the pointings and
+    dithers of ``config``; science exposures cycle through ``trays``) and, last and atomically,
+    ``manifest.yaml``. The truth (``objects.parquet``, ``exposures.parquet`` (appended),
+    ``refcat.fits``) goes to ``truth_dir``, by default the sibling ``<out_dir>_truth``.
+    Formats: docs/simulate.md. Deterministic for (instrument, night, seed, config).
+
+    Args:
+        instrument: a loaded instrument or a built-in name / YAML path.
+        trays: filter trays of the flats and science exposures (default: the first tray
+            and the ``r`` tray if there is one).
+        progress: called as ``progress(files_done, files_total)`` after each file.
+        config: simulator parameters (:class:`SimulationConfig`).
+
+    Raises:
+        SimulationError: bad night date, unknown tray, negative counts, or a truth directory
+            inside the buffer.
+        InstrumentError: unknown or invalid instrument.
+    """
+    import time
+
+    t_start = time.perf_counter()
+    inst = load_instrument(instrument) if isinstance(instrument, str | Path) else instrument
+    cfg = config or SimulationConfig()
+    if "T80" in inst.telescope.upper() and config is None:
+        cfg = cfg.model_copy(update={"site_lat_deg": JAVALAMBRE[0], "site_lon_deg": JAVALAMBRE[1]})
+    try:
+        night_date = dt.date.fromisoformat(night)
+    except ValueError:
+        raise SimulationError(f"night must be YYYY-MM-DD, got {night!r}") from None
+    counts = {"n_bias": n_bias, "n_flats_per_tray": n_flats_per_tray, "n_science": n_science,
+              "n_test": n_test, "n_focus": n_focus}  # fmt: skip
+    for name, n in counts.items():
+        if n < 0:
+            raise SimulationError(f"{name} must be >= 0, got {n}")
+    trays = list(trays) if trays else _default_trays(inst)
+    known = [t.name for t in inst.trays]
+    for tr in trays:
+        if tr not in known:
+            raise SimulationError(
+                f"{inst.name} has no filter tray {tr!r}; known: {', '.join(known)}"
+            )
+    out_dir = Path(out_dir).resolve()
+    truth = Path(truth_dir).resolve() if truth_dir else out_dir.parent / f"{out_dir.name}_truth"
+    if truth == out_dir or truth.is_relative_to(out_dir):
+        raise SimulationError(
+            f"truth directory {truth} is inside the observatory buffer {out_dir}; "
+            "the truth must never be inside the buffer"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth.mkdir(parents=True, exist_ok=True)
+    yyyymmdd = night_date.strftime("%Y%m%d")
+    obs_set, expnum0, last_mjd = _next_obs_set(out_dir, yyyymmdd)
+    set_dir = out_dir / obs_set
+    set_dir.mkdir()
+
+    rng = np.random.default_rng([seed, int(yyyymmdd)])
+    plan = _plan(inst, cfg, rng, night_date, trays, n_bias, n_flats_per_tray, n_science,
+                 n_test, n_focus, cfg.site_lat_deg, cfg.site_lon_deg,
+                 not_before=last_mjd + cfg.overhead_s / 86400)  # fmt: skip
+    sim = _NightSimulator(inst, cfg, seed)
+    sky_model: SkyModel | None = None
+    epoch = _julian_year(plan[0].mjd if plan else Time(str(night_date)).mjd)
+    # The sky covers every pointing the configuration can reach, so all nights share it.
+    cosd = math.cos(math.radians(cfg.field_dec_deg))
+    offs = np.array(cfg.pointing_offsets_deg)
+    c_ra = cfg.field_ra_deg + offs[:, 0].mean() / cosd
+    c_dec = cfg.field_dec_deg + offs[:, 1].mean()
+    reach = float(np.hypot(offs[:, 0] - offs[:, 0].mean(), offs[:, 1] - offs[:, 1].mean()).max())
+    dith = max(math.hypot(*d) for d in cfg.dither_offsets_arcsec) / 3600
+    radius = reach + dith + sim.field_radius + cfg.pointing_error_arcsec / 3600 + 0.05
+    sky_model = make_sky(inst, cfg, c_ra, c_dec, radius, epoch)
+
+    files: list[SimulatedFile] = []
+    total = len(plan)
+    for i, e in enumerate(plan):
+        expnum = expnum0 + i
+        name = f"{inst.name}.{yyyymmdd}.{expnum:04d}.fits"
+        hdul = sim.exposure_hdul(
+            e, obs_set, expnum, name, sky_model if e.kind in ("science", "focus") else None
+        )
+        buf = io.BytesIO()
+        hdul.writeto(buf)
+        data = buf.getvalue()
+        path = set_dir / name
+        _write_atomic(path, data)
+        files.append(
+            SimulatedFile(
+                path=path,
+                kind=e.kind,
+                obs_set=obs_set,
+                expnum=expnum,
+                size=len(data),
+                adler32=f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+            )
+        )
+        del buf, data, hdul
+        if progress is not None:
+            progress(i + 1, total)
+
+    # Truth beside the buffer.
+    objects_path = truth / "objects.parquet"
+    write_parquet(sky_model.to_table(), objects_path)
+    exposures_path = truth / "exposures.parquet"
+    table = _truth_table(sim.truth_rows)
+    if exposures_path.exists():
+        from astropy.table import vstack
+
+        old = read_parquet(exposures_path)
+        old = old[~np.isin(np.asarray(old["file"]), np.asarray(table["file"]))]
+        table = vstack([old, table]) if len(old) else table
+    write_parquet(table, exposures_path)
+    refcat_path = truth / "refcat.fits"
+    write_refcat(refcat_table(sky_model, inst, cfg), refcat_path)
+
+    # Manifest last, atomically: the DAQ has finished the obs set.
+    manifest = {
+        "obs_set": obs_set,
+        "night": night_date.isoformat(),
+        "instrument": inst.name,
+        "operator": cfg.operator,
+        "project": cfg.project,
+        "comments": f"simulated night (surveydm pixelsim, seed {seed}); trays {', '.join(trays)}",
+        "mjd_start": round(float(plan[0].mjd), 8) if plan else None,
+        "mjd_stop": round(float(plan[-1].mjd + plan[-1].exptime / 86400), 8) if plan else None,
+        "files": [
+            {"name": f.path.name, "kind": f.kind, "size": f.size, "adler32": f.adler32}
+            for f in files
+        ],
+    }
+    manifest_path = set_dir / "manifest.yaml"
+    _write_atomic(manifest_path, yaml.safe_dump(manifest, sort_keys=False).encode())
+    return SimulatedNight(
+        instrument=inst.name,
+        night=night_date.isoformat(),
+        out_dir=out_dir,
+        obs_sets=[obs_set],
+        files=files,
+        manifests=[manifest_path],
+        truth_dir=truth,
+        refcat=refcat_path,
+        objects=objects_path,
+        exposures=exposures_path,
+        elapsed_s=time.perf_counter() - t_start,
+    )
