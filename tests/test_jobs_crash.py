@@ -118,6 +118,14 @@ def test_worker_reconnects_after_pg_terminate_backend(registry):
     assert len(per_job) == 24 and set(per_job.values()) == {1}
 
 
+def _running_pids(registry, root: int) -> set[int]:
+    with registry.session(write=False) as s:
+        rows = s.execute(
+            select(Job.pid).where(Job.parent_id == root, Job.status == S.RUNNING)
+        ).all()
+    return {int(pid) for (pid,) in rows if pid}
+
+
 def test_thousand_jobs_with_pilots_killed_at_random(registry):
     n = 1000
     # the root may be killed too (prolog, epilog): give it room for that
@@ -141,9 +149,12 @@ def test_thousand_jobs_with_pilots_killed_at_random(registry):
     deadline = time.monotonic() + 120
     while t.is_alive() and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.2, 0.6))
-        pilots = [p for p in mp.active_children() if p.name.startswith("pilot-") and p.is_alive()]
+        pilots = {p.pid for p in mp.active_children() if p.name.startswith("pilot-")}
         if pilots and kills < 12 and status_summary(registry, root).counts[S.DONE] < 0.9 * n:
-            os.kill(rng.choice(pilots).pid, signal.SIGKILL)
+            # Every other kill targets a pilot that holds sub-jobs, so that the re-run path is
+            # exercised whatever the timing; the others hit any pilot (idle, claiming, root).
+            holders = _running_pids(registry, root) & pilots if kills % 2 == 0 else set()
+            os.kill(rng.choice(sorted(holders or pilots)), signal.SIGKILL)
             kills += 1
     t.join(timeout=60)
     assert not t.is_alive()
