@@ -381,6 +381,23 @@ def test_fringe_scale_fitted_and_removed():
     assert np.std(fixed[:40] - sky) > 1.2 * np.sqrt(sky)
 
 
+def test_fringe_scale_robust_to_a_saturated_star_on_a_halo_in_the_fringe_frame():
+    """A fringe frame made from two dithers keeps a star's halo; a science image with a
+    saturated star and bleed trail on it must not drag the least-squares scale (seen in the
+    demo night: 1.5x the sky on an i-band CCD, fringes doubled instead of removed)."""
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:400, 0:200]
+    fringe = (0.03 * np.sin(x / 5.0 + y / 13.0)).astype(np.float32)
+    halo = np.exp(-((x - 120.0) ** 2 + (y - 200.0) ** 2) / (2 * 15.0**2))
+    fringe += (0.4 * halo).astype(np.float32)  # the star's halo left in the fringe frame
+    sky = 45000.0
+    image = sky * (1 + 0.03 * np.sin(x / 5.0 + y / 13.0)) + rng.normal(0, np.sqrt(sky), x.shape)
+    image += 5.0e6 * halo  # the same bright star, saturated, in the science image
+    image[:, 119:122] = np.maximum(image[:, 119:122], 180000.0)  # bleed trail
+    scale = fit_fringe_scale(image, fringe)
+    assert scale == pytest.approx(sky, rel=0.02)
+
+
 # --------------------------------------------------------------------------- cosmics, weights
 
 

@@ -49,6 +49,14 @@ def fit_fringe_scale(
     keep = np.isfinite(y) & np.isfinite(f)
     if mask is not None:
         keep &= np.asarray(mask[sl]).ravel() == 0
+    # Start from robust cuts, not from all pixels: a saturated star with bleed trails (or a
+    # star's halo left in a fringe frame made from few dithers) otherwise sets the first
+    # least-squares scale, and the clipping around a wrong solution keeps it (seen: 1.5x the
+    # sky on a CCD with a saturated star). The fringes themselves are a bounded pattern, well
+    # inside these limits.
+    for v, limit in ((y, 4.0), (f, 5.0)):
+        centre = float(np.median(v[keep])) if keep.any() else 0.0
+        keep &= np.abs(v - centre) <= limit * max(float(mad_std(v[keep])), 1e-12)
     scale = 0.0
     for _ in range(max(1, iterations)):
         fy, ff = y[keep], f[keep]
