@@ -89,6 +89,20 @@ def test_background_level_and_noise(field):
     assert abs(bkg.global_rms - np.sqrt(SKY + READ_NOISE**2)) < 0.5
 
 
+def test_background_noise_of_constant_cells_is_the_median_rms():
+    """A block of constant pixels (zero noise) must not leave a zero in the RMS map, which
+    made extraction fail with 'noise map has non-positive values' on a whole CCD."""
+    rng = np.random.default_rng(3)
+    image = rng.normal(1000.0, 30.0, (512, 512)).astype(np.float32)
+    image[128:384, 128:384] = 1000.0
+    bkg = measure_background(image)
+    assert np.all(bkg.rms > 0)
+    assert np.median(bkg.rms[200:300, 200:300]) == pytest.approx(30.0, rel=0.1)
+    extract_sources(image, background=bkg, pixel_scale=0.5)  # no ExtractionError
+    with pytest.raises(ExtractionError, match="no pixel has any noise"):
+        measure_background(np.full((256, 256), 5.0, np.float32))
+
+
 def test_completeness_at_snr10(field):
     snr10 = flux_for_snr(10, field["fwhm"])
     sel = (field["flux"] > 0.8 * snr10) & (field["flux"] < 1.5 * snr10)

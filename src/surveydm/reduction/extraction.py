@@ -146,10 +146,12 @@ def measure_background(
         filter_threshold: only filter cells that deviate more than this (``BACK_FILTERTHRESH``).
 
     Returns:
-        :class:`Background` with float32 level and RMS maps and the global values.
+        :class:`Background` with float32 level and RMS maps and the global values; mesh
+        cells of constant pixels (zero RMS) take the median RMS of the others.
 
     Raises:
-        ExtractionError: bad shapes/dtypes, non-positive box, or an image sep cannot model.
+        ExtractionError: bad shapes/dtypes, non-positive box, an image sep cannot model, or
+            an image without any noise.
 
     Method: clipped mode estimator per mesh cell, median filtered and bicubic-spline
     interpolated (Bertin & Arnouts 1996, sect. 3.1; sep.Background).
@@ -171,9 +173,18 @@ def measure_background(
         )
     except Exception as exc:  # sep raises plain Exception subclasses with C messages
         raise ExtractionError(f"background estimation failed: {exc}") from exc
+    rms = bkg.rms(dtype=np.float32)
+    flat_cells = ~(rms > 0) | ~np.isfinite(rms)
+    if flat_cells.any():
+        # Cells of constant pixels (a filled-in region, a stuck amplifier) have zero noise
+        # and would make every later noise map invalid: they take the median noise of the
+        # others (sep's global RMS is 1.0 on a constant image, not a measurement).
+        if flat_cells.all():
+            raise ExtractionError("background estimation failed: no pixel has any noise")
+        rms[flat_cells] = np.median(rms[~flat_cells])
     return Background(
         image=bkg.back(dtype=np.float32),
-        rms=bkg.rms(dtype=np.float32),
+        rms=rms,
         global_level=float(bkg.globalback),
         global_rms=float(bkg.globalrms),
     )
