@@ -550,3 +550,40 @@ def test_assemble_accepts_fits_style_big_endian_and_float_input():
     out = assemble_ccd(raws, ccd)
     expected = min((a.saturation - a.bias_level) * a.gain for a in ccd.amplifiers)
     assert out.saturation_level == pytest.approx(expected, rel=1e-3)
+
+
+def test_fringe_source_mask_reaches_star_wings_once_fringes_are_removed():
+    """With the first fringe frame removed the threshold is set by the noise, not by the
+    fringes, so the faint wings of a star are masked (they would leak into the frame)."""
+    from surveydm.reduction.fringe import fringe_source_mask
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:300, 0:300]
+    pattern = (0.03 * np.sin(x / 3.0 + y / 7.0)).astype(np.float32)
+    sky = 40000.0
+    r2 = (x - 150.0) ** 2 + (y - 150.0) ** 2
+    star = 2.0e6 / (2 * np.pi * 2.0**2) * np.exp(-r2 / (2 * 2.0**2))
+    wings = 3.0e5 / (np.pi * 6.0**2) * (1 + r2 / 6.0**2) ** -3.0  # Moffat halo
+    image = sky * (1 + pattern) + star + wings + rng.normal(0, np.sqrt(sky), x.shape)
+    image = image.astype(np.float32)
+    without = fringe_source_mask(image)
+    with_fringe = fringe_source_mask(image, fringe=pattern)
+    ring = (r2 > 6.0**2) & (r2 < 7.5**2)  # wings ~ 1 noise sigma per pixel
+    assert with_fringe[ring].mean() > 0.9
+    assert without[ring].mean() < 0.5
+    assert with_fringe[:50, :50].mean() < 0.05  # blank sky stays usable
+
+
+def test_fill_holes_interpolates_the_pattern():
+    from surveydm.reduction.fringe import fill_holes
+
+    y, x = np.mgrid[0:100, 0:100]
+    truth = np.sin(x / 8.0 + y / 11.0).astype(np.float32)
+    image = truth.copy()
+    image[40:44, 50:54] = np.nan
+    fill_holes(image)
+    assert np.isfinite(image).all()
+    assert np.abs(image - truth)[40:44, 50:54].max() < 0.2
+    assert np.array_equal(image[:30], truth[:30])  # valid pixels untouched
+    empty = np.full((10, 10), np.nan, np.float32)
+    assert np.all(fill_holes(empty) == 0.0)

@@ -484,13 +484,14 @@ def _fringing_ccds(instrument: Instrument, tray: str) -> list[int]:
 class MasterFringe(Task):
     """Fringe frames of a filter tray's fringing CCDs from the night's science exposures.
 
-    Each exposure is detrended (master bias and flat) and its sources masked: pixels 4 robust
-    sigma above the sky, the sigma including the fringes, grown by 3 pixels. The frames are
-    normalised by their sky level and the dithered stack combined with a clipped median
+    Each exposure is detrended (master bias and flat) and its sources masked
+    (:func:`surveydm.reduction.fringe.fringe_source_mask`); the frames are normalised by their
+    sky level and the dithered stack combined with a clipped median
     (:func:`surveydm.reduction.fringe.make_fringe_frame`; seed 002, fringing correction of the
-    reddest J-PLUS bands). Fewer than ``min_frames`` exposures make no frame: the single-epoch
-    jobs then use the nearest valid master fringe of another night, or go without and say so
-    in their QC.
+    reddest J-PLUS bands). A second pass masks the sources again once the first frame's
+    fringes are removed, down to the faint wings of stars that would leak into the frame.
+    Fewer than ``min_frames`` exposures make no frame: the single-epoch jobs then use the
+    nearest valid master fringe of another night, or go without and say so in their QC.
     """
 
     name = "master_fringe"
@@ -498,10 +499,8 @@ class MasterFringe(Task):
     min_frames = 2
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        from scipy.ndimage import binary_dilation
-
         from surveydm.reduction.detrend import detrend
-        from surveydm.reduction.fringe import make_fringe_frame
+        from surveydm.reduction.fringe import fringe_source_mask, make_fringe_frame
 
         cfg, tray = ctx.config, ctx.config["filter_tray"]
         archive = _archive()
@@ -545,14 +544,13 @@ class MasterFringe(Task):
                     ctx.log(f"{m.filename}: skipped ({exc})")
                     continue
                 img = detrend(assemble_ccd(amps, ccd).image, bias=b, flat=f, overwrite=True)
-                # sources: well above the sky's own scatter, which includes the fringes
-                sub = img[::4, ::4]
-                sky = float(np.median(sub))
-                scatter = 1.4826 * float(np.median(np.abs(sub - sky)))
-                masks.append(binary_dilation(img > sky + 4 * scatter, iterations=3) | (f <= 0))
                 frames.append(img)
+                masks.append(fringe_source_mask(img, mask=~(f > 0)))
             if len(frames) < self.min_frames:
                 continue
+            # second pass: sources masked down to the noise once the fringes are removed
+            first = make_fringe_frame(frames, masks=masks)
+            masks = [fringe_source_mask(img, fringe=first, mask=~(f > 0)) for img in frames]
             images[num] = make_fringe_frame(frames, masks=masks)
         ctx.qc(
             "fringe_frames",

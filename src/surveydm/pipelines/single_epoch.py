@@ -234,18 +234,20 @@ def _aperture_correction(
     science: np.ndarray, background: Background, mask: np.ndarray, catalog: Table, fwhm: float
 ) -> float | None:
     """Aperture correction factor of ``flux_aper`` (total / aperture flux) from the curve of
-    growth of the PSF stars without a neighbour within 4 FWHM + 2 pixels, out to 4 FWHM
-    (inverse-variance weighted, so the brightest stars dominate); None without usable
-    stars."""
+    growth of the PSF stars without a neighbour within the total radius + 2 pixels, out to
+    4 FWHM, or the aperture radius + 2 pixels when the seeing is so good that the aperture
+    already holds 4 FWHM (inverse-variance weighted, so the brightest stars dominate); None
+    without usable stars."""
     r_ap = float(catalog.meta.get("aperture_radius_pix", 0.0)) if len(catalog) else 0.0
-    if not (np.isfinite(fwhm) and r_ap > 0) or 4.0 * fwhm <= r_ap:
+    if not (np.isfinite(fwhm) and r_ap > 0):
         return None
+    total = max(4.0 * fwhm, r_ap + 2.0)
     stars = np.flatnonzero(select_psf_stars(catalog))
     if len(stars) < 3:
         return None
     xy = np.column_stack([np.asarray(catalog["x"], float), np.asarray(catalog["y"], float)])
     nn, _ = cKDTree(xy).query(xy[stars], k=2)
-    stars = stars[nn[:, 1] > 4.0 * fwhm + 2.0]
+    stars = stars[nn[:, 1] > total + 2.0]
     if len(stars) < 3:
         return None
     try:
@@ -254,7 +256,7 @@ def _aperture_correction(
             xy[stars, 0],
             xy[stars, 1],
             radius=r_ap,
-            total_radius=4.0 * fwhm,
+            total_radius=total,
             background=background.image,
             mask=mask,
             err=background.rms,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.stats import mad_std
+from scipy import ndimage
 
 from surveydm.reduction.calibration_frames import frame_level
 from surveydm.reduction.combine import FrameSource, as_frame_source, combine
@@ -98,6 +99,49 @@ def subtract_fringe(
     return out, float(scale)
 
 
+def fringe_source_mask(
+    image: np.ndarray,
+    *,
+    fringe: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    smooth_sigma: float = 1.0,
+    threshold: float = 3.0,
+    grow: int = 1,
+) -> np.ndarray:
+    """Pixels of ``image`` covered by sources, for building a fringe frame.
+
+    With ``fringe`` (a first fringe frame), the fitted fringes are removed first so that the
+    threshold is set by the noise alone and reaches the faint wings of stars, which would
+    otherwise leak into the fringe frame (a frame from few dithers then carries star halos,
+    and subtracting it removes part of every star's light: ~1.5% of the flux between 1 and 4
+    FWHM in the demo night). The residual is smoothed with a Gaussian of ``smooth_sigma``
+    pixels, thresholded at ``threshold`` times its robust sigma above the sky, and grown by
+    ``grow`` pixels (the two-pass masking of IRAF ``mkfringecor`` and DECam fringe templates).
+
+    Args:
+        image: (ny, nx) flat-fielded image, e-.
+        fringe: (ny, nx) first-pass fringe frame (sky units) or None.
+        mask: (ny, nx) nonzero pixels left out of the statistics (and masked).
+        smooth_sigma: Gaussian smoothing, pixels.
+        threshold: detection threshold in robust sigma of the smoothed residual.
+        grow: dilation of the detected pixels, pixels.
+
+    Returns:
+        (ny, nx) bool mask, True on sources (and on ``mask``).
+    """
+    bad = np.zeros(image.shape, bool) if mask is None else np.asarray(mask) != 0
+    resid = np.asarray(image, dtype=np.float32)
+    if fringe is not None:
+        resid = resid - np.float32(fit_fringe_scale(image, fringe, mask=bad)) * fringe
+    sky = float(np.median(resid[::4, ::4][~bad[::4, ::4]]))
+    smooth = ndimage.gaussian_filter(np.where(bad, sky, resid) - sky, smooth_sigma)
+    noise = float(mad_std(smooth[::2, ::2][~bad[::2, ::2]]))
+    sources = smooth > threshold * noise
+    if grow > 0:
+        sources = ndimage.binary_dilation(sources, iterations=grow)
+    return sources | bad
+
+
 def make_fringe_frame(
     frames: FrameSource,
     *,
@@ -113,7 +157,8 @@ def make_fringe_frame(
     zero-mean pattern in units of the sky level (scale ~ sky e- when fitted).
 
     Returns:
-        (ny, nx) float32 fringe frame (0 where no frame contributed).
+        (ny, nx) float32 fringe frame; pixels where no frame contributed are filled from
+        their surroundings (:func:`fill_holes`).
 
     Raises:
         ValueError: as :func:`surveydm.reduction.combine.combine`.
@@ -138,5 +183,33 @@ def make_fringe_frame(
     )
     img = res.image
     img -= np.float32(np.nanmedian(img))
-    np.nan_to_num(img, copy=False)
-    return img
+    return fill_holes(img)
+
+
+def fill_holes(
+    image: np.ndarray, scales: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0)
+) -> np.ndarray:
+    """Fill the NaN pixels of ``image`` in place by normalised convolution: Gaussian-weighted
+    means of the valid pixels around them, at growing ``scales`` (pixels) until every hole
+    is filled (Knutsson & Westin 1993). A fringe frame has holes where every frame was
+    masked (a star at the same place in all the dithers); zeros there would leave the full
+    fringes under the star. Returns ``image``; all-NaN images become 0."""
+    todo = ~np.isfinite(image)
+    if not todo.any():
+        return image
+    if todo.all():
+        image[...] = 0.0
+        return image
+    values = np.where(todo, np.float32(0.0), image)
+    for sigma in scales:
+        valid = (~todo).astype(np.float32)
+        num = ndimage.gaussian_filter(values, sigma)
+        den = ndimage.gaussian_filter(valid, sigma)
+        ok = todo & (den > 0.05)
+        values[ok] = num[ok] / den[ok]
+        todo &= ~ok
+        if not todo.any():
+            break
+    values[todo] = 0.0
+    image[...] = values
+    return image
