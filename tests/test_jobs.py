@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from surveydm.db.models.jobs import Dependency, Job, QualityControl, Tag
 from surveydm.db.models.production import Product
+from surveydm.errors import SurveydmError
 from surveydm.orchestration import (
     JobContext,
     JobNotFoundError,
@@ -319,6 +320,16 @@ def test_run_local_processes_and_progress(registry):
     assert seen and seen[-1].done_fraction == 1.0
     recs = products(registry, "t_record")
     assert len(recs) == 30 and len({p.job_id for p in recs}) == 30
+
+
+def test_run_local_gives_up_when_pilots_fail_as_they_start(registry):
+    """A broken setup (here: settings the pilots reject) makes every pilot exit with an
+    error at once; run_local must say so instead of restarting pilots forever."""
+    root = submit(registry, "t_record")
+    with pytest.raises(SurveydmError, match="exit with an error as they start"):
+        run_local(registry.url, root, processes=1, env={"SURVEYDM_LEASE_SECONDS": "-5"})
+    with registry.session(write=False) as s:
+        assert s.get(Job, root).status == S.QUEUED  # nothing lost: the job waits
 
 
 def test_qc_result_and_context_validation(registry):

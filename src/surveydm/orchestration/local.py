@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from surveydm.db import Registry
+from surveydm.errors import SurveydmError
 from surveydm.orchestration import status as S
 from surveydm.orchestration import store
 from surveydm.orchestration.store import Summary
@@ -27,6 +28,11 @@ from surveydm.orchestration.tasks import TASKS, load_task_modules, task_modules
 from surveydm.orchestration.worker import Worker, with_db_retry
 
 log = logging.getLogger("surveydm.worker")
+
+#: A pilot that exits with an error within this many seconds of its start failed to start.
+PILOT_START_SECONDS = 10.0
+#: Failed starts in a row, per pilot process, after which :func:`run_local` gives up.
+MAX_FAILED_STARTS = 3
 
 
 @dataclass
@@ -141,7 +147,9 @@ def run_local(
 
     Raises:
         surveydm.orchestration.store.JobNotFoundError: ``root_job_id`` does not exist.
-        SurveydmError: no task type is registered.
+        SurveydmError: no task type is registered, or the pilots exit with an error as
+            they start, ``MAX_FAILED_STARTS`` times each in a row (a broken setup: bad
+            settings in ``env``, an unimportable task module).
     """
     t0 = time.perf_counter()
     mods = sorted(set(task_modules()) | set(modules))
@@ -283,7 +291,9 @@ def _run_processes(
         return p
 
     procs = [start(i) for i in range(processes)]
+    started = [time.monotonic()] * processes
     restarts = 0
+    failed_starts = 0  # pilots in a row that exited with an error soon after starting
     done = False
     last = 0.0
     try:
@@ -295,11 +305,23 @@ def _run_processes(
                 break
             for i, p in enumerate(procs):
                 if not p.is_alive():
+                    p.join()
+                    # A pilot's own error (exit code > 0) soon after its start, pilot after
+                    # pilot, is a broken setup, not a crash: restarting forever would hang.
+                    # Killed pilots (negative exit code: a signal) are always restarted.
+                    early = time.monotonic() - started[i] < PILOT_START_SECONDS
+                    failed_starts = failed_starts + 1 if early and p.exitcode > 0 else 0
+                    if failed_starts >= MAX_FAILED_STARTS * processes:
+                        raise SurveydmError(
+                            f"pilot processes exit with an error as they start (exit code "
+                            f"{p.exitcode}, {failed_starts} times in a row): see the errors "
+                            "above; the jobs stay in the registry for the next run"
+                        )
                     log.warning(
                         "pilot %s (pid %s) died (exit %s); restarting", i, p.pid, p.exitcode
                     )
-                    p.join()
                     procs[i] = start(i)
+                    started[i] = time.monotonic()
                     restarts += 1
             if time.monotonic() - last > progress_interval:
                 last = time.monotonic()
