@@ -5,7 +5,8 @@ from the archive and registry and records what this returns.
 
 Order: overscan per amplifier, trim, crosstalk, non-linearity, gain (``assemble_ccd``); bias,
 dark, flat, fringe (``detrend``); cosmic rays (astroscrappy); masks and weight map; background
-and source extraction (sep); PSF FWHM; astrometric calibration from the header pointing guess
+(sep's mesh, levelled to the mean of the source-free pixels) and source extraction (sep); PSF
+FWHM; astrometric calibration from the header pointing guess
 to TAN-SIP against the reference catalog; photometric zero-point and transparency.
 """
 
@@ -24,7 +25,12 @@ from surveydm.reduction.assemble import assemble_ccd
 from surveydm.reduction.astrometry import solve_astrometry
 from surveydm.reduction.cosmics import find_cosmic_rays
 from surveydm.reduction.detrend import detrend
-from surveydm.reduction.extraction import Background, extract_sources, measure_background
+from surveydm.reduction.extraction import (
+    Background,
+    extract_sources,
+    level_background,
+    measure_background,
+)
 from surveydm.reduction.masks import MaskBit, bad_pixels_from_flat, build_mask
 from surveydm.reduction.photometry import (
     PhotometryError,
@@ -150,6 +156,7 @@ def reduce_ccd(
             psf_fwhm=psf0.fwhm_pixels if np.isfinite(psf0.fwhm_pixels) else None,
         )
     mask = base_mask | build_mask(shape, cosmic_rays=cr_mask)
+    background, bkg_offset = level_background(science, background, mask)
     # Weight of the background (sky + read noise), as SExtractor/SWarp weight maps are: the
     # extraction adds the sources' own Poisson noise (weight_kind="background").
     weight = weight_map(background.image, flat, read_noise, mask)
@@ -189,6 +196,7 @@ def reduce_ccd(
         "psf_stars": psf.n_stars,
         "bkg_mean": background.global_level / exptime if exptime > 0 else None,
         "bkg_std": background.global_rms,
+        "bkg_offset": bkg_offset,
         "n_extracted": len(catalog),
         "astro_status": astro.status,
         "astro_rms": _finite(astro.rms_arcsec),
