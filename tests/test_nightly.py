@@ -107,11 +107,7 @@ def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights
     dzp = np.abs(np.array([c.dzp for c in report.ccds], float))
     assert np.max(dzp) <= 0.01, figures  # fringing i/z CCDs included
     assert report.completeness_snr10 >= 0.9, figures
-    # Known shortfall (target 1.0 +- 0.1): the PSF-flux error floor (psf_flux_floor, from
-    # the PSF/aperture flux scatter of bright stars) is too large on the narrow-band CCDs,
-    # whose pulls narrow with S/N (0.87 at S/N 5-10, 0.20 at 100-500); the night's width is
-    # 0.88 (without any floor it is 1.10, bright stars then 1.3-1.6: a floor is needed).
-    assert 0.85 <= report.pull_width <= 1.1, figures
+    assert 0.9 <= report.pull_width <= 1.1, figures
 
     # re-running the same buffer duplicates nothing
     counts = {

@@ -623,7 +623,15 @@ def extract_sources(
             ferr_aper,
             x,
             y,
-            (snr >= floor_min_snr) & (flags == 0) & (class_star > 0.8),
+            # point sources by both measures: spread_model and the stellar size locus (on
+            # narrow-band CCDs compact galaxies pass the class_star cut alone; their aperture
+            # flux exceeds the PSF flux by up to 50 % and set floors of 5-12 %)
+            (snr >= floor_min_snr)
+            & (flags == 0)
+            & (class_star > 0.8)
+            & select_psf_stars(
+                pre, size_column="flux_radius", min_snr=floor_min_snr, locus="smallest"
+            ),
             isolation=max(4.0 * psf.fwhm, r_ap + 2.0),
             # Moffat light within r_ap: 1 - (1 + r^2 / alpha^2)^(1 - beta)
             enclosed=1.0 - (1.0 + r_ap**2 / psf_alpha**2) ** (1.0 - psf.beta),
