@@ -219,7 +219,7 @@ def level_background(
         threshold, grow, clip_sigma: see above.
 
     Returns:
-        (the shifted background, the offset added in electrons; 0 when fewer than 1,000
+        (the shifted background, the offset added in electrons; 0 when fewer than 4,000
         source-free pixels remain).
 
     Raises:
@@ -242,9 +242,11 @@ def level_background(
     )
     free = ~(ndimage.binary_dilation(seg > 0, iterations=grow) if grow > 0 else seg > 0)
     free &= ~bad
-    if free.sum() < 1000:
+    # every other pixel in both axes: ample for one mean, 4x cheaper to clip
+    sample = resid[::2, ::2][free[::2, ::2]]
+    if sample.size < 1000:
         return background, 0.0
-    offset, _, _ = sigma_clipped_stats(resid[free], sigma=clip_sigma, maxiters=5)
+    offset, _, _ = sigma_clipped_stats(sample, sigma=clip_sigma, maxiters=5)
     offset = float(offset)
     shifted = replace(
         background,
