@@ -12,6 +12,7 @@ from surveydm.reduction.extraction import (
     MASK_FLAG_SHIFT,
     ExtractionError,
     extract_sources,
+    level_background,
     measure_background,
 )
 from surveydm.reduction.psf import estimate_psf_fwhm, select_psf_stars
@@ -101,6 +102,29 @@ def test_background_noise_of_constant_cells_is_the_median_rms():
     extract_sources(image, background=bkg, pixel_scale=0.5)  # no ExtractionError
     with pytest.raises(ExtractionError, match="no pixel has any noise"):
         measure_background(np.full((256, 256), 5.0, np.float32))
+
+
+def test_level_background_removes_the_mode_bias_of_a_skewed_sky():
+    """Faint negative residuals (another exposure's sources subtracted with a fringe frame
+    made from two dithers) skew the sky pixels: sep's mode estimator then misses the mean
+    level that aperture sums see; level_background restores it."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(12)
+    holes = np.zeros((1024, 1024), np.float32)
+    ys, xs = rng.integers(0, 1024, 20000), rng.integers(0, 1024, 20000)
+    holes[ys, xs] = -rng.uniform(300, 900, 20000)
+    holes = ndimage.gaussian_filter(holes, 1.5)
+    image = (1000.0 + holes + rng.normal(0, 30, holes.shape)).astype(np.float32)
+    image[500:506, 500:506] += 20000.0  # a star: masked, not averaged in
+    truth = 1000.0 + float(np.mean(holes))
+    bkg = measure_background(image)
+    assert abs(bkg.global_level - truth) > 1.5  # the mode estimator is biased here
+    levelled, offset = level_background(image, bkg)
+    assert levelled.global_level == pytest.approx(truth, abs=1.0)
+    assert np.median(levelled.image) == pytest.approx(truth, abs=1.0)
+    assert offset == pytest.approx(truth - bkg.global_level, abs=1.0)
+    assert levelled.rms is bkg.rms
 
 
 def test_completeness_at_snr10(field):
