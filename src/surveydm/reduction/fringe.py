@@ -116,7 +116,7 @@ def fringe_source_mask(
     and subtracting it removes part of every star's light: ~1.5% of the flux between 1 and 4
     FWHM in the demo night). The residual is smoothed with a Gaussian of ``smooth_sigma``
     pixels, thresholded at ``threshold`` times its robust sigma above the sky, and grown by
-    ``grow`` pixels (the two-pass masking of IRAF ``mkfringecor`` and DECam fringe templates).
+    ``grow`` pixels.
 
     Args:
         image: (ny, nx) flat-fielded image, e-.
