@@ -110,6 +110,9 @@ def test_aperture_correction_recovers_total_flux():
     assert np.all(np.diff(ac.growth) >= -1e-3)
     with pytest.raises(PhotometryError):
         aperture_correction(image, xs, ys, radius=3.0, total_radius=2.0)
+    one = aperture_correction(image, xs[:1], ys[:1], radius=2.5, total_radius=30.0)
+    assert one.n_stars == 1 and one.factor == pytest.approx(ac.factor, rel=0.01)
+    assert np.isnan(one.error)  # no scatter and no noise model: no error claimed
 
 
 def test_weighted_aperture_correction_beats_unweighted_on_sky_noise():

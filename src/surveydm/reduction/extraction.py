@@ -206,8 +206,8 @@ def level_background(
     sep's mesh estimator (SExtractor's clipped mode, 2.5 median - 1.5 mean) assumes sky pixels
     scatter symmetrically about the sky. Residual patterns skew them: a fringe frame made from
     few dithers carries the other exposures' faint sources, positive or negative, and on the
-    demo night it biased the map by 10-20 e- (0.1 sigma), which moved the zero-points of
-    those CCDs by up to 0.02 mag. For aperture sums the unbiased level is the mean of the
+    demo night the map was 8-20 e- (~0.1 sigma) off the mean sky of those CCDs, which moved
+    their zero-points by up to 0.02 mag. For aperture sums the unbiased level is the mean of the
     source-free pixels: sources are detected ``threshold`` sigma above the map (no
     deblending), their segments grown by ``grow`` pixels and masked with ``mask``; the rest is
     sigma-clipped at ``clip_sigma`` (cosmic rays, hot pixels) and averaged.
@@ -219,8 +219,8 @@ def level_background(
         threshold, grow, clip_sigma: see above.
 
     Returns:
-        (the shifted background, the offset added in electrons; 0 when fewer than 4,000
-        source-free pixels remain).
+        (the shifted background, the offset added in electrons; 0 when fewer than 1,000
+        source-free pixels remain in the every-other-pixel sample).
 
     Raises:
         ExtractionError: shapes differ or the detection fails.

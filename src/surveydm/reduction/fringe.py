@@ -113,9 +113,10 @@ def fringe_source_mask(
     With ``fringe`` (a first fringe frame), the fitted fringes are removed first so that the
     threshold is set by the noise alone and reaches the faint wings of stars, which would
     otherwise leak into the fringe frame (a frame from few dithers then carries star halos,
-    and subtracting it removes part of every star's light: ~1.5% of the flux between 1 and 4
-    FWHM in the demo night). The residual is smoothed with a Gaussian of ``smooth_sigma``
-    pixels, thresholded at ``threshold`` times its robust sigma above the sky, and grown by
+    and subtracting it removed 1-2 % of each star's flux from the annulus between the
+    3" aperture and 6 pixels in the demo night, against the simulator's true pattern). The
+    residual is smoothed with a Gaussian of ``smooth_sigma`` pixels, thresholded at
+    ``threshold`` times its robust sigma above the sky, and grown by
     ``grow`` pixels.
 
     Args:

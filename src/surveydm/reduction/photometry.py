@@ -211,7 +211,8 @@ class ApertureCorrection:
         radius: aperture radius corrected, pixels.
         factor: multiply aperture fluxes (and their errors) by this to get total fluxes.
         mag: the same as a magnitude, ``-2.5 log10(factor)`` (add to aperture magnitudes).
-        error: 1-sigma error of ``mag`` (from the fit, scaled by sqrt(reduced chi2)).
+        error: 1-sigma error of ``mag`` (from the fit, scaled by sqrt(reduced chi2); NaN for
+            one star without ``err``).
         n_stars: stars used.
         radii: radii of the curve of growth, pixels.
         growth: median normalised curve of growth (flux(r) / flux(total radius)).
@@ -250,7 +251,8 @@ def aperture_correction(
     not included). Fitting the total flux, whose noise (the annulus on a bright sky) is much
     larger than the aperture's, as the dependent variable keeps the estimate unbiased: the
     mean of per-star ratios flux(radius) / flux(total) is not, since E[1/t] > 1/E[t] makes it
-    high by ~(sigma_t / t)^2, which reached 1-2% on sky-dominated narrow bands.
+    high by ~(sigma_t / t)^2 for the noisy stars (~0.1 % in a simulated field of faint stars
+    on a 5.5e4 e- sky).
 
     Args:
         image: (ny, nx) image, electrons.
@@ -291,9 +293,8 @@ def aperture_correction(
         raise PhotometryError("no usable star for the aperture correction")
     t, a = tot[good], ap[good]
     if err is not None:
-        # residual t - c a = (1 - c) a + ring with c ~ 1: the annulus noise dominates
-        var = np.maximum(tot_err[good] ** 2 - ap_err[good] ** 2, 0.0) + 1e-4 * ap_err[good] ** 2
-        w = 1.0 / np.maximum(var, 1e-12)
+        # residual t - c a = (1 - c) a + annulus flux with c ~ 1: the annulus noise dominates
+        w = 1.0 / np.maximum(tot_err[good] ** 2 - ap_err[good] ** 2, 1e-12)
     else:
         w = 1.0 / a**2  # equal weight on every star's ratio t / a
     keep = np.ones(len(t), dtype=bool)
@@ -313,6 +314,8 @@ def aperture_correction(
     if nk > 1:
         chi2 = float(np.sum(w[keep] * (t[keep] - c * a[keep]) ** 2)) / (nk - 1)
         c_err *= math.sqrt(chi2) if err is None else math.sqrt(max(1.0, chi2))
+    elif err is None:
+        c_err = math.nan  # one star and no noise model: no error estimate
     radii = np.linspace(0.5 * radius, total_radius, n_radii)
     gx, gy = xs[good][keep], ys[good][keep]
     growth = np.array(
