@@ -15,6 +15,7 @@ from surveydm.archive import (
     ArchiveConflict,
     ArchiveWriteError,
     ChecksumMismatch,
+    Checksums,
     InvalidArchivePath,
     SizeMismatch,
     file_checksums,
@@ -48,6 +49,7 @@ def test_checksums_match_zlib_and_hashlib(src):
     assert sums.size == len(data)
     assert sums.adler32 == _adler(data)
     assert sums.md5 == hashlib.md5(data).hexdigest()
+    assert file_checksums(src, chunk_size=1 << 20, md5=False) == Checksums(len(data), _adler(data))
 
 
 def test_normalise_adler32():
@@ -65,7 +67,8 @@ def test_store_copies_verifies_and_lays_out(tmp_path, src):
     dest = archive.abspath(rel)
     assert dest.read_bytes() == src.read_bytes()
     assert stored.path == rel and not stored.reused
-    assert stored.md5 == hashlib.md5(src.read_bytes()).hexdigest()
+    assert (stored.size, stored.adler32) == (src.stat().st_size, _adler(src.read_bytes()))
+    assert stored.md5 is None  # left to the first full read of the archived copy
     assert dest.stat().st_mode & 0o777 == 0o444  # archived files are read-only
     assert _leftovers(archive.root) == []
     assert src.exists()  # the buffer is never touched
@@ -76,7 +79,7 @@ def test_store_again_reuses_identical_file_and_refuses_different(tmp_path, src):
     rel = "raw/2026-11-20/s/f.fits"
     first = archive.store(src, rel)
     again = archive.store(src, rel)
-    assert again.reused and again.md5 == first.md5
+    assert again.reused and (again.size, again.adler32) == (first.size, first.adler32)
     other = tmp_path / "other.fits"
     other.write_bytes(_payload(1000, seed=3))
     with pytest.raises(ArchiveConflict, match="never overwrites"):
@@ -182,12 +185,16 @@ def test_clean_temporaries_removes_only_dead_writers(tmp_path):
 def test_verify_file(tmp_path, src):
     archive = Archive(tmp_path / "archive")
     s = archive.store(src, "raw/n/s/f.fits")
-    assert archive.verify_file(s.path, s.size, s.adler32, s.md5) is None
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    problem, sums = archive.verify_file(s.path, s.size, s.adler32)
+    assert problem is None and sums.md5 == md5  # computed for the caller to record
+    assert archive.verify_file(s.path, s.size, s.adler32, md5)[0] is None
+    assert archive.verify_file(s.path, s.size, s.adler32, "0" * 32)[0] == "corrupt"
     path = archive.abspath(s.path)
     os.chmod(path, 0o644)
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert archive.verify_file(s.path, s.size, s.adler32, s.md5) == "corrupt"
+    assert archive.verify_file(s.path, s.size, s.adler32)[0] == "corrupt"
     path.unlink()
-    assert archive.verify_file(s.path, s.size, s.adler32, s.md5) == "missing"
+    assert archive.verify_file(s.path, s.size, s.adler32, md5) == ("missing", None)

@@ -3,6 +3,7 @@ filters from the tray, pixel statistics, idempotence and rejected files (SQLite,
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from surveydm.archive import Archive
 from surveydm.db.models.production import Product
-from surveydm.db.models.raw import Image, Mosaic, ObsSet
+from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
 from surveydm.db.spatial import healpix_index
 from surveydm.instruments import load_instrument
 from surveydm.pipelines.register import (
@@ -123,6 +124,32 @@ def test_registering_again_changes_nothing(registry, archive, tmp_path, tiny):
             s.scalar(select(func.count()).select_from(Product)),
         ) == counts
     assert unregistered_obs_sets(registry) == []
+
+
+def test_registration_records_the_md5_of_the_archived_copy(registry, archive, tmp_path, tiny):
+    _transferred(registry, archive, tmp_path, tiny)
+    rel = f"{RAW_DIR}/{OBS}_0001.fits"
+    with registry.session(write=False) as s:
+        assert s.scalars(select(ArchiveFile.md5).where(ArchiveFile.path == rel)).one() is None
+    register_file(registry, archive, rel)
+    with registry.session(write=False) as s:
+        md5 = s.scalars(select(ArchiveFile.md5).where(ArchiveFile.path == rel)).one()
+    assert md5 == hashlib.md5(archive.abspath(rel).read_bytes()).hexdigest()
+
+
+def test_archived_copy_changed_since_the_transfer_is_refused(registry, archive, tmp_path, tiny):
+    _transferred(registry, archive, tmp_path, tiny)
+    rel = f"{RAW_DIR}/{OBS}_0002.fits"
+    path = archive.abspath(rel)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01  # one bit in the last amplifier's pixels: still a readable FITS file
+    path.write_bytes(bytes(data))
+    with pytest.raises(RegistrationError, match="adler32 .* the transfer recorded"):
+        register_file(registry, archive, rel)
+    with registry.session(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(Mosaic)) == 0
+        assert s.scalars(select(ArchiveFile.md5).where(ArchiveFile.path == rel)).one() is None
 
 
 def test_header_without_required_keyword_is_rejected_by_name(registry, archive, tmp_path, tiny):

@@ -60,14 +60,16 @@ class StoredFile:
         path: path relative to the archive root (POSIX, what ``archive_file.path`` stores).
         size: bytes.
         adler32: 8 lowercase hex digits.
-        md5: 32 lowercase hex digits.
+        md5: 32 lowercase hex digits; None for a raw file just transferred (its md5 is
+            computed at registration or by the first verification, see
+            :mod:`surveydm.archive.checksum`).
         reused: True when an identical file was already there and nothing was written.
     """
 
     path: str
     size: int
     adler32: str
-    md5: str
+    md5: str | None
     reused: bool = False
 
 
@@ -174,7 +176,7 @@ class Archive:
         return StoredFile(rel_path, sums.size, sums.adler32, sums.md5)
 
     def _reuse_existing(self, dest: Path, rel_path: str, sums: Checksums) -> StoredFile:
-        existing = file_checksums(dest, self.chunk_size)
+        existing = file_checksums(dest, self.chunk_size, md5=sums.md5 is not None)
         if existing != sums:
             raise ArchiveConflict(
                 f"{rel_path} already exists in the archive with different content "
@@ -190,7 +192,7 @@ class Archive:
         expected_adler32: str | None = None,
         expected_size: int | None = None,
     ) -> StoredFile:
-        """Copy ``src`` into the archive at ``rel_path``, checksumming while copying.
+        """Copy ``src`` into the archive at ``rel_path``, verifying its adler32 while copying.
 
         The copy is verified against ``expected_adler32`` / ``expected_size`` (the manifest's)
         before it is published; a destination already holding identical bytes is reused.
@@ -228,7 +230,7 @@ class Archive:
         dest = self.abspath(rel_path)
         expected = normalise_adler32(expected_adler32) if expected_adler32 is not None else None
         if dest.exists():
-            sums = file_checksums(Path(src), self.chunk_size)
+            sums = file_checksums(Path(src), self.chunk_size, md5=False)
             self._check(rel_path, sums, expected, expected_size)
             return self._reuse_existing(dest, rel_path, sums)
         try:
@@ -420,17 +422,21 @@ class Archive:
 
     def verify_file(
         self, rel_path: str, size: int, adler32: str, md5: str | None = None
-    ) -> str | None:
+    ) -> tuple[str | None, Checksums | None]:
         """Re-read one archived file and compare it with its recorded size and checksums.
 
+        The md5 is compared only when one is recorded; it is computed in any case, so that a
+        caller can record it for a file that matches its adler32.
+
         Returns:
-            ``None`` when it matches, ``"missing"`` when it is gone, ``"corrupt"`` otherwise.
+            (problem, checksums read): problem ``None`` when the file matches, ``"missing"``
+            when it is gone (checksums None), ``"corrupt"`` otherwise.
         """
         path = self.abspath(rel_path)
         try:
             sums = file_checksums(path, self.chunk_size)
         except FileNotFoundError:
-            return "missing"
+            return "missing", None
         if sums.size != size or sums.adler32 != adler32 or (md5 and sums.md5 != md5):
-            return "corrupt"
-        return None
+            return "corrupt", sums
+        return None, sums

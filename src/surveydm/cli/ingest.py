@@ -209,7 +209,8 @@ def verify_cmd(
         console.print(f"[green]matches again[/] {path}")
     console.print(
         f"{report.checked} file(s) checked, {_mib(report.bytes_read)} read: "
-        f"{len(report.corrupt)} corrupt, {len(report.missing)} missing"
+        f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; md5 recorded for "
+        f"{len(report.md5_recorded)} file(s) that had none"
     )
     if not report.ok:
         raise typer.Exit(1)

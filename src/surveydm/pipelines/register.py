@@ -15,6 +15,11 @@ memory map (about 40 000 pixels per amplifier), so that a full-size PAUCam mosai
 amplifiers of 2048 x 1144, 337 MB) registers in well under a second; the numbers are quick
 look values (plain mean and standard deviation in ADU, overscan median), not calibrations.
 
+Registration is also the first full read of the archived copy: while the headers and samples
+are read, a helper thread re-computes its adler32 (it must still match the one verified at
+transfer) and its md5, which the transfer leaves out of its copy loop
+(:mod:`surveydm.archive.checksum`) and which is recorded here.
+
 A raw file can be registered once only: ``mosaic.archive_file_id`` is unique, and registering
 again returns the existing mosaic with ``created=False``.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,10 +38,10 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from surveydm.archive import Archive
+from surveydm.archive import Archive, file_checksums
 from surveydm.db import Registry
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
@@ -400,7 +406,9 @@ def register_file(
     Reads the primary and extension headers through the instrument's keyword mapping,
     classifies the exposure, computes quick pixel statistics per amplifier and CCD, and inserts
     in one transaction the ``mosaic`` row, one ``image`` row per CCD (``amp_num`` NULL) and per
-    amplifier, and a ``product`` of type ``raw`` (the root of data lineage).
+    amplifier, a ``product`` of type ``raw`` (the root of data lineage) and, when the file has
+    none yet, its md5 (computed in a helper thread during the read, together with an adler32
+    that must still match the recorded one).
 
     Args:
         registry: the registry.
@@ -415,8 +423,9 @@ def register_file(
 
     Raises:
         RegistrationError: the file is not recorded, not under an obs set, unreadable or
-            truncated, or its headers do not fit the instrument (:class:`MissingKeyword` names
-            the absent keyword). Nothing is written.
+            truncated, no longer matches its recorded size and adler32, or its headers do not
+            fit the instrument (:class:`MissingKeyword` names the absent keyword). Nothing is
+            written.
         surveydm.instruments.InstrumentError: the instrument description cannot be loaded.
     """
     with registry.session(write=False) as s:
@@ -447,7 +456,16 @@ def register_file(
     path = archive.abspath(af.path)
     if not path.is_file():
         raise RegistrationError(af.path, "the archived file is missing on disk")
-    parsed = _read_raw(path, inst, filename)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixity") as pool:
+        fixity = pool.submit(file_checksums, path) if af.md5 is None else None
+        parsed = _read_raw(path, inst, filename)
+        sums = fixity.result() if fixity is not None else None
+    if sums is not None and (sums.size, sums.adler32) != (af.size, af.adler32):
+        raise RegistrationError(
+            af.path,
+            f"the archived copy has {sums.size} bytes, adler32 {sums.adler32}; the transfer "
+            f"recorded {af.size} bytes, adler32 {af.adler32} (run `surveydm archive verify`)",
+        )
     filters = _filters(inst, parsed.kind, parsed.values["filter_tray"], filename)
     images = _image_rows(inst, parsed, filters)
     v = parsed.values
@@ -459,6 +477,12 @@ def register_file(
         comment = f"manifest kind {manifest_kind!r} differs from the header's {parsed.kind!r}"
     try:
         with registry.session() as s:
+            if sums is not None:
+                s.execute(
+                    update(ArchiveFile)
+                    .where(ArchiveFile.id == af.id, ArchiveFile.md5.is_(None))
+                    .values(md5=sums.md5)
+                )
             product = Product(
                 product_type="raw",
                 data_id={"obs_set": obs.obs_set, "exp_num": exp_num, "filename": filename},

@@ -5,8 +5,9 @@ the raw FITS files and the data acquisition's ``manifest.yaml`` (obs set, night,
 operator, project, comments, MJD range, and the list of files with kind, size and adler32;
 PAUdm, seed 000 section 3). Each morning :func:`transfer_buffer` copies every new set into
 ``raw/<night>/<obs_set>/`` of the archive, verifying each file against the manifest's adler32
-*while* copying, and records the files (``archive_file``) and the set (``obs_set``, with the
-manifest as JSON, and its ``project``) in short transactions.
+*while* copying, and records the files (``archive_file``: size and adler32; the md5 follows
+when the file is first read in full, see :mod:`surveydm.archive.checksum`) and the set
+(``obs_set``, with the manifest as JSON, and its ``project``) in short transactions.
 
 When is a set ready? The DAQ writes the manifest last, so:
 
@@ -331,7 +332,7 @@ def _record_file(registry: Registry, stored: StoredFile) -> ArchiveFile:
         verified=utcnow(),
     )
     if (row.size, row.adler32) != (stored.size, stored.adler32) or (
-        row.md5 and row.md5 != stored.md5
+        row.md5 and stored.md5 and row.md5 != stored.md5
     ):
         raise ArchiveConflict(
             f"{stored.path}: the registry records {row.size} bytes adler32 {row.adler32}, "
@@ -638,14 +639,16 @@ def transfer_buffer(
 
 @dataclass
 class VerifyReport:
-    """Outcome of :func:`verify_archive`: files checked, and those found corrupt or missing
-    (archive paths), and those marked archived again after being restored."""
+    """Outcome of :func:`verify_archive`: files checked, those found corrupt or missing
+    (archive paths), those marked archived again after being restored, and those whose md5
+    was recorded now (matching files that had none yet)."""
 
     checked: int = 0
     bytes_read: int = 0
     corrupt: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    md5_recorded: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -668,7 +671,8 @@ def verify_archive(
         obs_set: only the files of this obs set (``raw/<night>/<obs_set>/``).
         path_prefix: only files whose archive path starts with this.
         mark: record the outcome: ``state`` (``corrupt`` / ``missing``, or back to
-            ``archived`` for a file that matches again) and ``verified`` time.
+            ``archived`` for a file that matches again), ``verified`` time, and the md5 of a
+            matching file that had none (a file transferred but not registered yet).
 
     Returns:
         The report (this function does not raise on mismatches; the CLI exits non-zero).
@@ -691,7 +695,7 @@ def verify_archive(
         rows = s.execute(query).all()
     report = VerifyReport()
     for i, (fid, path, size, adler, md5, state) in enumerate(rows):
-        problem = archive.verify_file(path, size, adler, md5)
+        problem, sums = archive.verify_file(path, size, adler, md5)
         report.checked += 1
         if problem == "corrupt":
             report.corrupt.append(path)
@@ -701,12 +705,15 @@ def verify_archive(
             report.bytes_read += size
             if state != "archived":
                 report.restored.append(path)
-        new_state = problem or "archived"
+            if md5 is None and mark:
+                report.md5_recorded.append(path)
         if mark:
             with registry.session() as s:
                 row = s.get(ArchiveFile, fid)
-                row.state = new_state
+                row.state = problem or "archived"
                 row.verified = utcnow()
+                if problem is None and row.md5 is None and sums is not None:
+                    row.md5 = sums.md5
         if progress:
             progress(ProgressEvent("verify", "", path, i + 1, len(rows), size))
     return report

@@ -58,7 +58,11 @@ class ArchiveFile(Base):
     )
     size: Mapped[int] = mapped_column(BigInteger, comment="file size, bytes")
     adler32: Mapped[str] = mapped_column(String(8), comment="adler32 checksum, 8 lowercase hex")
-    md5: Mapped[str] = mapped_column(String(32), comment="md5 checksum, 32 lowercase hex")
+    md5: Mapped[str | None] = mapped_column(
+        String(32),
+        comment="md5 checksum, 32 lowercase hex; NULL until the file is first read in full "
+        "after the transfer (registration or verification)",
+    )
     state: Mapped[str] = mapped_column(
         String(16), default="archived", index=True, comment="archived, corrupt or missing"
     )

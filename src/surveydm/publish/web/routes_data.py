@@ -153,14 +153,13 @@ def api_archive_file(file_id: int, p: Annotated[Portal, Depends(portal)]) -> Arc
 
 def _download(p: Portal, row: ArchiveFile) -> FileResponse:
     path = safe_archive_path(p.archive_root, row.path)
-    md5_b64 = base64.b64encode(bytes.fromhex(row.md5)).decode() if row.md5 else ""
-    headers = {
-        # RFC 3230 instance digests (MD5 in base64, ADLER32 in hex) plus plain copies.
-        "Digest": f"MD5={md5_b64}, ADLER32={row.adler32}",
-        "X-Checksum-MD5": row.md5,
-        "X-Checksum-Adler32": row.adler32,
-        "X-Archive-Path": row.path,
-    }
+    # RFC 3230 instance digests (MD5 in base64, ADLER32 in hex) plus plain copies.
+    digests = [f"ADLER32={row.adler32}"]
+    headers = {"X-Checksum-Adler32": row.adler32, "X-Archive-Path": row.path}
+    if row.md5:
+        digests.insert(0, f"MD5={base64.b64encode(bytes.fromhex(row.md5)).decode()}")
+        headers["X-Checksum-MD5"] = row.md5
+    headers["Digest"] = ", ".join(digests)
     return FileResponse(path, headers=headers, filename=path.name)
 
 

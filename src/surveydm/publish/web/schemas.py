@@ -165,7 +165,7 @@ class ArchiveFileInfo(BaseModel):
     path: str
     size: int
     adler32: str
-    md5: str
+    md5: str | None = Field(description="None until the file is first read in full")
     state: str
     created: datetime
     verified: datetime | None
