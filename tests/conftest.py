@@ -94,3 +94,11 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("SURVEYDM_TEST_ARTIFACTS", "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the tiny test camera's instrument file (see ``test_ingest_support``)."""
+    from test_ingest_support import tiny_instrument
+
+    return tiny_instrument(tmp_path_factory.mktemp("inst") / "paucam-tiny.yaml")

@@ -20,12 +20,7 @@ from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
 from surveydm.instruments import load_instrument
 from surveydm.pipelines.ingest import ingest
-from test_ingest_support import make_obs_set, tiny_instrument, write_manifest, write_raw
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> Path:
-    return tiny_instrument(tmp_path_factory.mktemp("inst") / "paucam-tiny.yaml")
+from test_ingest_support import make_obs_set, write_manifest, write_raw
 
 
 def _counts(registry) -> tuple[int, int, int, int]:

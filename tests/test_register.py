@@ -24,15 +24,10 @@ from surveydm.pipelines.register import (
     unregistered_obs_sets,
 )
 from surveydm.pipelines.transfer import transfer_buffer
-from test_ingest_support import make_obs_set, tiny_instrument, write_manifest, write_raw
+from test_ingest_support import make_obs_set, write_manifest, write_raw
 
 OBS = "20261120_001"
 RAW_DIR = f"raw/2026-11-20/{OBS}"
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> Path:
-    return tiny_instrument(tmp_path_factory.mktemp("inst") / "paucam-tiny.yaml")
 
 
 @pytest.fixture

@@ -23,15 +23,10 @@ from surveydm.pipelines.transfer import (
     transfer_buffer,
     verify_archive,
 )
-from test_ingest_support import adler32, make_obs_set, tiny_instrument, write_manifest
+from test_ingest_support import adler32, make_obs_set, write_manifest
 
 OBS = "20261120_001"
 RAW_DIR = f"raw/2026-11-20/{OBS}"
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> Path:
-    return tiny_instrument(tmp_path_factory.mktemp("inst") / "paucam-tiny.yaml")
 
 
 @pytest.fixture
