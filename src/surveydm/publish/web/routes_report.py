@@ -102,32 +102,7 @@ def _model(report: NightlyReport, params: ReportParams) -> NightlyReportModel:
         pass_percent=report.pass_percent,
         pass_percent_by_night=report.pass_percent_by_night(),
         failed_by_cut=report.failed_by_cut(),
-        exposures=[
-            ExposureRow(
-                mosaic_id=e.mosaic_id,
-                obs_set=e.obs_set,
-                night=e.night,
-                filename=e.filename,
-                exp_num=e.exp_num,
-                date_obs=e.date_obs,
-                filter_tray=e.filter_tray,
-                object=e.object,
-                ra=e.ra,
-                dec=e.dec,
-                exptime=e.exptime,
-                airmass=e.airmass,
-                seeing=e.seeing,
-                sky_background=e.sky_background,
-                transparency=e.transparency,
-                zp_nightly=e.zp_nightly,
-                zp_err=e.zp_err,
-                astro_rms=e.astro_rms,
-                qc_status=e.qc_status,
-                passed=e.passed,
-                failed_cuts=e.failed_cuts,
-            )
-            for e in report.exposures
-        ],
+        exposures=[ExposureRow.model_validate(e) for e in report.exposures],
         plots={name: f"/report/plot/{name}.png?{q}" for name in [*PLOTS, "pass_fraction"]},
         csv_url=f"/report/failing.csv?{q}",
     )

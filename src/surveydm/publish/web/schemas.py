@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 QcFlag = Literal["green", "yellow", "red"]
 
@@ -253,7 +253,10 @@ class ReportCuts(BaseModel):
 
 
 class ExposureRow(BaseModel):
-    """One science exposure of the nightly report."""
+    """One science exposure of the nightly report (read from a
+    :class:`surveydm.publish.report.ExposureQuality`)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     mosaic_id: int
     obs_set: str
