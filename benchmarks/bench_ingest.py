@@ -6,7 +6,7 @@ Prints, all measured in the same run on the same files:
   publish, registry rows) in MiB/s, against a plain ``shutil.copyfile`` of the same files
   with fsync, which gives the same durability as the archive's writes, and without fsync
   (the copy then only reaches the page cache: that measures memory bandwidth, not the disk;
-  a volume larger than the kernel's dirty-page limit, e.g. ``--files 80 --size-mib 128``,
+  a volume larger than the kernel's dirty-page limit, e.g. ``--files 48 --size-mib 128`` (6 GiB) here,
   makes both disk-bound). Targets: >= 200 MiB/s on local disk and >= 0.8 of the plain copy.
   Every timed step starts with no dirty pages (``os.sync`` before it, not timed), so that no
   step pays for the previous one's write-back.
@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=64, help="size of each file, MiB")
     parser.add_argument("--mosaics", type=int, default=2, help="full-size paucam mosaics")
     parser.add_argument("--simulate", action="store_true", help="use the simulator for mosaics")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved transfer rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved transfer rounds")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch directory (disk)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench_ingest_") as tmp:
