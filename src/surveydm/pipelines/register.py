@@ -12,8 +12,9 @@ Headers are read through the instrument description's keyword mapping
 type (``Instrument.kind_of``) and each CCD gets the filter the filter tray puts in front of it.
 Pixel statistics use a strided subsample of each amplifier's data section read through a
 memory map (about 40 000 pixels per amplifier), so that a full-size PAUCam mosaic (72
-amplifiers of 2048 x 1144, 337 MB) registers in well under a second; the numbers are quick
-look values (plain mean and standard deviation in ADU, overscan median), not calibrations.
+amplifiers of 2048 x 1144, 337 MB) registers in 0.3 s, 0.6-0.8 s with the md5 below; the
+numbers are quick look values (plain mean and standard deviation in ADU, overscan median), not
+calibrations.
 
 Registration is also the first full read of the archived copy: while the headers and samples
 are read, a helper thread re-computes its adler32 (it must still match the one verified at
