@@ -20,6 +20,7 @@ from surveydm.reduction import (
     overscan_correct,
     weight_map,
 )
+from surveydm.reduction.crosstalk import correct_crosstalk
 from surveydm.reduction.linearity import apply_nonlinearity, correct_nonlinearity
 from surveydm.reduction.overscan import orient, overscan_noise
 
@@ -33,6 +34,7 @@ def make_ccd(
     nonlinearity: list[float] | None = None,
     ny: int = NY,
     nx: int = NX,
+    over: int = OVER,
 ) -> CCD:
     """A CCD read through 4 amplifiers, one per quadrant, each from its outer corner (as
     paucam): A bottom-left, B bottom-right (flip_x), C top-left (flip_y), D top-right (both)."""
@@ -48,10 +50,10 @@ def make_ccd(
             Amplifier(
                 num=num,
                 name=name,
-                raw_shape=(hy, PRE + hx + OVER),
+                raw_shape=(hy, PRE + hx + over),
                 prescan=f"[1:{PRE},1:{hy}]",
                 datasec=f"[{PRE + 1}:{PRE + hx},1:{hy}]",
-                biassec=f"[{PRE + hx + 1}:{PRE + hx + OVER},1:{hy}]",
+                biassec=f"[{PRE + hx + 1}:{PRE + hx + over},1:{hy}]",
                 ccdsec=f"[{x0 + 1}:{x0 + hx},{y0 + 1}:{y0 + hy}]",
                 flip_x=fx,
                 flip_y=fy,
@@ -255,6 +257,127 @@ def test_nonlinearity_corrected_in_assembly():
     assert np.max(np.abs(out.image / truth - 1)) < 1e-4
     off = assemble_ccd(raws, ccd, linearity=False)
     assert np.max(np.abs(off.image / truth - 1)) > 1e-3
+
+
+# ------------------------------------------------- one-pass kernel against plain numpy steps
+
+
+def _numpy_reference(raws, ccd, *, bias, dark, exptime, flat, crosstalk, linearity):
+    """The detrending steps written plainly with numpy, in float32 as the kernel computes
+    (non-linearity inverted in float64 to convergence): overscan row medians -> crosstalk ->
+    non-linearity -> gain -> flips -> bias -> dark -> flat (0 where flat <= 0 or NaN)."""
+    data = {}
+    for amp in ccd.amplifiers:
+        raw = raws[amp.num]
+        level = np.median(raw[amp.bias_slices], axis=1).astype(np.float32)[:, None]
+        data[amp.num] = raw[amp.data_slices].astype(np.float32) - level
+    if crosstalk:
+        data = correct_crosstalk(data, ccd.crosstalk)
+    image = np.empty(ccd.shape, np.float32)
+    for amp in ccd.amplifiers:
+        adu = data[amp.num]
+        if linearity and amp.nonlinearity:
+            m = adu.astype(np.float64)
+            x = m.copy()
+            for _ in range(20):
+                f = x * (1 + sum(c * x**k for k, c in enumerate(amp.nonlinearity, 1))) - m
+                df = 1 + sum((k + 1) * c * x**k for k, c in enumerate(amp.nonlinearity, 1))
+                x -= f / df
+            adu = x.astype(np.float32)
+        image[amp.ccd_slices] = orient(adu * np.float32(amp.gain), amp)
+    image -= bias
+    image -= np.float32(exptime) * dark
+    with np.errstate(divide="ignore", invalid="ignore"):
+        image /= flat
+    image[~(flat > 0)] = 0.0
+    saturated = np.empty(ccd.shape, bool)
+    for amp in ccd.amplifiers:
+        saturated[amp.ccd_slices] = orient(raws[amp.num][amp.data_slices] >= amp.saturation, amp)
+    return image, saturated
+
+
+def _random_frames(rng: np.random.Generator, shape: tuple[int, int]):
+    bias = rng.normal(0.0, 5.0, shape).astype(np.float32)
+    dark = rng.uniform(0.0, 0.1, shape).astype(np.float32)
+    flat = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    flat[0, :3] = (0.0, -1.0, np.nan)  # not positive or NaN: pixel set to 0
+    flat[-1, -1] = np.nan
+    return bias, dark, flat
+
+
+@pytest.mark.parametrize("over", [15, 16])  # odd and even overscan widths for the median
+@pytest.mark.parametrize("steps", ["none", "crosstalk", "nonlinearity", "both"])
+def test_one_pass_assembly_equals_numpy_steps(over, steps):
+    xtalk = [
+        Crosstalk(source=1, victim=2, coeff=2e-3),
+        Crosstalk(source=2, victim=1, coeff=-1e-3),
+        Crosstalk(source=4, victim=3, coeff=5e-4),
+    ]
+    ccd = make_ccd(
+        over=over,
+        crosstalk=xtalk if steps in ("crosstalk", "both") else None,
+        nonlinearity=[-2e-7, -1e-13] if steps in ("nonlinearity", "both") else None,
+    )
+    rng = np.random.default_rng(21)
+    raws = {a.num: rng.integers(900, 40000, a.raw_shape).astype(np.uint16) for a in ccd.amplifiers}
+    for amp in ccd.amplifiers:  # a few saturated pixels in every amplifier, one at the corner
+        dy, dx = amp.data_slices
+        raws[amp.num][dy.start, dx.start] = 65000
+        raws[amp.num][dy.start + 3, dx.start + 7 + amp.num] = 60000
+    bias, dark, flat = _random_frames(rng, (NY, NX))
+    out = assemble_ccd(raws, ccd, bias=bias, dark=dark, exptime=30.0, flat=flat)
+    ref, saturated = _numpy_reference(
+        raws, ccd, bias=bias, dark=dark, exptime=30.0, flat=flat, crosstalk=True, linearity=True
+    )
+    np.testing.assert_array_equal(out.saturated, saturated)
+    assert out.saturated.sum() == 8
+    assert np.all(out.image[~(flat > 0)] == 0.0) and np.isfinite(out.image).all()
+    if steps in ("none", "crosstalk"):  # same float32 operations in the same order
+        np.testing.assert_array_equal(out.image, ref)
+    else:
+        np.testing.assert_allclose(out.image, ref, rtol=2e-6, atol=1e-3)
+    # the one pass equals assembling first and detrending after
+    two_steps = detrend(
+        assemble_ccd(raws, ccd).image, bias=bias, dark=dark, exptime=30.0, flat=flat
+    )
+    np.testing.assert_array_equal(out.image, two_steps)
+
+
+def test_one_pass_assembly_same_for_every_raw_dtype_and_uniform_dark():
+    ccd = make_ccd()
+    rng = np.random.default_rng(22)
+    raws = {a.num: rng.integers(900, 60000, a.raw_shape).astype(np.uint16) for a in ccd.amplifiers}
+    bias, _, flat = _random_frames(rng, (NY, NX))
+    ref = assemble_ccd(raws, ccd, bias=bias, dark=0.05, exptime=100.0, flat=flat)
+    frame = np.full((NY, NX), 0.05, np.float32)
+    uniform_as_frame = assemble_ccd(raws, ccd, bias=bias, dark=frame, exptime=100.0, flat=flat)
+    np.testing.assert_array_equal(ref.image, uniform_as_frame.image)
+    for dtype in (">u2", np.int32, np.float32, np.float64):
+        other = {k: v.astype(dtype) for k, v in raws.items()}
+        out = assemble_ccd(other, ccd, bias=bias, dark=0.05, exptime=100.0, flat=flat)
+        np.testing.assert_array_equal(out.image, ref.image)
+        np.testing.assert_array_equal(out.saturated, ref.saturated)
+    with pytest.raises(ValueError, match="flat has shape"):
+        assemble_ccd(raws, ccd, flat=flat[:-1])
+    with pytest.raises(ValueError, match="exptime"):
+        assemble_ccd(raws, ccd, dark=0.05, exptime=-1.0)
+
+
+def test_detrend_kernel_equals_numpy_steps():
+    rng = np.random.default_rng(23)
+    shape = (37, 53)
+    img = rng.normal(1000.0, 300.0, shape).astype(np.float32)
+    bias, dark, flat = _random_frames(rng, shape)
+    expected = (img - bias) - np.float32(60.0) * dark
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected /= flat
+    expected[~(flat > 0)] = 0.0
+    out = detrend(img, bias=bias, dark=dark, exptime=60.0, flat=flat)
+    np.testing.assert_array_equal(out, expected)
+    uniform = detrend(img, dark=0.25, exptime=60.0)
+    np.testing.assert_array_equal(uniform, img - np.float32(60.0) * np.float32(0.25))
+    strided = detrend(img[:, ::2], bias=bias[:, ::2])  # any input layout
+    np.testing.assert_array_equal(strided, img[:, ::2] - bias[:, ::2])
 
 
 # --------------------------------------------------------------------------- masters, detrend

@@ -499,7 +499,6 @@ class MasterFringe(Task):
     min_frames = 2
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
-        from surveydm.reduction.detrend import detrend
         from surveydm.reduction.fringe import fringe_source_mask, make_fringe_frame
 
         cfg, tray = ctx.config, ctx.config["filter_tray"]
@@ -543,7 +542,7 @@ class MasterFringe(Task):
                 except RawFileError as exc:
                     ctx.log(f"{m.filename}: skipped ({exc})")
                     continue
-                img = detrend(assemble_ccd(amps, ccd).image, bias=b, flat=f, overwrite=True)
+                img = assemble_ccd(amps, ccd, bias=b, flat=f).image
                 frames.append(img)
                 masks.append(fringe_source_mask(img, mask=~(f > 0)))
             if len(frames) < self.min_frames:

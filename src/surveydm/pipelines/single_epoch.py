@@ -3,11 +3,11 @@ stage, seed 004 section 3.3): raw amplifiers -> calibrated image, weight, mask, 
 and quality figures. Pure computation on arrays and tables: the nightly task reads the inputs
 from the archive and registry and records what this returns.
 
-Order: overscan per amplifier, trim, crosstalk, non-linearity, gain (``assemble_ccd``); bias,
-dark, flat, fringe (``detrend``); cosmic rays (astroscrappy); masks and weight map; background
-(sep's mesh, levelled to the mean of the source-free pixels) and source extraction (sep); PSF
-FWHM; astrometric calibration from the header pointing guess
-to TAN-SIP against the reference catalog; photometric zero-point and transparency.
+Order: overscan per amplifier, trim, crosstalk, non-linearity, gain, bias, dark, flat (one pass
+over the pixels, ``assemble_ccd``); fringe (``detrend``); cosmic rays (astroscrappy); masks and
+weight map; background (sep's mesh, levelled to the mean of the source-free pixels) and source
+extraction (sep); PSF FWHM; astrometric calibration from the header pointing guess to TAN-SIP
+against the reference catalog; photometric zero-point and transparency.
 """
 
 from __future__ import annotations
@@ -110,17 +110,16 @@ def reduce_ccd(
     Raises:
         surveydm.reduction.overscan.RawGeometryError: raw arrays do not match the description.
     """
-    assembled = assemble_ccd(raw_amps, ccd)
-    read_noise = assembled.read_noise_map()
-    science = detrend(
-        assembled.image,
+    assembled = assemble_ccd(
+        raw_amps,
+        ccd,
         bias=bias,
-        dark=np.full(ccd.shape, ccd.dark_current, np.float32) if ccd.dark_current else None,
+        dark=ccd.dark_current or None,  # uniform dark current (e-/s)
         exptime=exptime,
         flat=flat,
-        fringe=fringe,
-        overwrite=True,
     )
+    read_noise = assembled.read_noise_map()
+    science = detrend(assembled.image, fringe=fringe, overwrite=True)
     shape = science.shape
     bad = bad_pixels_from_flat(flat) if flat is not None else None
     no_data = ~(flat > 0) if flat is not None else None

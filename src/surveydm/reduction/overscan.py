@@ -73,7 +73,10 @@ def overscan_profile(
         rows = np.polynomial.polynomial.polyval(y, coef).astype(np.float32)
     else:
         raise ValueError(f"overscan method must be row_median, mean or poly, not {method!r}")
-    # Map overscan rows onto data rows (same raw rows when the sections share their y range).
+    # Map overscan rows onto data rows (same raw rows when the sections share their y range);
+    # data rows without overscan get the median level.
+    if oy.start <= dy.start and dy.stop <= oy.stop:
+        return rows[dy.start - oy.start : dy.stop - oy.start, None]
     full = np.empty(raw.shape[0], np.float32)
     full[:] = np.float32(np.median(rows))
     full[oy] = rows
@@ -110,32 +113,6 @@ def overscan_noise(raw: np.ndarray, amp: Amplifier, *, max_values: int = 20_000)
     return float(keep.std() / np.sqrt(2.0))
 
 
-def subtract_overscan_raw(
-    raw: np.ndarray,
-    amp: Amplifier,
-    *,
-    method: OverscanMethod = "row_median",
-    out: np.ndarray | None = None,
-    scale: float | None = None,
-) -> tuple[np.ndarray, float]:
-    """Overscan-subtracted DATASEC in raw (readout) orientation, float32 ADU, and mean level.
-
-    This is the form crosstalk and non-linearity corrections work on. ``out`` (float32, the
-    DATASEC shape, any strides: e.g. a flipped view of the assembled CCD) receives the result
-    without an intermediate copy; ``scale`` multiplies it (the gain, when nothing else comes
-    between the overscan and the gain).
-    """
-    raw = _check_raw(raw, amp)
-    level = overscan_profile(raw, amp, method=method)
-    data = raw[amp.data_slices]
-    if out is None:
-        out = np.empty(data.shape, np.float32)
-    np.subtract(data, level, out=out, casting="unsafe")
-    if scale is not None and scale != 1.0:
-        np.multiply(out, np.float32(scale), out=out)
-    return out, float(level.mean())
-
-
 def orient(data: np.ndarray, amp: Amplifier) -> np.ndarray:
     """View of raw-oriented DATASEC pixels in CCD orientation (applies flip_x / flip_y)."""
     if amp.flip_y:
@@ -164,5 +141,7 @@ def overscan_correct(
         RawGeometryError: ``raw`` does not have the amplifier's ``raw_shape``.
         ValueError: unknown ``method``.
     """
-    data, level = subtract_overscan_raw(raw, amp, method=method)
-    return np.ascontiguousarray(orient(data, amp)), level
+    raw = _check_raw(raw, amp)
+    level = overscan_profile(raw, amp, method=method)
+    data = np.subtract(raw[amp.data_slices], level, dtype=np.float32, casting="unsafe")
+    return np.ascontiguousarray(orient(data, amp)), float(level.mean())
