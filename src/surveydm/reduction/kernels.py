@@ -3,11 +3,12 @@
 :func:`assemble_rows` does every per-pixel step of
 :func:`surveydm.reduction.assemble.assemble_ccd` in their order (overscan -> crosstalk ->
 non-linearity -> gain -> flips -> bias -> dark -> flat) one image row at a time: each pixel is
-read and written in main memory once, instead of once per numpy operation, and all the frames
-are read together in ascending streams (rows in descending order, or frames read one after the
-other, cost up to twice the memory time on the development machine). The arithmetic is
-numpy's float32 arithmetic in the same order (no fast-math, no fused multiply-add), so the
-results equal the numpy steps'.
+read and written in main memory once, instead of once per numpy operation. Image rows are
+visited in ascending order and every frame is read within the same loop (rows in descending
+order, or frames read one after the other, took two to four times the memory time on the
+development machine). The arithmetic is numpy's float32 arithmetic in the same order (no
+fast-math, no fused multiply-add), so the results equal the numpy steps' (the non-linearity's to
+float32 precision: its Newton steps are counted per row instead of per amplifier).
 
 Single-threaded on purpose (no ``parallel=True``): a pipeline worker reduces one CCD per core.
 Compiled on first use and cached on disk (``cache=True``: next to this file, or in numba's
