@@ -1,10 +1,10 @@
 """Pixel and catalog algorithms: pure functions on numpy arrays (no database, no files).
 
-Detrending (this part): :func:`assemble_ccd` (overscan, trim, crosstalk, non-linearity, gain),
-:func:`combine` (bounded-memory sigma-clipped stacking), :func:`master_bias` /
-:func:`master_flat`, :func:`detrend` (bias, dark, flat, fringe), :func:`find_cosmic_rays`,
-:func:`build_mask` with :class:`MaskBit` codes, and :func:`weight_map`. See
-docs/reduction-detrending.md.
+Detrending (this part): :func:`assemble_ccd` (overscan, trim, crosstalk, non-linearity, gain,
+and the master bias, dark and flat when given, in one compiled pass), :func:`combine`
+(bounded-memory sigma-clipped stacking), :func:`master_bias` / :func:`master_flat`,
+:func:`detrend` (bias, dark, flat, fringe), :func:`find_cosmic_rays`, :func:`build_mask` with
+:class:`MaskBit` codes, and :func:`weight_map`. See docs/reduction-detrending.md.
 """
 
 from surveydm.reduction.assemble import AssembledCCD, assemble_ccd
