@@ -6,8 +6,9 @@ Prints, all measured in the same run on the same files:
   publish, registry rows) in MiB/s, against a plain ``shutil.copyfile`` of the same files
   with fsync, which gives the same durability as the archive's writes, and without fsync
   (the copy then only reaches the page cache: that measures memory bandwidth, not the disk;
-  a volume larger than the kernel's dirty-page limit, e.g. ``--files 48 --size-mib 128`` (6 GiB) here,
-  makes both disk-bound). Targets: >= 200 MiB/s on local disk and >= 0.8 of the plain copy.
+  a volume larger than the kernel's dirty-page limit, e.g. 6 GiB with ``--files 48
+  --size-mib 128`` here, makes both disk-bound). Targets: >= 200 MiB/s on local disk and
+  >= 0.8 of the plain copy.
   Every timed step starts with no dirty pages (``os.sync`` before it, not timed), so that no
   step pays for the previous one's write-back.
 * registration time of one full-size ``paucam`` raw mosaic (72 amplifiers of 2048 x 1144,
