@@ -289,6 +289,8 @@ def assemble_rows(
                 continue
             k = ny - 1 - (y - cy0) if flip_y else y - cy0
             raw = raws[a][dy0 + k, dx0 : dx0 + nx]
+            # Two calls, not one on a variable: the raw row and the corrected float32 row
+            # have different types, which numba cannot unify in one variable.
             if direct[a]:
                 finish_row(
                     raw,
