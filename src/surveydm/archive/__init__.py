@@ -14,7 +14,7 @@ pipelines.
 from surveydm.archive.checksum import (
     CHUNK_SIZE,
     Checksums,
-    copy_with_checksums,
+    copy_with_adler32,
     file_checksums,
     format_adler32,
     normalise_adler32,
@@ -42,7 +42,7 @@ __all__ = [
     "StagedFile",
     "StoredFile",
     "WriteFunc",
-    "copy_with_checksums",
+    "copy_with_adler32",
     "file_checksums",
     "format_adler32",
     "normalise_adler32",

@@ -4,7 +4,7 @@ adler32 is the checksum the observatory's data acquisition writes in the manifes
 000 section 3); md5 is the one Pan-STARRS' summit copy checks (seed 004 section 3.1) and a
 stronger guard for long-term verification.
 
-The transfer verifies adler32 *while* copying (:func:`copy_with_checksums`): the checksum runs
+The transfer verifies adler32 *while* copying (:func:`copy_with_adler32`): the checksum runs
 in a helper thread on one chunk (``zlib`` releases the GIL) while the calling thread writes it
 and reads the next, so the verified copy costs little more than a plain one. md5 runs at about
 half a plain copy's speed on one core (~530 MiB/s measured here), so it is not on that path:
@@ -129,7 +129,7 @@ def file_checksums(path: Path, chunk_size: int = CHUNK_SIZE, *, md5: bool = True
         return hasher.result()
 
 
-def copy_with_checksums(
+def copy_with_adler32(
     src: Path,
     dst_fd: int,
     *,

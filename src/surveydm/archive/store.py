@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from surveydm.archive.checksum import (
     CHUNK_SIZE,
     Checksums,
-    copy_with_checksums,
+    copy_with_adler32,
     file_checksums,
     normalise_adler32,
 )
@@ -251,7 +251,7 @@ class Archive:
             except OSError as exc:
                 raise ArchiveWriteError(rel_path, exc) from exc
             try:
-                sums = copy_with_checksums(Path(src), fd, write=write, chunk_size=self.chunk_size)
+                sums = copy_with_adler32(Path(src), fd, write=write, chunk_size=self.chunk_size)
             finally:
                 os.close(fd)
             self._check(rel_path, sums, expected, expected_size)
