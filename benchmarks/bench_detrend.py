@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue as queue_module
 import resource
 import subprocess
 import sys
@@ -280,10 +281,18 @@ def main() -> None:
     queue = ctx.Queue()
     proc = ctx.Process(target=_master_bias_child, args=(args.frames, queue))
     proc.start()
+    # get before join (a child exits once its result is read); a child that failed puts
+    # nothing: stop waiting when it is gone instead of hanging
+    while True:
+        try:
+            res = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise SystemExit(
+                    f"master bias process failed (exit code {proc.exitcode})"
+                ) from None
     proc.join()
-    if proc.exitcode != 0:
-        raise SystemExit(f"master bias process failed (exit code {proc.exitcode})")
-    res = queue.get()
     gib = 1024**3
     print(
         f"master bias of {args.frames} full-size frames (4096 x 2048, lazy row blocks): "

@@ -316,10 +316,11 @@ def _get_or_create(registry: Registry, model: type, key: dict[str, Any], **value
 
 
 def _record_file(registry: Registry, stored: StoredFile) -> ArchiveFile:
-    """Insert the ``archive_file`` row of ``stored`` (or return the matching existing one).
+    """Insert the ``archive_file`` row of a transferred file (size and adler32; its md5 comes
+    later, see the module docstring), or return the matching existing one.
 
     Raises:
-        ArchiveConflict: a row for this path exists with different size or checksums.
+        ArchiveConflict: a row for this path exists with a different size or adler32.
     """
     row = _get_or_create(
         registry,
@@ -327,13 +328,10 @@ def _record_file(registry: Registry, stored: StoredFile) -> ArchiveFile:
         {"path": stored.path},
         size=stored.size,
         adler32=stored.adler32,
-        md5=stored.md5,
         state="archived",
         verified=utcnow(),
     )
-    if (row.size, row.adler32) != (stored.size, stored.adler32) or (
-        row.md5 and stored.md5 and row.md5 != stored.md5
-    ):
+    if (row.size, row.adler32) != (stored.size, stored.adler32):
         raise ArchiveConflict(
             f"{stored.path}: the registry records {row.size} bytes adler32 {row.adler32}, "
             f"the file has {stored.size} bytes adler32 {stored.adler32}"
