@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from surveydm.errors import SurveydmError
+from surveydm.orchestration.qc import QCLimit, QCResult
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -226,17 +227,11 @@ def qc_result(
     max: float | None = None,  # noqa: A002
     warn_min: float | None = None,
     warn_max: float | None = None,
-) -> str:
-    """Classify a QC measurement: ``"fail"`` outside [min, max], ``"warn"`` outside
-    [warn_min, warn_max], else ``"pass"``. A missing or NaN value fails when any limit is set."""
-    limits = (min, max, warn_min, warn_max)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "fail" if any(x is not None for x in limits) else "pass"
-    if (min is not None and value < min) or (max is not None and value > max):
-        return "fail"
-    if (warn_min is not None and value < warn_min) or (warn_max is not None and value > warn_max):
-        return "warn"
-    return "pass"
+) -> QCResult:
+    """Classify a QC measurement: :attr:`QCResult.FAIL` outside [min, max],
+    :attr:`QCResult.WARN` outside [warn_min, warn_max], else :attr:`QCResult.PASS`. A missing or
+    NaN value fails when any limit is set (:meth:`QCLimit.judge`)."""
+    return QCLimit(min, max, warn_min, warn_max).judge(value)
 
 
 @dataclass
