@@ -148,13 +148,21 @@ def test_cli_ingest_exit_status_and_verify(cli_env, registry, tmp_path, tiny):
     victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")
     res = runner.invoke(app, ["archive", "verify", "--obs-set", "20261120_009"])
     assert res.exit_code == 1
-    assert "corrupt" in res.output and "20261120_009_0002.fits" in res.output
+    assert res.stderr.splitlines() == [
+        "rejected: raw/2026-11-20/20261120_009/20261120_009_0002.fits: corrupt (size or "
+        "checksum differs from the registry)"
+    ]
 
     bad = tmp_path / "bad"
     _mixed_night(bad, tiny)
     res = runner.invoke(app, ["ingest", str(bad)])
     assert res.exit_code == 1
     assert "adler32 mismatch" in res.output and "FILTRAY" in res.output
+    # every rejected file is named on stderr, one line each, with its stage and reason
+    errors = res.stderr.splitlines()
+    assert errors and all(line.startswith("rejected: ") for line in errors)
+    assert any("(transfer): adler32 mismatch" in line for line in errors)
+    assert any("(register):" in line and "FILTRAY" in line for line in errors)
 
     res = runner.invoke(app, ["ingest", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "not a directory" in " ".join(res.output.split())

@@ -386,3 +386,38 @@ def test_manifest_helper_lists_real_checksums(tmp_path):
     write_manifest(d, [("a.fits", "bias")], instrument="paucam-mini", obs_set="s")
     m = Manifest.read(d / "manifest.yaml")
     assert m.files[0].adler32 == adler32(d / "a.fits") and m.files[0].size == 3
+
+
+_SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+from surveydm.archive import Archive
+
+def write(tmp: Path) -> None:
+    tmp.write_bytes(b"half a product")
+    print("writing", flush=True)
+    time.sleep(60)
+
+Archive(Path(sys.argv[1])).write_product("red/R1/20261120_001/ccd01.fits", write)
+"""
+
+
+def test_verify_archive_removes_temporaries_of_killed_writers(registry, archive, buffer):
+    """A pilot SIGKILLed while writing a product leaves a temporary under red/: verification
+    reports and removes it, and leaves a live writer's temporary alone."""
+    transfer_buffer(registry, archive, buffer)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(archive.root)], stdout=subprocess.PIPE
+    )
+    assert proc.stdout.readline().strip() == b"writing"
+    live = verify_archive(registry, archive)
+    [tmp] = live.temporaries_live
+    assert tmp.startswith("red/R1/20261120_001/.tmp.") and live.temporaries_removed == []
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert archive.abspath(tmp).exists()  # nothing else removes it
+    report = verify_archive(registry, archive)
+    assert report.ok and report.temporaries_removed == [tmp] and report.temporaries_live == []
+    assert not archive.abspath(tmp).exists()
+    assert not list(archive.root.rglob(".tmp.*"))
+    assert verify_archive(registry, archive, mark=False).temporaries_removed == []

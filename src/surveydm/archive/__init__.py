@@ -27,7 +27,7 @@ from surveydm.archive.errors import (
     InvalidArchivePath,
     SizeMismatch,
 )
-from surveydm.archive.store import Archive, StagedFile, StoredFile, WriteFunc
+from surveydm.archive.store import Archive, StagedFile, StoredFile, Temporary, WriteFunc
 
 __all__ = [
     "CHUNK_SIZE",
@@ -41,6 +41,7 @@ __all__ = [
     "SizeMismatch",
     "StagedFile",
     "StoredFile",
+    "Temporary",
     "WriteFunc",
     "copy_with_adler32",
     "file_checksums",

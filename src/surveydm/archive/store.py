@@ -83,6 +83,23 @@ class StagedFile:
     sums: Checksums
 
 
+@dataclass(frozen=True)
+class Temporary:
+    """A temporary file of an unfinished write (see :meth:`Archive.temporaries`).
+
+    Attributes:
+        path: path relative to the archive root.
+        host: host name of its writer.
+        pid: process id of its writer on that host.
+        stale: True when its writer is gone (it will never be published).
+    """
+
+    path: str
+    host: str
+    pid: int
+    stale: bool
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -388,21 +405,19 @@ class Archive:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def clean_temporaries(self, rel_dir: str = "", *, max_age_s: float = 86400.0) -> list[Path]:
-        """Remove temporary files left by killed writers under ``rel_dir``.
+    def temporaries(self, rel_dir: str = "", *, max_age_s: float = 86400.0) -> list[Temporary]:
+        """Temporary files of unfinished writes under ``rel_dir`` (the whole archive by default).
 
         A temporary file is stale when its writer (host, pid in its name) is this host and the
-        pid no longer runs, or it was written on another host and is older than ``max_age_s``.
-        Live writers' files are left alone, so this is safe while other transfers run.
-
-        Returns:
-            The removed paths.
+        pid no longer runs, or it was written on another host and is older than ``max_age_s``:
+        a writer killed between creating it and publishing the file (seen after pilots were
+        SIGKILLed mid-write). Live writers' files are listed as not stale.
         """
         base = self.abspath(rel_dir) if rel_dir else self.root
-        removed: list[Path] = []
         if not base.is_dir():
-            return removed
+            return []
         now = time.time()
+        found: list[Temporary] = []
         for path in base.rglob(f"{TMP_PREFIX}*"):
             m = _TMP_RE.match(path.name)
             if not m or not path.is_file():
@@ -414,7 +429,21 @@ class Archive:
                     stale = now - path.stat().st_mtime > max_age_s
                 except FileNotFoundError:
                     continue
-            if stale:
+            rel = path.relative_to(self.root).as_posix()
+            found.append(Temporary(rel, m["host"], int(m["pid"]), stale))
+        return sorted(found, key=lambda t: t.path)
+
+    def clean_temporaries(self, rel_dir: str = "", *, max_age_s: float = 86400.0) -> list[Path]:
+        """Remove the stale :meth:`temporaries` under ``rel_dir``; live writers' files are left
+        alone, so this is safe while other writers run.
+
+        Returns:
+            The removed paths (absolute).
+        """
+        removed: list[Path] = []
+        for temporary in self.temporaries(rel_dir, max_age_s=max_age_s):
+            if temporary.stale:
+                path = self.abspath(temporary.path)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -36,15 +36,32 @@ def registry(upgrade: bool = True):  # noqa: ANN201
     return Registry(url)
 
 
+#: Exit status of a command that ran but rejected some of its input (each named on stderr).
+EXIT_REJECTED = 1
+#: Exit status of a command that could not run: bad invocation, configuration or input.
+EXIT_ERROR = 2
+
+
+def exit_if_rejected(rejections: Iterable[str]) -> None:
+    """Print each rejected input as one line ``rejected: <what>: <why>`` on stderr and exit
+    with :data:`EXIT_REJECTED` when there is any; return when there is none."""
+    lines = list(rejections)
+    for line in lines:
+        err_console.print(f"[bold red]rejected:[/] {line}", soft_wrap=True, highlight=False)
+    if lines:
+        raise typer.Exit(EXIT_REJECTED)
+
+
 def clear_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected errors into a one-line message and exit status 2 (no traceback)."""
+    """Turn expected errors into a one-line message and exit status :data:`EXIT_ERROR`
+    (no traceback)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except (SurveydmError, ConfigError, FileNotFoundError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper

@@ -15,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from surveydm.cli.common import clear_errors, console, registry, settings
+from surveydm.cli.common import clear_errors, console, exit_if_rejected, registry, settings
 
 archive_app = typer.Typer(help="The file archive: verification.", no_args_is_help=True)
 
@@ -97,8 +97,9 @@ def transfer(
         f"{report.files_copied} file(s), {_mib(report.bytes_copied)} in {report.elapsed_s:.1f} s"
         f" ({report.mib_per_s:,.1f} MiB/s)"
     )
-    if not report.ok:
-        raise typer.Exit(1)
+    exit_if_rejected(
+        f"{o.obs_set}/{f.name}: {f.reason or f.status}" for o in report.obs_sets for f in o.rejected
+    )
 
 
 @clear_errors
@@ -116,7 +117,7 @@ def register_cmd(
     table.add_column("obs set", no_wrap=True)
     for col in ("registered", "already", "not archived", "rejected"):
         table.add_column(col)
-    bad = False
+    rejections: list[str] = []
     with _Bars() as bars:
         for name in sets:
 
@@ -126,7 +127,7 @@ def register_cmd(
                 bars(ProgressEvent("register", _n, fname, done, total))
 
             rr = register_obs_set(reg, archive, name, instrument, progress=prog)
-            bad |= not rr.ok
+            rejections += [f"{name}/{f}: {why}" for f, why in rr.rejected]
             table.add_row(
                 name,
                 str(len(rr.registered)),
@@ -138,8 +139,7 @@ def register_cmd(
         console.print("nothing to register")
         return
     console.print(table)
-    if bad:
-        raise typer.Exit(1)
+    exit_if_rejected(rejections)
 
 
 @clear_errors
@@ -148,7 +148,8 @@ def ingest_cmd(
     instrument: str | None = typer.Option(None, help="override the manifests' instrument"),
     settle: float = typer.Option(300.0, help="seconds a short file must be quiet to be truncated"),
 ) -> None:
-    """Transfer and register a night; exit status 1 when anything was rejected."""
+    """Transfer and register a night; exit status 1 when anything was rejected (each rejected
+    file is named with its reason on stderr)."""
     from surveydm.pipelines.ingest import ingest
 
     reg = registry()
@@ -185,8 +186,11 @@ def ingest_cmd(
         f"({tr.mib_per_s:,.1f} MiB/s); {report.n_rejected} file(s) rejected; total "
         f"{report.elapsed_s:.1f} s"
     )
-    if not report.ok:
-        raise typer.Exit(1)
+    exit_if_rejected(
+        f"{s.obs_set}/{name} ({stage}): {why}"
+        for s in report.summary
+        for name, stage, why in s.rejected
+    )
 
 
 @archive_app.command("verify")
@@ -201,19 +205,22 @@ def verify_cmd(
     reg = registry()
     with _Bars() as bars:
         report = verify_archive(reg, _archive(), obs_set=obs_set, path_prefix=prefix, progress=bars)
-    for path in report.corrupt:
-        console.print(f"[red]corrupt[/] {path}")
-    for path in report.missing:
-        console.print(f"[red]missing[/] {path}")
     for path in report.restored:
         console.print(f"[green]matches again[/] {path}")
+    for path in report.temporaries_removed:
+        console.print(f"[yellow]removed temporary of a killed writer[/] {path}")
+    for path in report.temporaries_live:
+        console.print(f"being written {path}")
     console.print(
         f"{report.checked} file(s) checked, {_mib(report.bytes_read)} read: "
         f"{len(report.corrupt)} corrupt, {len(report.missing)} missing; md5 recorded for "
-        f"{len(report.md5_recorded)} file(s) that had none"
+        f"{len(report.md5_recorded)} file(s) that had none; "
+        f"{len(report.temporaries_removed)} stale temporary file(s) removed"
     )
-    if not report.ok:
-        raise typer.Exit(1)
+    exit_if_rejected(
+        [f"{path}: corrupt (size or checksum differs from the registry)" for path in report.corrupt]
+        + [f"{path}: missing" for path in report.missing]
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -638,8 +638,9 @@ def transfer_buffer(
 @dataclass
 class VerifyReport:
     """Outcome of :func:`verify_archive`: files checked, those found corrupt or missing
-    (archive paths), those marked archived again after being restored, and those whose md5
-    was recorded now (matching files that had none yet)."""
+    (archive paths), those marked archived again after being restored, those whose md5
+    was recorded now (matching files that had none yet), and the temporary files of unfinished
+    writes: removed (their writer is gone) or still being written."""
 
     checked: int = 0
     bytes_read: int = 0
@@ -647,6 +648,8 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     md5_recorded: list[str] = field(default_factory=list)
+    temporaries_removed: list[str] = field(default_factory=list)
+    temporaries_live: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -670,7 +673,9 @@ def verify_archive(
         path_prefix: only files whose archive path starts with this.
         mark: record the outcome: ``state`` (``corrupt`` / ``missing``, or back to
             ``archived`` for a file that matches again), ``verified`` time, and the md5 of a
-            matching file that had none (a file transferred but not registered yet).
+            matching file that had none (a file transferred but not registered yet); and
+            remove the stale temporary files of killed writers under the checked prefix
+            (:meth:`Archive.temporaries`; live writers' files are only reported).
 
     Returns:
         The report (this function does not raise on mismatches; the CLI exits non-zero).
@@ -714,4 +719,20 @@ def verify_archive(
                     row.md5 = sums.md5
         if progress:
             progress(ProgressEvent("verify", "", path, i + 1, len(rows), size))
+    _check_temporaries(archive, report, prefix, clean=mark)
     return report
+
+
+def _check_temporaries(
+    archive: Archive, report: VerifyReport, prefix: str | None, *, clean: bool
+) -> None:
+    """Report (and with ``clean`` remove) the temporaries under the directory of ``prefix``."""
+    rel_dir = prefix.rsplit("/", 1)[0] if prefix and "/" in prefix else ""
+    for temporary in archive.temporaries(rel_dir):
+        if not temporary.path.startswith(prefix or ""):
+            continue
+        if not temporary.stale:
+            report.temporaries_live.append(temporary.path)
+        elif clean:
+            archive.abspath(temporary.path).unlink(missing_ok=True)
+            report.temporaries_removed.append(temporary.path)
