@@ -17,12 +17,9 @@ from sqlalchemy import func, select
 
 from surveydm.archive import Archive, file_checksums
 from surveydm.db.models.raw import ArchiveFile, ObsSet, Project
-from surveydm.pipelines.transfer import (
-    Manifest,
-    ManifestError,
-    transfer_buffer,
-    verify_archive,
-)
+from surveydm.pipelines.manifest import Manifest, ManifestError
+from surveydm.pipelines.transfer import transfer_buffer
+from surveydm.pipelines.verify import verify_archive
 from test_ingest_support import adler32, make_obs_set, write_manifest
 
 OBS = "20261120_001"

@@ -27,7 +27,14 @@ from surveydm.archive.errors import (
     InvalidArchivePath,
     SizeMismatch,
 )
-from surveydm.archive.store import Archive, StagedFile, StoredFile, Temporary, WriteFunc
+from surveydm.archive.store import (
+    Archive,
+    RawPath,
+    StagedFile,
+    StoredFile,
+    Temporary,
+    WriteFunc,
+)
 
 __all__ = [
     "CHUNK_SIZE",
@@ -39,6 +46,7 @@ __all__ = [
     "Checksums",
     "InvalidArchivePath",
     "SizeMismatch",
+    "RawPath",
     "StagedFile",
     "StoredFile",
     "Temporary",

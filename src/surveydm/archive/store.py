@@ -84,6 +84,15 @@ class StagedFile:
 
 
 @dataclass(frozen=True)
+class RawPath:
+    """The parts of a raw file's archive path ``raw/<night>/<obs_set>/<filename>``."""
+
+    night: str
+    obs_set: str
+    filename: str
+
+
+@dataclass(frozen=True)
 class Temporary:
     """A temporary file of an unfinished write (see :meth:`Archive.temporaries`).
 
@@ -138,10 +147,27 @@ class Archive:
     # -- layout ---------------------------------------------------------------------------
 
     @staticmethod
+    def raw_dir(night: date | str, obs_set: str) -> str:
+        """Relative directory of an obs set's raw files: ``raw/<night>/<obs_set>``."""
+        night_s = night.isoformat() if isinstance(night, date) else str(night)
+        return f"raw/{night_s}/{obs_set}"
+
+    @staticmethod
     def raw_path(night: date | str, obs_set: str, filename: str) -> str:
         """Relative path of a raw file: ``raw/<night>/<obs_set>/<filename>``."""
-        night_s = night.isoformat() if isinstance(night, date) else str(night)
-        return f"raw/{night_s}/{obs_set}/{filename}"
+        return f"{Archive.raw_dir(night, obs_set)}/{filename}"
+
+    @staticmethod
+    def parse_raw_path(rel_path: str) -> RawPath:
+        """The night, obs set and file name of a raw file's relative path.
+
+        Raises:
+            InvalidArchivePath: ``rel_path`` is not ``raw/<night>/<obs_set>/<filename>``.
+        """
+        parts = rel_path.split("/")
+        if len(parts) != 4 or parts[0] != "raw" or not all(parts):
+            raise InvalidArchivePath(f"{rel_path}: not a raw file (raw/<night>/<obs_set>/<file>)")
+        return RawPath(night=parts[1], obs_set=parts[2], filename=parts[3])
 
     @staticmethod
     def red_path(release: str, obs_set: str, filename: str) -> str:

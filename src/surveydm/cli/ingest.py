@@ -200,7 +200,7 @@ def verify_cmd(
     prefix: str | None = typer.Option(None, help="only archive paths starting with this"),
 ) -> None:
     """Re-read archived files and report any whose size or checksum no longer matches."""
-    from surveydm.pipelines.transfer import verify_archive
+    from surveydm.pipelines.verify import verify_archive
 
     reg = registry()
     with _Bars() as bars:

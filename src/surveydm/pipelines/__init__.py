@@ -1,7 +1,9 @@
 """Pipelines: tasks that glue reduction, archive and registry.
 
+* :mod:`~surveydm.pipelines.manifest` -- the obs set manifest written by the DAQ.
 * :mod:`~surveydm.pipelines.transfer` -- observatory buffer -> archive + ``archive_file`` /
-  ``obs_set`` rows (adler32-verified copy, quarantine of bad input), and archive verification.
+  ``obs_set`` rows (adler32-verified copy, quarantine of bad input).
+* :mod:`~surveydm.pipelines.verify` -- re-verification of the archive against the registry.
 * :mod:`~surveydm.pipelines.register` -- archived raw file -> ``mosaic`` + ``image`` rows.
 * :mod:`~surveydm.pipelines.ingest` -- transfer + register with a per-obs-set summary.
 * :mod:`~surveydm.pipelines.nightly` -- the job-system tasks: register, nightly, master bias,

@@ -18,10 +18,10 @@ from surveydm.archive import Archive
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
 from surveydm.instruments import Instrument
+from surveydm.pipelines.manifest import MANIFEST_NAME
 from surveydm.pipelines.register import RegisterReport, register_obs_set
 from surveydm.pipelines.transfer import (
     DEFAULT_SETTLE_SECONDS,
-    MANIFEST_NAME,
     ProgressEvent,
     ProgressFn,
     TransferReport,

@@ -42,7 +42,7 @@ from astropy.time import Time
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from surveydm.archive import Archive, file_checksums
+from surveydm.archive import Archive, InvalidArchivePath, file_checksums
 from surveydm.db import Registry
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
@@ -438,13 +438,14 @@ def register_file(
         af = s.scalars(select(ArchiveFile).where(cond)).one_or_none()
         if af is None:
             raise RegistrationError(str(archive_file), "no such file in the registry")
-        parts = af.path.split("/")
-        if len(parts) != 4 or parts[0] != "raw":
-            raise RegistrationError(af.path, "not a raw file (raw/<night>/<obs_set>/<file>)")
-        obs = s.scalars(select(ObsSet).where(ObsSet.obs_set == parts[2])).one_or_none()
+        try:
+            raw_path = Archive.parse_raw_path(af.path)
+        except InvalidArchivePath as exc:
+            raise RegistrationError(af.path, str(exc)) from None
+        obs = s.scalars(select(ObsSet).where(ObsSet.obs_set == raw_path.obs_set)).one_or_none()
         if obs is None:
-            raise RegistrationError(af.path, f"obs set {parts[2]} is not registered")
-    filename = parts[3]
+            raise RegistrationError(af.path, f"obs set {raw_path.obs_set} is not registered")
+    filename = raw_path.filename
     existing = _existing(registry, af.id)
     if existing is not None:
         return existing
@@ -540,7 +541,7 @@ def obs_set_files(registry: Registry, obs_set: str) -> list[tuple[str, str, int 
         obs = s.scalars(select(ObsSet).where(ObsSet.obs_set == obs_set)).one_or_none()
         if obs is None:
             raise RegistrationError(obs_set, "obs set is not registered (transfer it first)")
-        rel_dir = f"raw/{obs.night.isoformat()}/{obs.obs_set}"
+        rel_dir = Archive.raw_dir(obs.night, obs.obs_set)
         names = [str(f["name"]) for f in obs.manifest.get("files", []) if isinstance(f, dict)]
         paths = [f"{rel_dir}/{n}" for n in names]
         ids = dict(

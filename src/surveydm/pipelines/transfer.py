@@ -41,7 +41,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -53,149 +52,15 @@ from surveydm.archive import (
     SizeMismatch,
     StagedFile,
     StoredFile,
-    normalise_adler32,
 )
 from surveydm.db import Registry
 from surveydm.db.base import utcnow
-from surveydm.db.models.raw import RAW_KINDS, ArchiveFile, ObsSet, Project
+from surveydm.db.models.raw import ArchiveFile, ObsSet, Project
 from surveydm.errors import SurveydmError
+from surveydm.pipelines.manifest import MANIFEST_NAME, Manifest, ManifestError
 
-MANIFEST_NAME = "manifest.yaml"
 #: Seconds a short file must have been left untouched before it counts as truncated.
 DEFAULT_SETTLE_SECONDS = 300.0
-
-
-class ManifestError(SurveydmError):
-    """A manifest is not valid YAML or lacks / mistypes a field (the message names it)."""
-
-
-@dataclass(frozen=True)
-class ManifestFile:
-    """One file listed in a manifest: name, kind, size (bytes), adler32 (8 hex)."""
-
-    name: str
-    kind: str
-    size: int
-    adler32: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A parsed observation-set manifest (see the module docstring for the format)."""
-
-    obs_set: str
-    night: date
-    instrument: str
-    files: tuple[ManifestFile, ...]
-    operator: str | None = None
-    project: str | None = None
-    comments: str | None = None
-    mjd_start: float | None = None
-    mjd_stop: float | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def parse(cls, text: str, source: str = MANIFEST_NAME) -> Manifest:
-        """Validate a manifest's YAML text.
-
-        Raises:
-            ManifestError: not YAML, not a mapping, a missing or mistyped field, a bad file
-                name, kind, size or adler32, or a file listed twice (the message says which).
-        """
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ManifestError(f"{source}: not valid YAML ({exc})".replace("\n", " ")) from None
-        if not isinstance(data, dict):
-            raise ManifestError(f"{source}: expected a mapping at the top level")
-
-        def need(key: str) -> Any:
-            if data.get(key) in (None, ""):
-                raise ManifestError(f"{source}: missing field {key!r}")
-            return data[key]
-
-        obs_set = str(need("obs_set"))
-        if "/" in obs_set or obs_set.startswith("."):
-            raise ManifestError(f"{source}: bad obs_set {obs_set!r}")
-        night_raw = need("night")
-        try:
-            night = night_raw if isinstance(night_raw, date) else date.fromisoformat(str(night_raw))
-        except ValueError:
-            raise ManifestError(f"{source}: night {night_raw!r} is not YYYY-MM-DD") from None
-        files_raw = need("files")
-        if not isinstance(files_raw, list):
-            raise ManifestError(f"{source}: 'files' must be a list")
-        files: list[ManifestFile] = []
-        seen: set[str] = set()
-        for i, entry in enumerate(files_raw):
-            where = f"{source}: files[{i}]"
-            if not isinstance(entry, dict):
-                raise ManifestError(f"{where}: expected a mapping with name, kind, size, adler32")
-            for key in ("name", "kind", "size", "adler32"):
-                if entry.get(key) in (None, ""):
-                    raise ManifestError(f"{where}: missing field {key!r}")
-            name = str(entry["name"])
-            if "/" in name or name in (".", "..", MANIFEST_NAME) or name.startswith("."):
-                raise ManifestError(f"{where}: bad file name {name!r}")
-            if name in seen:
-                raise ManifestError(f"{where}: {name} listed twice")
-            seen.add(name)
-            kind = str(entry["kind"]).lower()
-            if kind not in RAW_KINDS:
-                raise ManifestError(f"{where}: kind {kind!r} not one of {', '.join(RAW_KINDS)}")
-            size = entry["size"]
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise ManifestError(f"{where}: size {size!r} is not a byte count")
-            try:
-                adler = normalise_adler32(entry["adler32"])
-            except ValueError as exc:
-                raise ManifestError(f"{where}: {exc}") from None
-            files.append(ManifestFile(name, kind, size, adler))
-
-        def number(key: str) -> float | None:
-            v = data.get(key)
-            if v is None:
-                return None
-            try:
-                return float(v)
-            except (TypeError, ValueError):
-                raise ManifestError(f"{source}: {key} {v!r} is not a number") from None
-
-        def text_field(key: str) -> str | None:
-            v = data.get(key)
-            return None if v is None else str(v)
-
-        return cls(
-            obs_set=obs_set,
-            night=night,
-            instrument=str(need("instrument")),
-            files=tuple(files),
-            operator=text_field("operator"),
-            project=text_field("project"),
-            comments=text_field("comments"),
-            mjd_start=number("mjd_start"),
-            mjd_stop=number("mjd_stop"),
-            raw=_jsonable(data),
-        )
-
-    @classmethod
-    def read(cls, path: Path) -> Manifest:
-        """Read and validate a manifest file. Raises ManifestError (also when unreadable)."""
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{path}: cannot read ({exc})") from None
-        return cls.parse(text, str(path))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return value
 
 
 # -- reports ------------------------------------------------------------------------------
@@ -398,26 +263,10 @@ def _readiness(
     return None, problems
 
 
-def transfer_obs_set(
-    registry: Registry,
-    archive: Archive,
-    directory: Path,
-    *,
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-    progress: ProgressFn | None = None,
-    stamp: str | None = None,
-) -> ObsSetTransfer:
-    """Transfer one obs set directory of the buffer (see the module docstring for the rules).
-
-    Returns:
-        The set's outcome; bad files are reported there, not raised.
-
-    Raises:
-        sqlalchemy errors when the registry is unreachable (a fault: retry the run).
-    """
-    directory = Path(directory)
+def _read_manifest(archive: Archive, directory: Path, stamp: str) -> Manifest | ObsSetTransfer:
+    """The set's manifest, or its outcome when there is none yet (pending) or it is malformed
+    (quarantined: rejected)."""
     name = directory.name
-    stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     manifest_path = directory / MANIFEST_NAME
     if not manifest_path.is_file():
         return ObsSetTransfer(name, "pending", directory, reason="no manifest yet")
@@ -436,146 +285,233 @@ def transfer_obs_set(
             reason=f"{exc}; files left in the buffer",
             files=[FileOutcome(MANIFEST_NAME, "rejected", reason=str(exc), quarantine=q)],
         )
-    result = ObsSetTransfer(name, "done", directory, night=manifest.night)
+    return manifest
+
+
+def transfer_obs_set(
+    registry: Registry,
+    archive: Archive,
+    directory: Path,
+    *,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+    progress: ProgressFn | None = None,
+    stamp: str | None = None,
+) -> ObsSetTransfer:
+    """Transfer one obs set directory of the buffer (see the module docstring for the rules).
+
+    Returns:
+        The set's outcome; bad files are reported there, not raised.
+
+    Raises:
+        sqlalchemy errors when the registry is unreachable (a fault: retry the run).
+    """
+    directory = Path(directory)
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    manifest = _read_manifest(archive, directory, stamp)
+    if isinstance(manifest, ObsSetTransfer):
+        return manifest
+    result = ObsSetTransfer(directory.name, "done", directory, night=manifest.night)
     pending, problems = _readiness(directory, manifest, settle_seconds, time.time())
     if pending:
         result.status, result.reason = "pending", pending
         return result
+    copy = _ObsSetCopy(registry, archive, manifest, result, stamp, progress)
+    copy.run(problems)
+    return result
 
-    rel_dir = f"raw/{manifest.night.isoformat()}/{manifest.obs_set}"
-    archive.clean_temporaries(rel_dir)
-    obs = _record_obs_set(registry, manifest)
-    with registry.session(write=False) as s:
-        known = {
-            row.path: row
-            for row in s.scalars(
-                select(ArchiveFile).where(ArchiveFile.path.like(f"{rel_dir}/%"))
-            ).all()
-        }
-    log: list[str] = []
-    listed = {f.name for f in manifest.files}
-    entries: list[tuple[str, int | None, str | None]] = [
-        (f.name, f.size, f.adler32) for f in manifest.files
-    ]
-    entries.append((MANIFEST_NAME, None, None))
-    names = {e[0] for e in entries}
 
-    def tick(fname: str, nbytes: int = 0) -> None:
-        if progress:
-            done = len({f.name for f in result.files} & names)
-            progress(ProgressEvent("transfer", name, fname, done, len(entries), nbytes))
+@dataclass
+class _Entry:
+    """A file to copy: its name and, for listed files, the manifest's size and adler32."""
 
-    def reject(fname: str, reason: str, *, keep: bool = True) -> None:
-        q = archive.quarantine(directory / fname, name, reason, stamp=stamp) if keep else None
-        result.files.append(FileOutcome(fname, "rejected", 0, None, reason, q))
-        log.append(f"transfer: {fname} rejected: {reason}")
-        tick(fname)
+    name: str
+    size: int | None = None
+    adler32: str | None = None
 
-    def fail(fname: str, exc: Exception) -> None:
-        # A fault of the archive (disk full, I/O error), not of the data: retried next run.
-        result.files.append(FileOutcome(fname, "failed", 0, None, str(exc)))
-        log.append(f"transfer: {fname} failed: {exc}")
 
-    def record(fname: str, stored: StoredFile) -> None:
-        try:
-            _record_file(registry, stored)
-        except ArchiveConflict as exc:
-            reject(fname, str(exc))
-            return
-        status = "reused" if stored.reused else "archived"
-        result.files.append(FileOutcome(fname, status, stored.size, stored.path))
-        tick(fname, 0 if stored.reused else stored.size)
+class _ObsSetCopy:
+    """The copy of one ready obs set into ``raw/<night>/<obs_set>/``: each file is staged
+    (copied + adler32 verified) while the previous one is flushed and published in a helper
+    thread (:meth:`Archive.stage` / :meth:`Archive.commit`), then recorded in the registry."""
 
-    # Copy file i+1 while file i is flushed to disk and published (Archive.stage / commit).
-    inflight: tuple[Future[StoredFile], str] | None = None
+    def __init__(
+        self,
+        registry: Registry,
+        archive: Archive,
+        manifest: Manifest,
+        result: ObsSetTransfer,
+        stamp: str,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.registry, self.archive, self.manifest = registry, archive, manifest
+        self.result, self.stamp, self.progress = result, stamp, progress
+        self.directory = result.directory
+        self.entries = [_Entry(f.name, f.size, f.adler32) for f in manifest.files]
+        self.entries.append(_Entry(MANIFEST_NAME))
+        self.log: list[str] = []
+        self.inflight: tuple[Future[StoredFile], str] | None = None
 
-    def settle() -> bool:
-        """Finish the commit in flight and record it; False when the archive failed."""
-        nonlocal inflight
-        if inflight is None:
+    def path(self, fname: str) -> str:
+        return Archive.raw_path(self.manifest.night, self.manifest.obs_set, fname)
+
+    def run(self, problems: dict[str, str]) -> None:
+        """Copy every entry (those in ``problems`` are rejected), quarantine unlisted files,
+        append the set's log and set the outcome's status."""
+        rel_dir = Archive.raw_dir(self.manifest.night, self.manifest.obs_set)
+        self.archive.clean_temporaries(rel_dir)
+        obs = _record_obs_set(self.registry, self.manifest)
+        known = self._known(rel_dir)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+            for entry in self.entries:
+                if not self._copy(entry, known, problems, committer):
+                    break
+            self._settle()
+        self._quarantine_unlisted()
+        result = self.result
+        if copied := result.count("archived"):
+            self.log.insert(0, f"transfer: {copied} file(s) archived in {rel_dir}")
+        _append_log(self.registry, obs.id, self.log)
+        if result.rejected:
+            result.status = "partial"
+            result.reason = f"{len(result.rejected)} file(s) rejected or failed"
+
+    def _known(self, rel_dir: str) -> dict[str, ArchiveFile]:
+        with self.registry.session(write=False) as s:
+            rows = s.scalars(select(ArchiveFile).where(ArchiveFile.path.like(f"{rel_dir}/%")))
+            return {row.path: row for row in rows.all()}
+
+    def _copy(
+        self,
+        entry: _Entry,
+        known: dict[str, ArchiveFile],
+        problems: dict[str, str],
+        committer: ThreadPoolExecutor,
+    ) -> bool:
+        """Copy one entry; False when the archive failed and the set must stop."""
+        fname, rel = entry.name, self.path(entry.name)
+        row = known.get(rel)
+        if (
+            row is not None
+            and entry.size is not None
+            and (row.size, row.adler32)
+            == (
+                entry.size,
+                entry.adler32,
+            )
+        ):
+            self.result.files.append(FileOutcome(fname, "reused", row.size, rel))
+            self._tick(fname)
             return True
-        future, fname = inflight
-        inflight = None
+        if fname in problems:
+            self._reject(fname, problems[fname])
+            return True
+        staged = self._stage(entry, rel)
+        if staged is None:
+            return True
+        if isinstance(staged, ArchiveWriteError):
+            self._settle()
+            self._fail(fname, staged)
+            return False
+        if not self._settle():
+            if isinstance(staged, StagedFile):
+                self.archive.discard(staged)
+            return False
+        if isinstance(staged, StoredFile):  # identical bytes already archived
+            self._record(fname, staged)
+        else:
+            self.inflight = (committer.submit(self.archive.commit, staged), fname)
+        return True
+
+    def _stage(self, entry: _Entry, rel: str) -> StagedFile | StoredFile | ArchiveWriteError | None:
+        """Stage one file; None when it was rejected, the error when the archive failed."""
+        fname = entry.name
+        try:
+            return self.archive.stage(
+                self.directory / fname,
+                rel,
+                expected_adler32=entry.adler32,
+                expected_size=entry.size,
+            )
+        except ChecksumMismatch as exc:
+            reason = (
+                f"adler32 mismatch: the file has {exc.actual}, the manifest says {exc.expected}"
+            )
+            self._reject(fname, reason)
+        except SizeMismatch as exc:
+            reason = (
+                f"size mismatch: the file has {exc.actual} bytes, the manifest says {exc.expected}"
+            )
+            self._reject(fname, reason)
+        except ArchiveConflict as exc:
+            self._reject(fname, str(exc))
+        except ArchiveWriteError as exc:
+            return exc
+        except FileNotFoundError as exc:  # vanished between the check and the copy
+            reason = f"disappeared from the buffer during the transfer ({exc.strerror})"
+            self._reject(fname, reason, keep=False)
+        return None
+
+    def _settle(self) -> bool:
+        """Finish the commit in flight and record it; False when the archive failed."""
+        if self.inflight is None:
+            return True
+        future, fname = self.inflight
+        self.inflight = None
         try:
             stored = future.result()
         except ArchiveConflict as exc:
-            reject(fname, str(exc))
+            self._reject(fname, str(exc))
             return True
         except ArchiveWriteError as exc:
-            fail(fname, exc)
+            self._fail(fname, exc)
             return False
-        record(fname, stored)
+        self._record(fname, stored)
         return True
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
-        for fname, size, adler in entries:
-            rel = f"{rel_dir}/{fname}"
-            row = known.get(rel)
-            if row is not None and size is not None and (row.size, row.adler32) == (size, adler):
-                result.files.append(FileOutcome(fname, "reused", row.size, rel))
-                tick(fname)
-                continue
-            if fname in problems:
-                reject(fname, problems[fname])
-                continue
-            try:
-                staged = archive.stage(
-                    directory / fname, rel, expected_adler32=adler, expected_size=size
-                )
-            except ChecksumMismatch as exc:
-                reject(
-                    fname,
-                    f"adler32 mismatch: the file has {exc.actual}, the manifest "
-                    f"says {exc.expected}",
-                )
-                continue
-            except SizeMismatch as exc:
-                reject(
-                    fname,
-                    f"size mismatch: the file has {exc.actual} bytes, the manifest "
-                    f"says {exc.expected}",
-                )
-                continue
-            except ArchiveConflict as exc:
-                reject(fname, str(exc))
-                continue
-            except ArchiveWriteError as exc:
-                settle()
-                fail(fname, exc)
-                break
-            except FileNotFoundError as exc:  # vanished between the check and the copy
-                reject(
-                    fname,
-                    f"disappeared from the buffer during the transfer ({exc.strerror})",
-                    keep=False,
-                )
-                continue
-            if not settle():
-                if isinstance(staged, StagedFile):
-                    archive.discard(staged)
-                break
-            if isinstance(staged, StoredFile):  # identical bytes already archived
-                record(fname, staged)
-            else:
-                inflight = (committer.submit(archive.commit, staged), fname)
-        settle()
+    def _tick(self, fname: str, nbytes: int = 0) -> None:
+        if self.progress:
+            names = {e.name for e in self.entries}
+            done = len({f.name for f in self.result.files} & names)
+            event = ProgressEvent(
+                "transfer", self.result.obs_set, fname, done, len(self.entries), nbytes
+            )
+            self.progress(event)
 
-    for extra in sorted(p for p in directory.iterdir() if p.is_file()):
-        if extra.name in listed or extra.name == MANIFEST_NAME or extra.name.startswith("."):
-            continue
-        reason = "present in the buffer but not listed in the manifest"
-        q = archive.quarantine(extra, name, reason, stamp=stamp)
-        result.files.append(FileOutcome(extra.name, "rejected", 0, None, reason, q))
-        log.append(f"transfer: {extra.name} rejected: {reason}")
+    def _reject(self, fname: str, reason: str, *, keep: bool = True) -> None:
+        path = self.directory / fname
+        q = (
+            self.archive.quarantine(path, self.result.obs_set, reason, stamp=self.stamp)
+            if keep
+            else None
+        )
+        self.result.files.append(FileOutcome(fname, "rejected", 0, None, reason, q))
+        self.log.append(f"transfer: {fname} rejected: {reason}")
+        self._tick(fname)
 
-    copied = result.count("archived")
-    if copied:
-        log.insert(0, f"transfer: {copied} file(s) archived in {rel_dir}")
-    _append_log(registry, obs.id, log)
-    if result.rejected:
-        result.status = "partial"
-        result.reason = f"{len(result.rejected)} file(s) rejected or failed"
-    return result
+    def _fail(self, fname: str, exc: Exception) -> None:
+        # A fault of the archive (disk full, I/O error), not of the data: retried next run.
+        self.result.files.append(FileOutcome(fname, "failed", 0, None, str(exc)))
+        self.log.append(f"transfer: {fname} failed: {exc}")
+
+    def _record(self, fname: str, stored: StoredFile) -> None:
+        try:
+            _record_file(self.registry, stored)
+        except ArchiveConflict as exc:
+            self._reject(fname, str(exc))
+            return
+        status = "reused" if stored.reused else "archived"
+        self.result.files.append(FileOutcome(fname, status, stored.size, stored.path))
+        self._tick(fname, 0 if stored.reused else stored.size)
+
+    def _quarantine_unlisted(self) -> None:
+        listed = {e.name for e in self.entries}
+        for extra in sorted(p for p in self.directory.iterdir() if p.is_file()):
+            if extra.name in listed or extra.name.startswith("."):
+                continue
+            reason = "present in the buffer but not listed in the manifest"
+            q = self.archive.quarantine(extra, self.result.obs_set, reason, stamp=self.stamp)
+            self.result.files.append(FileOutcome(extra.name, "rejected", 0, None, reason, q))
+            self.log.append(f"transfer: {extra.name} rejected: {reason}")
 
 
 def find_obs_set_dirs(buffer_dir: Path) -> list[Path]:
@@ -630,109 +566,3 @@ def transfer_buffer(
         )
     report.elapsed_s = time.perf_counter() - t0
     return report
-
-
-# -- verification -------------------------------------------------------------------------
-
-
-@dataclass
-class VerifyReport:
-    """Outcome of :func:`verify_archive`: files checked, those found corrupt or missing
-    (archive paths), those marked archived again after being restored, those whose md5
-    was recorded now (matching files that had none yet), and the temporary files of unfinished
-    writes: removed (their writer is gone) or still being written."""
-
-    checked: int = 0
-    bytes_read: int = 0
-    corrupt: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
-    md5_recorded: list[str] = field(default_factory=list)
-    temporaries_removed: list[str] = field(default_factory=list)
-    temporaries_live: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every checked file matches its record."""
-        return not self.corrupt and not self.missing
-
-
-def verify_archive(
-    registry: Registry,
-    archive: Archive,
-    *,
-    obs_set: str | None = None,
-    path_prefix: str | None = None,
-    mark: bool = True,
-    progress: ProgressFn | None = None,
-) -> VerifyReport:
-    """Re-read registered files and compare size, adler32 and md5 with the registry.
-
-    Args:
-        obs_set: only the files of this obs set (``raw/<night>/<obs_set>/``).
-        path_prefix: only files whose archive path starts with this.
-        mark: record the outcome: ``state`` (``corrupt`` / ``missing``, or back to
-            ``archived`` for a file that matches again), ``verified`` time, and the md5 of a
-            matching file that had none (a file transferred but not registered yet); and
-            remove the stale temporary files of killed writers under the checked prefix
-            (:meth:`Archive.temporaries`; live writers' files are only reported).
-
-    Returns:
-        The report (this function does not raise on mismatches; the CLI exits non-zero).
-
-    Raises:
-        SurveydmError: ``obs_set`` is not registered.
-    """
-    prefix = path_prefix
-    if obs_set is not None:
-        with registry.session(write=False) as s:
-            night = s.scalars(select(ObsSet.night).where(ObsSet.obs_set == obs_set)).first()
-        if night is None:
-            raise SurveydmError(f"obs set {obs_set!r} is not registered")
-        prefix = f"raw/{night.isoformat()}/{obs_set}/"
-    query = select(ArchiveFile.id, ArchiveFile.path, ArchiveFile.size, ArchiveFile.adler32)
-    query = query.add_columns(ArchiveFile.md5, ArchiveFile.state).order_by(ArchiveFile.path)
-    if prefix:
-        query = query.where(ArchiveFile.path.startswith(prefix, autoescape=True))
-    with registry.session(write=False) as s:
-        rows = s.execute(query).all()
-    report = VerifyReport()
-    for i, (fid, path, size, adler, md5, state) in enumerate(rows):
-        problem, sums = archive.verify_file(path, size, adler, md5)
-        report.checked += 1
-        if problem == "corrupt":
-            report.corrupt.append(path)
-        elif problem == "missing":
-            report.missing.append(path)
-        else:
-            report.bytes_read += size
-            if state != "archived":
-                report.restored.append(path)
-            if md5 is None and mark:
-                report.md5_recorded.append(path)
-        if mark:
-            with registry.session() as s:
-                row = s.get(ArchiveFile, fid)
-                row.state = problem or "archived"
-                row.verified = utcnow()
-                if problem is None and row.md5 is None and sums is not None:
-                    row.md5 = sums.md5
-        if progress:
-            progress(ProgressEvent("verify", "", path, i + 1, len(rows), size))
-    _check_temporaries(archive, report, prefix, clean=mark)
-    return report
-
-
-def _check_temporaries(
-    archive: Archive, report: VerifyReport, prefix: str | None, *, clean: bool
-) -> None:
-    """Report (and with ``clean`` remove) the temporaries under the directory of ``prefix``."""
-    rel_dir = prefix.rsplit("/", 1)[0] if prefix and "/" in prefix else ""
-    for temporary in archive.temporaries(rel_dir):
-        if not temporary.path.startswith(prefix or ""):
-            continue
-        if not temporary.stale:
-            report.temporaries_live.append(temporary.path)
-        elif clean:
-            archive.abspath(temporary.path).unlink(missing_ok=True)
-            report.temporaries_removed.append(temporary.path)
