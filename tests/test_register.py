@@ -15,9 +15,8 @@ from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
 from surveydm.db.spatial import healpix_index
 from surveydm.instruments import load_instrument
+from surveydm.pipelines.raw_exposure import MissingKeyword, RegistrationError
 from surveydm.pipelines.register import (
-    MissingKeyword,
-    RegistrationError,
     obs_set_files,
     register_file,
     register_obs_set,

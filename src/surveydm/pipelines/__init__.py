@@ -5,6 +5,7 @@
   ``obs_set`` rows (adler32-verified copy, quarantine of bad input).
 * :mod:`~surveydm.pipelines.verify` -- re-verification of the archive against the registry.
 * :mod:`~surveydm.pipelines.register` -- archived raw file -> ``mosaic`` + ``image`` rows.
+* :mod:`~surveydm.pipelines.raw_exposure` -- headers and quick statistics of a raw exposure.
 * :mod:`~surveydm.pipelines.ingest` -- transfer + register with a per-obs-set summary.
 * :mod:`~surveydm.pipelines.nightly` -- the job-system tasks: register, nightly, master bias,
   flats and fringe frames, single epoch per mosaic and per CCD (docs/nightly.md).

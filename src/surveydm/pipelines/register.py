@@ -27,52 +27,33 @@ again returns the existing mosaic with ``created=False``.
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import PurePosixPath
+from typing import Any, NamedTuple
 
 import numpy as np
-from astropy.io import fits
-from astropy.time import Time
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from surveydm.archive import Archive, InvalidArchivePath, file_checksums
+from surveydm.archive import Archive, Checksums, InvalidArchivePath, file_checksums
 from surveydm.db import Registry
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
 from surveydm.db.spatial import healpix_index
-from surveydm.errors import SurveydmError
-from surveydm.instruments import Instrument, load_instrument, parse_section, read_keyword
+from surveydm.instruments import Instrument, load_instrument
+from surveydm.pipelines.raw_exposure import (
+    AmpStats,
+    RawExposure,
+    RegistrationError,
+    read_raw_exposure,
+)
 
-#: Target number of pixels sampled per amplifier data section.
-SAMPLE_PIXELS = 40_000
 #: Kinds that need a known filter tray (the filter matters for them).
 KINDS_NEEDING_TRAY = ("flat", "science")
-
-
-class RegistrationError(SurveydmError):
-    """A raw file cannot be registered (unreadable or truncated FITS, missing keyword, unknown
-    observation type or filter tray, extensions not matching the instrument). The message
-    names the file and the problem; the file stays in the archive, the rest of the obs set
-    goes on."""
-
-    def __init__(self, filename: str, problem: str):
-        self.filename, self.problem = filename, problem
-        super().__init__(f"{filename}: {problem}")
-
-
-class MissingKeyword(RegistrationError):
-    """A header lacks a keyword the instrument description requires."""
-
-    def __init__(self, filename: str, keyword: str, where: str, item: str):
-        self.keyword = keyword
-        super().__init__(filename, f"{where} has no {keyword} keyword ({item}), which is required")
 
 
 @dataclass(frozen=True)
@@ -111,195 +92,6 @@ class RegisterReport:
         return not self.rejected
 
 
-# -- header and pixel reading -------------------------------------------------------------
-
-
-@dataclass
-class _AmpStats:
-    ccd_num: int
-    amp_num: int
-    ext: int
-    naxis1: int
-    naxis2: int
-    gain: float | None
-    rdnoise: float | None
-    sample: np.ndarray  # float64 subsample of the data section, ADU
-    overscan: float | None
-
-
-def _kw(header: Any, spec: Any, item: str, filename: str, where: str) -> Any:
-    try:
-        return read_keyword(header, spec, item)
-    except KeyError:
-        raise MissingKeyword(filename, spec.keyword, where, item) from None
-    except ValueError as exc:
-        raise RegistrationError(filename, f"{where}: bad {spec.keyword} ({exc})") from None
-
-
-def _float(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _parse_date(value: Any, filename: str) -> datetime:
-    try:
-        dt = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        raise RegistrationError(filename, f"DATE-OBS {value!r} is not an ISO date") from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _section(header: Any, key: str, fallback: str, filename: str, ext: int) -> tuple:
-    text = header.get(key, fallback)
-    try:
-        return parse_section(str(text))
-    except ValueError as exc:
-        raise RegistrationError(filename, f"extension {ext}: bad {key} ({exc})") from None
-
-
-def _stride(shape: tuple[int, int]) -> int:
-    return max(1, int(math.sqrt(shape[0] * shape[1] / SAMPLE_PIXELS)))
-
-
-def _read_amps(
-    hdul: fits.HDUList, inst: Instrument, filename: str, file_size: int
-) -> list[_AmpStats]:
-    mapping = inst.header
-    amps: list[_AmpStats] = []
-    seen: set[tuple[int, int]] = set()
-    for ext in range(1, len(hdul)):
-        info = hdul.fileinfo(ext)
-        if info["datLoc"] + info["datSpan"] > file_size:
-            raise RegistrationError(
-                filename,
-                f"truncated FITS file: extension {ext} ends at byte "
-                f"{info['datLoc'] + info['datSpan']}, the file has {file_size}",
-            )
-        hdu = hdul[ext]
-        hdr = hdu.header
-        where = f"extension {ext} header"
-        ccd_num = _kw(hdr, mapping.ccd_num, "CCD number", filename, where)
-        amp_num = _kw(hdr, mapping.amp_num, "amplifier number", filename, where)
-        try:
-            ccd_num, amp_num = int(ccd_num), int(amp_num)
-            amp = inst.ccd(ccd_num).amp(amp_num)
-        except (KeyError, TypeError, ValueError):
-            raise RegistrationError(
-                filename,
-                f"extension {ext}: CCD {ccd_num} amplifier {amp_num} is not in instrument "
-                f"{inst.name}",
-            ) from None
-        if (ccd_num, amp_num) in seen:
-            raise RegistrationError(
-                filename, f"extension {ext}: CCD {ccd_num} amplifier {amp_num} appears twice"
-            )
-        seen.add((ccd_num, amp_num))
-        data = hdu.data
-        if data is None or data.ndim != 2:
-            raise RegistrationError(filename, f"extension {ext} holds no 2-d image")
-        dy, dx = _section(hdr, "DATASEC", amp.datasec, filename, ext)
-        by, bx = _section(hdr, "BIASSEC", amp.biassec, filename, ext)
-        if dy.stop > data.shape[0] or dx.stop > data.shape[1]:
-            raise RegistrationError(filename, f"extension {ext}: DATASEC outside the image")
-        bscale, bzero = float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0))
-        step = _stride((dy.stop - dy.start, dx.stop - dx.start))
-        sample = data[dy, dx][::step, ::step].astype(np.float64) * bscale + bzero
-        overscan = None
-        if by.stop <= data.shape[0] and bx.stop <= data.shape[1]:
-            ostep = max(1, step // 2)
-            bias = data[by, bx][::ostep].astype(np.float64) * bscale + bzero
-            overscan = float(np.median(bias)) if bias.size else None
-        amps.append(
-            _AmpStats(
-                ccd_num,
-                amp_num,
-                ext,
-                int(data.shape[1]),
-                int(data.shape[0]),
-                _float(hdr.get("GAIN", amp.gain)),
-                _float(hdr.get("RDNOISE", amp.read_noise)),
-                sample,
-                overscan,
-            )
-        )
-    expected = {(c.num, a.num) for c in inst.ccds for a in c.amplifiers}
-    if seen != expected:
-        missing = sorted(expected - seen)
-        raise RegistrationError(
-            filename,
-            f"{len(seen)} amplifier extensions, instrument {inst.name} has {len(expected)}; "
-            f"missing (CCD, amp) {missing[:6]}{'...' if len(missing) > 6 else ''}"
-            " (truncated file?)",
-        )
-    return amps
-
-
-@dataclass
-class _Parsed:
-    kind: str
-    values: dict[str, Any]
-    amps: list[_AmpStats]
-    nextend: int
-
-
-def _read_raw(path: Path, inst: Instrument, filename: str) -> _Parsed:
-    """Headers and amplifier statistics of a raw mosaic. Raises RegistrationError."""
-    file_size = path.stat().st_size
-    if file_size == 0 or file_size % 2880:
-        raise RegistrationError(
-            filename, f"not a complete FITS file: {file_size} bytes is not a multiple of 2880"
-        )
-    mapping = inst.header
-    try:
-        with (
-            warnings.catch_warnings(),
-            fits.open(path, memmap=True, do_not_scale_image_data=True, mode="readonly") as hdul,
-        ):
-            warnings.simplefilter("ignore")
-            hdul.readall()
-            hdr = hdul[0].header
-            where = "primary header"
-            obstype = _kw(hdr, mapping.obstype, "observation type", filename, where)
-            try:
-                kind = inst.kind_of(str(obstype))
-            except KeyError as exc:
-                raise RegistrationError(filename, str(exc.args[0])) from None
-            values: dict[str, Any] = {
-                "exptime": _float(_kw(hdr, mapping.exptime, "exposure time", filename, where)),
-                "date_obs": _parse_date(
-                    _kw(hdr, mapping.date_obs, "date of observation", filename, where), filename
-                ),
-                "filter_tray": _kw(hdr, mapping.filter_tray, "filter tray", filename, where),
-                "ra": _float(_kw(hdr, mapping.ra, "right ascension", filename, where)),
-                "dec": _float(_kw(hdr, mapping.dec, "declination", filename, where)),
-                "mjd_obs": _float(_kw(hdr, mapping.mjd_obs, "MJD", filename, where)),
-                "airmass": _float(_kw(hdr, mapping.airmass, "airmass", filename, where)),
-                "object": _kw(hdr, mapping.object, "object", filename, where),
-                "amb_temp": _float(_kw(hdr, mapping.ambient_temp, "ambient", filename, where)),
-                "humidity": _float(_kw(hdr, mapping.humidity, "humidity", filename, where)),
-                "pressure": _float(_kw(hdr, mapping.pressure, "pressure", filename, where)),
-                "wind_spd": _float(_kw(hdr, mapping.wind_speed, "wind speed", filename, where)),
-                "wind_dir": _float(_kw(hdr, mapping.wind_dir, "wind direction", filename, where)),
-            }
-            amps = _read_amps(hdul, inst, filename, file_size)
-            nextend = len(hdul) - 1
-    except SurveydmError:
-        raise
-    except (OSError, ValueError, TypeError, IndexError, fits.VerifyError) as exc:
-        raise RegistrationError(filename, f"not a readable FITS file ({exc})") from None
-    if values["mjd_obs"] is None:
-        values["mjd_obs"] = float(Time(values["date_obs"]).mjd)
-    tray = values["filter_tray"]
-    values["filter_tray"] = None if tray in (None, "") else str(tray).strip()
-    values["object"] = None if values["object"] in (None, "") else str(values["object"])
-    return _Parsed(kind, values, amps, nextend)
-
-
 def _filters(inst: Instrument, kind: str, tray: str | None, filename: str) -> dict[int, Any]:
     """CCD number -> Filter for the tray (empty when the tray does not apply)."""
     try:
@@ -316,9 +108,9 @@ def _filters(inst: Instrument, kind: str, tray: str | None, filename: str) -> di
     return {num: inst.filter(name) for num, name in tray_obj.filters.items()}
 
 
-def _image_rows(inst: Instrument, parsed: _Parsed, filters: dict[int, Any]) -> list[Image]:
+def _image_rows(inst: Instrument, parsed: RawExposure, filters: dict[int, Any]) -> list[Image]:
     rows: list[Image] = []
-    by_ccd: dict[int, list[_AmpStats]] = {}
+    by_ccd: dict[int, list[AmpStats]] = {}
     for a in parsed.amps:
         by_ccd.setdefault(a.ccd_num, []).append(a)
     for ccd_num in sorted(by_ccd):
@@ -425,9 +217,63 @@ def register_file(
     Raises:
         RegistrationError: the file is not recorded, not under an obs set, unreadable or
             truncated, no longer matches its recorded size and adler32, or its headers do not
-            fit the instrument (:class:`MissingKeyword` names the absent keyword). Nothing is
-            written.
+            fit the instrument (:class:`~surveydm.pipelines.raw_exposure.MissingKeyword`
+            names the absent keyword). Nothing is written.
         surveydm.instruments.InstrumentError: the instrument description cannot be loaded.
+    """
+    located = _locate(registry, archive_file)
+    existing = _existing(registry, located.file.id)
+    if existing is not None:
+        return existing
+    inst = _resolve_instrument(instrument, located.obs)
+    parsed, sums = _read_verified(archive, located.file, inst)
+    try:
+        with registry.session() as s:
+            if sums is not None:
+                s.execute(
+                    update(ArchiveFile)
+                    .where(ArchiveFile.id == located.file.id, ArchiveFile.md5.is_(None))
+                    .values(md5=sums.md5)
+                )
+            mosaic = _insert_mosaic(s, located, inst, parsed)
+            mosaic_id, n_images = mosaic.id, len(mosaic.images)
+    except IntegrityError:
+        # Registered by a concurrent process between our check and insert.
+        existing = _existing(registry, located.file.id)
+        if existing is None:
+            raise
+        return existing
+    n_amps = len(parsed.amps)
+    return RegisteredMosaic(
+        mosaic_id,
+        located.obs.obs_set,
+        located.filename,
+        located.file.path,
+        parsed.kind,
+        parsed.values["filter_tray"],
+        parsed.values["exptime"],
+        n_images - n_amps,
+        n_amps,
+        created=True,
+    )
+
+
+@dataclass(frozen=True)
+class _Located:
+    """An archived raw file and its obs set, with what the manifest says of it."""
+
+    file: ArchiveFile
+    obs: ObsSet
+    filename: str
+    exp_num: int | None
+    manifest_kind: str | None
+
+
+def _locate(registry: Registry, archive_file: int | str) -> _Located:
+    """The ``archive_file`` row (by id or path) of a raw file and its obs set.
+
+    Raises:
+        RegistrationError: the file is not recorded, not a raw path, or its obs set unknown.
     """
     with registry.session(write=False) as s:
         cond = (
@@ -445,22 +291,35 @@ def register_file(
         obs = s.scalars(select(ObsSet).where(ObsSet.obs_set == raw_path.obs_set)).one_or_none()
         if obs is None:
             raise RegistrationError(af.path, f"obs set {raw_path.obs_set} is not registered")
+    files = [f for f in obs.manifest.get("files", []) if isinstance(f, dict)]
+    listed = [f.get("name") for f in files]
     filename = raw_path.filename
-    existing = _existing(registry, af.id)
-    if existing is not None:
-        return existing
-    inst = _resolve_instrument(instrument, obs)
-    listed = [f.get("name") for f in obs.manifest.get("files", []) if isinstance(f, dict)]
-    exp_num = listed.index(filename) + 1 if filename in listed else None
-    manifest_kind = next(
-        (f.get("kind") for f in obs.manifest.get("files", []) if f.get("name") == filename), None
+    return _Located(
+        file=af,
+        obs=obs,
+        filename=filename,
+        exp_num=listed.index(filename) + 1 if filename in listed else None,
+        manifest_kind=next((f.get("kind") for f in files if f.get("name") == filename), None),
     )
+
+
+def _read_verified(
+    archive: Archive, af: ArchiveFile, inst: Instrument
+) -> tuple[RawExposure, Checksums | None]:
+    """Headers and pixel statistics of the archived file, and (when it has no md5 yet) its
+    checksums, computed in a helper thread during the read.
+
+    Raises:
+        RegistrationError: missing on disk, unreadable, or no longer matching the size and
+            adler32 recorded at transfer.
+    """
     path = archive.abspath(af.path)
+    filename = PurePosixPath(af.path).name
     if not path.is_file():
         raise RegistrationError(af.path, "the archived file is missing on disk")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixity") as pool:
         fixity = pool.submit(file_checksums, path) if af.md5 is None else None
-        parsed = _read_raw(path, inst, filename)
+        parsed = read_raw_exposure(path, inst, filename)
         sums = fixity.result() if fixity is not None else None
     if sums is not None and (sums.size, sums.adler32) != (af.size, af.adler32):
         raise RegistrationError(
@@ -468,71 +327,60 @@ def register_file(
             f"the archived copy has {sums.size} bytes, adler32 {sums.adler32}; the transfer "
             f"recorded {af.size} bytes, adler32 {af.adler32} (run `surveydm archive verify`)",
         )
+    return parsed, sums
+
+
+def _insert_mosaic(s: Session, located: _Located, inst: Instrument, parsed: RawExposure) -> Mosaic:
+    """Insert the ``product`` (type ``raw``), ``mosaic`` and ``image`` rows of a parsed file."""
+    filename = located.filename
     filters = _filters(inst, parsed.kind, parsed.values["filter_tray"], filename)
-    images = _image_rows(inst, parsed, filters)
     v = parsed.values
     healpix = None
     if v["ra"] is not None and v["dec"] is not None:
         healpix = int(healpix_index(v["ra"], v["dec"]))
     comment = None
-    if manifest_kind and manifest_kind != parsed.kind:
-        comment = f"manifest kind {manifest_kind!r} differs from the header's {parsed.kind!r}"
-    try:
-        with registry.session() as s:
-            if sums is not None:
-                s.execute(
-                    update(ArchiveFile)
-                    .where(ArchiveFile.id == af.id, ArchiveFile.md5.is_(None))
-                    .values(md5=sums.md5)
-                )
-            product = Product(
-                product_type="raw",
-                data_id={"obs_set": obs.obs_set, "exp_num": exp_num, "filename": filename},
-                file_id=af.id,
-            )
-            s.add(product)
-            s.flush()
-            mosaic = Mosaic(
-                obs_set_id=obs.id,
-                kind=parsed.kind,
-                filename=filename,
-                archive_file_id=af.id,
-                exp_num=exp_num,
-                healpix=healpix,
-                nextend=parsed.nextend,
-                instrument=inst.name,
-                product_id=product.id,
-                comment=comment,
-                images=images,
-                **v,
-            )
-            s.add(mosaic)
-            s.flush()
-            mosaic_id = mosaic.id
-    except IntegrityError:
-        # Registered by a concurrent process between our check and insert.
-        existing = _existing(registry, af.id)
-        if existing is None:
-            raise
-        return existing
-    n_amps = len(parsed.amps)
-    return RegisteredMosaic(
-        mosaic_id,
-        obs.obs_set,
-        filename,
-        af.path,
-        parsed.kind,
-        v["filter_tray"],
-        v["exptime"],
-        len(images) - n_amps,
-        n_amps,
-        created=True,
+    if located.manifest_kind and located.manifest_kind != parsed.kind:
+        comment = (
+            f"manifest kind {located.manifest_kind!r} differs from the header's {parsed.kind!r}"
+        )
+    product = Product(
+        product_type="raw",
+        data_id={"obs_set": located.obs.obs_set, "exp_num": located.exp_num, "filename": filename},
+        file_id=located.file.id,
     )
+    s.add(product)
+    s.flush()
+    mosaic = Mosaic(
+        obs_set_id=located.obs.id,
+        kind=parsed.kind,
+        filename=filename,
+        archive_file_id=located.file.id,
+        exp_num=located.exp_num,
+        healpix=healpix,
+        nextend=parsed.nextend,
+        instrument=inst.name,
+        product_id=product.id,
+        comment=comment,
+        images=_image_rows(inst, parsed, filters),
+        **v,
+    )
+    s.add(mosaic)
+    s.flush()
+    return mosaic
 
 
-def obs_set_files(registry: Registry, obs_set: str) -> list[tuple[str, str, int | None]]:
-    """(file name, archive path, ``archive_file.id`` or None if not archived) for each file the
-    obs set's manifest lists, in manifest order -- the sub-jobs of a register job.
+class ObsSetFile(NamedTuple):
+    """A file listed in an obs set's manifest: its name, archive path and ``archive_file.id``
+    (None when it is not archived)."""
+
+    name: str
+    path: str
+    file_id: int | None
+
+
+def obs_set_files(registry: Registry, obs_set: str) -> list[ObsSetFile]:
+    """Every file the obs set's manifest lists, in manifest order -- the sub-jobs of a register
+    job.
 
     Raises:
         RegistrationError: the obs set is not registered.
@@ -541,15 +389,14 @@ def obs_set_files(registry: Registry, obs_set: str) -> list[tuple[str, str, int 
         obs = s.scalars(select(ObsSet).where(ObsSet.obs_set == obs_set)).one_or_none()
         if obs is None:
             raise RegistrationError(obs_set, "obs set is not registered (transfer it first)")
-        rel_dir = Archive.raw_dir(obs.night, obs.obs_set)
         names = [str(f["name"]) for f in obs.manifest.get("files", []) if isinstance(f, dict)]
-        paths = [f"{rel_dir}/{n}" for n in names]
+        paths = [Archive.raw_path(obs.night, obs.obs_set, n) for n in names]
         ids = dict(
             s.execute(
                 select(ArchiveFile.path, ArchiveFile.id).where(ArchiveFile.path.in_(paths))
             ).all()
         )
-    return [(n, p, ids.get(p)) for n, p in zip(names, paths, strict=True)]
+    return [ObsSetFile(n, p, ids.get(p)) for n, p in zip(names, paths, strict=True)]
 
 
 def register_obs_set(
