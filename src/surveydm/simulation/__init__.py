@@ -7,13 +7,8 @@ per-exposure conditions and WCS, a Gaia-like reference catalog) beside the buffe
 >>> night.obs_set, len(night.files), night.refcat
 """
 
-from surveydm.simulation.config import SimulationConfig
-from surveydm.simulation.night import (
-    SimulatedFile,
-    SimulatedNight,
-    SimulationError,
-    simulate_night,
-)
+from surveydm.simulation.config import SimulationConfig, SimulationError
+from surveydm.simulation.night import SimulatedFile, SimulatedNight, simulate_night
 
 __all__ = [
     "SimulatedFile",

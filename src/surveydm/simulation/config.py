@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from surveydm.errors import SurveydmError
+
+
+class SimulationError(SurveydmError):
+    """Bad simulator input (unknown tray, bad night date, truth inside the buffer...)."""
+
 
 class SimulationConfig(BaseModel):
     """Parameters of the simulated sky, site, plan and detector effects (units in the names)."""

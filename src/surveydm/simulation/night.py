@@ -12,6 +12,7 @@ import io
 import math
 import os
 import re
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,18 +21,25 @@ from pathlib import Path
 import numpy as np
 import yaml
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Table, vstack
 from astropy.time import Time
 
-from surveydm.errors import SurveydmError
 from surveydm.instruments import Instrument, load_instrument
 from surveydm.instruments.geometry import ccd_placement, ccd_wcs, field_radius_deg
-from surveydm.simulation.config import SimulationConfig
+from surveydm.simulation.config import SimulationConfig, SimulationError
 from surveydm.simulation.detector import (
     DetectorModel,
     add_cosmic_rays,
     bleed,
     electrons_to_raw,
+)
+from surveydm.simulation.headers import amp_header, primary_header
+from surveydm.simulation.plan import (
+    Exposure,
+    ExposureCounts,
+    default_trays,
+    julian_year,
+    plan_night,
 )
 from surveydm.simulation.render import render_galaxies, render_stars
 from surveydm.simulation.sky import SkyModel, make_sky, refcat_table, write_refcat
@@ -40,10 +48,6 @@ from surveydm.simulation.truth import read_parquet, write_parquet
 KINDS = ("bias", "flat", "science", "test", "focus")
 _OBSSET_RE = re.compile(r"^(\d{8})_(\d{3})$")
 JAVALAMBRE = (40.0418, -1.0163)
-
-
-class SimulationError(SurveydmError):
-    """Bad simulator input (unknown tray, bad night date, truth inside the buffer...)."""
 
 
 @dataclass(frozen=True)
@@ -95,67 +99,6 @@ class SimulatedNight:
         return [f for f in self.files if f.kind == kind]
 
 
-@dataclass
-class _Exposure:
-    kind: str
-    tray: str
-    exptime: float
-    mjd: float
-    ra: float  # true optical axis
-    dec: float
-    rotation: float
-    ra_hdr: float
-    dec_hdr: float
-    seeing: float
-    transparency: float
-    airmass: float
-    sky_factor: float
-    object: str
-    ambient: dict
-
-
-def _julian_year(mjd: float) -> float:
-    return 2000.0 + (mjd - 51544.5) / 365.25
-
-
-def _lst_deg(mjd: float, lon: float) -> float:
-    """Local mean sidereal time (deg) from the GMST formula of the IAU 1982 model."""
-    gmst_h = 18.697374558 + 24.06570982441908 * (mjd + 2400000.5 - 2451545.0)
-    return (gmst_h * 15.0 + lon) % 360.0
-
-
-def _airmass(mjd: float, ra: float, dec: float, lat: float, lon: float) -> float:
-    """sec(z) with the Hardie (1962) correction at hour angle LST - RA."""
-    ha = math.radians((_lst_deg(mjd, lon) - ra) % 360.0)
-    phi, d = math.radians(lat), math.radians(dec)
-    cosz = math.sin(phi) * math.sin(d) + math.cos(phi) * math.cos(d) * math.cos(ha)
-    if cosz < 0.1:
-        return 10.0
-    s = 1 / cosz - 1
-    return float(1 / cosz - 0.0018167 * s - 0.002875 * s**2 - 0.0008083 * s**3)
-
-
-def _sexagesimal(value: float, hours: bool) -> str:
-    v = value / 15.0 if hours else value
-    sign = "-" if v < 0 else ("" if hours else "+")
-    v = abs(v)
-    d = int(v)
-    m = int((v - d) * 60)
-    s = (v - d - m / 60) * 3600
-    return f"{sign}{d:02d}:{m:02d}:{s:06.3f}" if hours else f"{sign}{d:02d}:{m:02d}:{s:05.2f}"
-
-
-def _obstype_value(instrument: Instrument, kind: str) -> str:
-    prefer = {"flat": "DOMEFLAT", "science": "SCIENCE", "bias": "BIAS"}.get(kind)
-    values = instrument.header.obstype_values
-    if prefer in values and values[prefer] == kind:
-        return prefer
-    for raw, k in values.items():
-        if k == kind:
-            return raw
-    raise SimulationError(f"{instrument.name}: header.obstype_values has no value for {kind}")
-
-
 def _next_obs_set(out_dir: Path, yyyymmdd: str) -> tuple[str, int, float]:
     """Next obs set id of the night, the next exposure number and the end (MJD) of the
     night's previous obs sets (from their manifests; 0 when there are none)."""
@@ -178,215 +121,6 @@ def _next_obs_set(out_dir: Path, yyyymmdd: str) -> tuple[str, int, float]:
     return f"{yyyymmdd}_{counter + 1:03d}", expnum + 1, last_mjd
 
 
-def _default_trays(instrument: Instrument) -> list[str]:
-    names = [t.name for t in instrument.trays]
-    out = [names[0]]
-    if "r" in names and "r" not in out:
-        out.append("r")
-    return out
-
-
-def _tray_is_narrow(instrument: Instrument, tray: str) -> bool:
-    return any(
-        instrument.filter(f).kind == "narrow" for f in instrument.tray(tray).filters.values()
-    )
-
-
-def _plan(
-    instrument: Instrument,
-    cfg: SimulationConfig,
-    rng: np.random.Generator,
-    night: dt.date,
-    trays: list[str],
-    n_bias: int,
-    n_flats: int,
-    n_science: int,
-    n_test: int,
-    n_focus: int,
-    lat: float,
-    lon: float,
-    not_before: float = 0.0,
-) -> list[_Exposure]:
-    """The night's exposures in time order (see docs/simulate.md), none before
-    ``not_before`` (MJD: the end of the night's previous obs set)."""
-    mjd0 = Time(dt.datetime.combine(night, dt.time(19, 0)), scale="utc").mjd
-    ra0, dec0 = cfg.field_ra_deg, cfg.field_dec_deg
-    cosd = math.cos(math.radians(dec0))
-    t = max(mjd0, not_before)
-    exps: list[_Exposure] = []
-
-    def ambient() -> dict:
-        return {
-            "ambient_temp": round(float(rng.normal(8.0, 1.5)), 2),
-            "humidity": round(float(np.clip(rng.normal(35, 10), 5, 90)), 1),
-            "pressure": round(float(rng.normal(775.0, 1.5)), 1),
-            "wind_speed": round(float(abs(rng.normal(5, 3))), 1),
-            "wind_dir": round(float(rng.uniform(0, 360)), 1),
-        }
-
-    def add(kind, tray, exptime, ra, dec, obj, seeing=math.nan, sky=math.nan, transp=math.nan):
-        nonlocal t
-        err_r = cfg.pointing_error_arcsec * math.sqrt(rng.random())
-        err_a = rng.uniform(0, 2 * math.pi)
-        ra_h = ra + err_r * math.cos(err_a) / 3600 / math.cos(math.radians(dec))
-        dec_h = dec + err_r * math.sin(err_a) / 3600
-        exps.append(
-            _Exposure(
-                kind=kind,
-                tray=tray,
-                exptime=exptime,
-                mjd=t,
-                ra=ra,
-                dec=dec,
-                rotation=float(rng.normal(0, cfg.rotation_error_deg)),
-                ra_hdr=ra_h % 360,
-                dec_hdr=dec_h,
-                seeing=seeing,
-                transparency=transp,
-                airmass=_airmass(t + exptime / 172800, ra, dec, lat, lon),
-                sky_factor=sky,
-                object=obj,
-                ambient=ambient(),
-            )
-        )
-        t += (exptime + cfg.overhead_s) / 86400
-
-    def park() -> tuple[float, float]:
-        """Calibrations are taken with the telescope parked at the zenith."""
-        return _lst_deg(t, lon), lat
-
-    for _ in range(n_bias):
-        add("bias", trays[0], 0.0, *park(), "bias")
-    for tray in trays:
-        for _ in range(n_flats):
-            add("flat", tray, cfg.exptime_flat_s, *park(), "dome flat")
-    for _ in range(n_test):
-        add("test", trays[0], cfg.exptime_test_s, *park(), "dark test")
-    # Science starts when the field is below airmass 1.3 between 20:00 and 06:00 UT, or at
-    # its lowest airmass in that window if it never gets there.
-    grid = [mjd0 + 1 / 24 + step * 10 / 1440 for step in range(61)]
-    airmasses = [_airmass(c, ra0, dec0, lat, lon) for c in grid]
-    below = [c for c, a in zip(grid, airmasses, strict=True) if a < 1.3]
-    start = below[0] if below else grid[int(np.argmin(airmasses))]
-    t = max(t, start - n_focus * (cfg.exptime_focus_s + cfg.overhead_s) / 86400)
-    for _ in range(n_focus):
-        add(
-            "focus",
-            trays[0],
-            cfg.exptime_focus_s,
-            ra0,
-            dec0,
-            "focus",
-            seeing=float(rng.uniform(*cfg.seeing_range_arcsec)),
-            sky=float(rng.uniform(1.0, 1.3)),
-            transp=1 - abs(rng.normal(0, cfg.transparency_sigma)),
-        )
-    n_dith = max(1, min(cfg.dithers_per_pointing, len(cfg.dither_offsets_arcsec)))
-    for i in range(n_science):
-        tray = trays[i % len(trays)]
-        j = i // len(trays)
-        p = (j // n_dith) % len(cfg.pointing_offsets_deg)
-        dxo, dyo = cfg.pointing_offsets_deg[p]
-        ddx, ddy = cfg.dither_offsets_arcsec[j % n_dith]
-        dec = dec0 + dyo + ddy / 3600
-        ra = ra0 + (dxo + ddx / 3600) / cosd
-        exptime = cfg.exptime_narrow_s if _tray_is_narrow(instrument, tray) else cfg.exptime_broad_s
-        add(
-            "science",
-            tray,
-            exptime,
-            ra % 360,
-            dec,
-            f"COSMOS-P{p + 1}",
-            seeing=float(rng.uniform(*cfg.seeing_range_arcsec)),
-            sky=float(rng.uniform(1.0, 1.3)),
-            transp=1 - abs(rng.normal(0, cfg.transparency_sigma)),
-        )
-    return exps
-
-
-def _primary_header(
-    instrument: Instrument,
-    e: _Exposure,
-    obs_set: str,
-    expnum: int,
-    filename: str,
-    focus: tuple[int, float, float] = (0, 0.0, 0.0),
-) -> fits.Header:
-    h = fits.Header()
-    m = instrument.header
-    hours = m.ra.unit == "hourangle"
-    iso = Time(e.mjd, format="mjd", scale="utc").isot
-    values = {
-        "obstype": _obstype_value(instrument, e.kind),
-        "exptime": float(e.exptime),
-        "date_obs": iso,
-        "mjd_obs": round(e.mjd, 8),
-        "filter_tray": e.tray,
-        "ra": _sexagesimal(e.ra_hdr, True) if hours else round(e.ra_hdr, 6),
-        "dec": _sexagesimal(e.dec_hdr, False) if hours else round(e.dec_hdr, 6),
-        "airmass": round(e.airmass, 4),
-        "object": e.object,
-        **e.ambient,
-    }
-    comments = {
-        "obstype": "observation type",
-        "exptime": "[s] exposure time",
-        "date_obs": "UTC start of exposure",
-        "mjd_obs": "MJD (UTC) start of exposure",
-        "filter_tray": "filter tray in the beam",
-        "ra": "telescope pointing RA (optical axis)",
-        "dec": "telescope pointing Dec (optical axis)",
-        "airmass": "airmass at mid-exposure",
-        "object": "target name",
-        "ambient_temp": "[C] ambient temperature",
-        "humidity": "[%] relative humidity",
-        "pressure": "[hPa] atmospheric pressure",
-        "wind_speed": "[m/s] wind speed",
-        "wind_dir": "[deg] wind direction",
-    }
-    h["INSTRUME"] = (instrument.name, "instrument")
-    h["TELESCOP"] = (instrument.telescope, "telescope")
-    for key, value in values.items():
-        spec = getattr(m, key, None)
-        if spec is not None:
-            h[spec.keyword] = (value, comments[key])
-    h["EXPNUM"] = (expnum, "exposure number in the night")
-    h["OBSSET"] = (obs_set, "observation set")
-    h["NEXTEND"] = (instrument.n_amplifiers, "number of amplifier extensions")
-    if e.kind == "focus":
-        h["FOCSTEPS"] = (focus[0], "stacked focus: images per frame")
-        h["FOCSHIFT"] = (focus[1], "[arcsec] shift between focus images (+y)")
-        h["FOCRANGE"] = (focus[2], "[arcsec] defocus FWHM at the sequence ends")
-    h["RADESYS"] = "ICRS"
-    h["EQUINOX"] = 2000.0
-    h["FILENAME"] = filename
-    h["ORIGIN"] = "surveydm pixelsim (simulated)"
-    return h
-
-
-def _amp_header(instrument: Instrument, ccd, amp) -> fits.Header:
-    h = fits.Header()
-    m = instrument.header
-    h[m.ccd_num.keyword] = (ccd.num, "CCD number")
-    h[m.amp_num.keyword] = (amp.num, "amplifier number")
-    h["CCDNAME"] = ccd.name
-    h["AMPNAME"] = amp.name
-    h["DATASEC"] = (amp.datasec, "image pixels in this extension")
-    h["BIASSEC"] = (amp.biassec, "serial overscan")
-    if amp.prescan:
-        h["PRESCAN"] = (amp.prescan, "serial prescan")
-    h["CCDSEC"] = (amp.ccdsec, "where DATASEC goes in the assembled CCD")
-    h["FLIPX"] = (amp.flip_x, "DATASEC columns reversed w.r.t. CCDSEC")
-    h["FLIPY"] = (amp.flip_y, "DATASEC rows reversed w.r.t. CCDSEC")
-    h["DETSIZE"] = f"[1:{ccd.shape[1]},1:{ccd.shape[0]}]"
-    h["GAIN"] = (amp.gain, "[e-/ADU] nominal gain")
-    h["RDNOISE"] = (amp.read_noise, "[e-] nominal read noise")
-    h["SATURATE"] = (amp.saturation, "[ADU] saturation level")
-    h["BUNIT"] = "adu"
-    return h
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
     with open(tmp, "wb") as fh:
@@ -406,7 +140,7 @@ class _NightSimulator:
         self.field_radius = field_radius_deg(instrument)
         self.truth_rows: list[dict] = []
 
-    def _psf_fwhm(self, e: _Exposure, ccd, flt, x=None, y=None):
+    def _psf_fwhm(self, e: Exposure, ccd, flt, x=None, y=None):
         """PSF FWHM (arcsec): seeing x airmass^0.6 x (lambda/500 nm)^-0.2 with a mild
         quadratic growth towards the field edge, at the CCD centre or at pixels (x, y)."""
         if x is None:
@@ -432,7 +166,7 @@ class _NightSimulator:
 
     def _render_ccd(
         self,
-        e: _Exposure,
+        e: Exposure,
         ccd,
         sky: SkyModel | None,
         rng: np.random.Generator,
@@ -464,52 +198,7 @@ class _NightSimulator:
         objects = np.zeros((ny, nx), np.float32)
         n_stars = n_gal = 0
         if sky is not None:
-            # cheap pre-selection around the CCD centre, then the true WCS
-            cra, cdec = w.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
-            half_diag = math.hypot(nx, ny) / 2 * self.inst.pixel_scale_arcsec / 3600 + 0.02
-            dd = np.abs(sky.dec - cdec) < half_diag
-            cosd = math.cos(math.radians(cdec))
-            dra = np.abs(((sky.ra - cra + 180) % 360) - 180) * cosd
-            cand = np.nonzero(dd & (dra < half_diag))[0]
-            if cand.size:
-                px, py = w.all_world2pix(sky.ra[cand], sky.dec[cand], 0)
-                margin = 30
-                inside = (px > -margin) & (px < nx + margin) & (py > -margin) & (py < ny + margin)
-                cand, px, py = cand[inside], px[inside], py[inside]
-                flux = 10 ** (-0.4 * (sky.mags[flt.name][cand] - zp)) * e.exptime
-                st = sky.is_star[cand]
-                n_stars, n_gal = int(st.sum()), int((~st).sum())
-                fwhm_stars = self._psf_fwhm(e, ccd, flt, px[st], py[st])
-                if e.kind == "focus":
-                    self._render_focus_sequence(objects, px[st], py[st], flux[st], fwhm_stars)
-                    st = np.ones_like(st)  # a focus frame shows the stars only
-                    n_gal = 0
-                else:
-                    render_stars(
-                        objects, px[st], py[st], flux[st],
-                        fwhm_stars / self.inst.pixel_scale_arcsec, self.cfg.psf_beta,
-                    )  # fmt: skip
-                g = ~st
-                gi = cand[g]
-                # position angle (east of north) -> angle from +x in the pixel frame
-                cd = w.wcs.cd if w.wcs.has_cd() else w.pixel_scale_matrix
-                inv = np.linalg.inv(cd)
-                pa = np.radians(sky.position_angle_deg[gi])
-                vec = inv @ np.stack([np.sin(pa), np.cos(pa)])
-                render_galaxies(
-                    objects,
-                    px[g],
-                    py[g],
-                    flux[g],
-                    sky.sersic_n[gi],
-                    sky.half_light_radius_arcsec[gi],
-                    sky.axis_ratio[gi],
-                    np.arctan2(vec[1], vec[0]),
-                    self.inst.pixel_scale_arcsec,
-                    fwhm_pix,
-                    self.cfg.psf_beta,
-                    exact=sky.ref_mag[gi] < self.cfg.galsim_exact_mag,
-                )
+            n_stars, n_gal = self._render_objects(objects, e, ccd, flt, sky, w, zp, fwhm_pix)
         img = objects
         sky_img = np.float32(sky_rate * e.exptime)
         if flt.fringing:
@@ -532,8 +221,71 @@ class _NightSimulator:
         )
         return img
 
+    def _render_objects(
+        self,
+        objects: np.ndarray,
+        e: Exposure,
+        ccd,
+        flt,
+        sky: SkyModel,
+        w,
+        zp: float,
+        fwhm_pix: float,
+    ) -> tuple[int, int]:
+        """Add the stars and galaxies of ``sky`` that fall on the CCD (electrons) to
+        ``objects``; return how many stars and galaxies were drawn."""
+        nx, ny = ccd.shape[1], ccd.shape[0]
+        n_stars = n_gal = 0
+        # cheap pre-selection around the CCD centre, then the true WCS
+        cra, cdec = w.all_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
+        half_diag = math.hypot(nx, ny) / 2 * self.inst.pixel_scale_arcsec / 3600 + 0.02
+        dd = np.abs(sky.dec - cdec) < half_diag
+        cosd = math.cos(math.radians(cdec))
+        dra = np.abs(((sky.ra - cra + 180) % 360) - 180) * cosd
+        cand = np.nonzero(dd & (dra < half_diag))[0]
+        if cand.size:
+            px, py = w.all_world2pix(sky.ra[cand], sky.dec[cand], 0)
+            margin = 30
+            inside = (px > -margin) & (px < nx + margin) & (py > -margin) & (py < ny + margin)
+            cand, px, py = cand[inside], px[inside], py[inside]
+            flux = 10 ** (-0.4 * (sky.mags[flt.name][cand] - zp)) * e.exptime
+            st = sky.is_star[cand]
+            n_stars, n_gal = int(st.sum()), int((~st).sum())
+            fwhm_stars = self._psf_fwhm(e, ccd, flt, px[st], py[st])
+            if e.kind == "focus":
+                self._render_focus_sequence(objects, px[st], py[st], flux[st], fwhm_stars)
+                st = np.ones_like(st)  # a focus frame shows the stars only
+                n_gal = 0
+            else:
+                render_stars(
+                    objects, px[st], py[st], flux[st],
+                    fwhm_stars / self.inst.pixel_scale_arcsec, self.cfg.psf_beta,
+                )  # fmt: skip
+            g = ~st
+            gi = cand[g]
+            # position angle (east of north) -> angle from +x in the pixel frame
+            cd = w.wcs.cd if w.wcs.has_cd() else w.pixel_scale_matrix
+            inv = np.linalg.inv(cd)
+            pa = np.radians(sky.position_angle_deg[gi])
+            vec = inv @ np.stack([np.sin(pa), np.cos(pa)])
+            render_galaxies(
+                objects,
+                px[g],
+                py[g],
+                flux[g],
+                sky.sersic_n[gi],
+                sky.half_light_radius_arcsec[gi],
+                sky.axis_ratio[gi],
+                np.arctan2(vec[1], vec[0]),
+                self.inst.pixel_scale_arcsec,
+                fwhm_pix,
+                self.cfg.psf_beta,
+                exact=sky.ref_mag[gi] < self.cfg.galsim_exact_mag,
+            )
+        return n_stars, n_gal
+
     def exposure_hdul(
-        self, e: _Exposure, obs_set: str, expnum: int, filename: str, sky: SkyModel | None
+        self, e: Exposure, obs_set: str, expnum: int, filename: str, sky: SkyModel | None
     ) -> fits.HDUList:
         rng = np.random.default_rng([self.seed, expnum, zlib.crc32(obs_set.encode())])
         hdus: list[fits.hdu.base.ExtensionHDU] = []
@@ -588,13 +340,13 @@ class _NightSimulator:
             for amp in ccd.amplifiers:
                 hdu = fits.ImageHDU(
                     data=raws[amp.num],
-                    header=_amp_header(self.inst, ccd, amp),
+                    header=amp_header(self.inst, ccd, amp),
                     name=f"{ccd.name}_{amp.name}",
                 )
                 hdus.append(hdu)
         focus = (self.cfg.focus_steps, self.cfg.focus_shift_arcsec, self.cfg.focus_defocus_arcsec)
         primary = fits.PrimaryHDU(
-            header=_primary_header(self.inst, e, obs_set, expnum, filename, focus)
+            header=primary_header(self.inst, e, obs_set, expnum, filename, focus)
         )
         return fits.HDUList([primary, *hdus])
 
@@ -659,36 +411,17 @@ def simulate_night(
             inside the buffer.
         InstrumentError: unknown or invalid instrument.
     """
-    import time
-
     t_start = time.perf_counter()
     inst = load_instrument(instrument) if isinstance(instrument, str | Path) else instrument
     cfg = config or SimulationConfig()
     if "T80" in inst.telescope.upper() and config is None:
         cfg = cfg.model_copy(update={"site_lat_deg": JAVALAMBRE[0], "site_lon_deg": JAVALAMBRE[1]})
-    try:
-        night_date = dt.date.fromisoformat(night)
-    except ValueError:
-        raise SimulationError(f"night must be YYYY-MM-DD, got {night!r}") from None
-    counts = {"n_bias": n_bias, "n_flats_per_tray": n_flats_per_tray, "n_science": n_science,
-              "n_test": n_test, "n_focus": n_focus}  # fmt: skip
-    for name, n in counts.items():
-        if n < 0:
-            raise SimulationError(f"{name} must be >= 0, got {n}")
-    trays = list(trays) if trays else _default_trays(inst)
-    known = [t.name for t in inst.trays]
-    for tr in trays:
-        if tr not in known:
-            raise SimulationError(
-                f"{inst.name} has no filter tray {tr!r}; known: {', '.join(known)}"
-            )
+    night_date = _night_date(night)
+    counts = ExposureCounts(n_bias, n_flats_per_tray, n_science, n_test, n_focus)
+    _checked_counts(counts)
+    trays = _checked_trays(inst, trays)
     out_dir = Path(out_dir).resolve()
-    truth = Path(truth_dir).resolve() if truth_dir else out_dir.parent / f"{out_dir.name}_truth"
-    if truth == out_dir or truth.is_relative_to(out_dir):
-        raise SimulationError(
-            f"truth directory {truth} is inside the observatory buffer {out_dir}; "
-            "the truth must never be inside the buffer"
-        )
+    truth = _truth_dir(out_dir, truth_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)
     yyyymmdd = night_date.strftime("%Y%m%d")
@@ -697,67 +430,138 @@ def simulate_night(
     set_dir.mkdir()
 
     rng = np.random.default_rng([seed, int(yyyymmdd)])
-    plan = _plan(inst, cfg, rng, night_date, trays, n_bias, n_flats_per_tray, n_science,
-                 n_test, n_focus, cfg.site_lat_deg, cfg.site_lon_deg,
-                 not_before=last_mjd + cfg.overhead_s / 86400)  # fmt: skip
+    site = (cfg.site_lat_deg, cfg.site_lon_deg)
+    not_before = last_mjd + cfg.overhead_s / 86400
+    plan = plan_night(inst, cfg, rng, night_date, trays, counts, site, not_before)
     sim = _NightSimulator(inst, cfg, seed)
-    sky_model: SkyModel | None = None
-    epoch = _julian_year(plan[0].mjd if plan else Time(str(night_date)).mjd)
-    # The sky covers every pointing the configuration can reach, so all nights share it.
+    epoch = julian_year(plan[0].mjd if plan else Time(str(night_date)).mjd)
+    sky_model = make_sky(inst, cfg, *_sky_area(cfg, sim.field_radius), epoch)
+    files: list[SimulatedFile] = []
+    for i, e in enumerate(plan):
+        files.append(_write_exposure(sim, e, set_dir, expnum0 + i, yyyymmdd, sky_model))
+        if progress is not None:
+            progress(i + 1, len(plan))
+    objects_path, exposures_path, refcat_path = _write_truth(truth, sim, sky_model, inst, cfg)
+    manifest_path = _write_manifest(set_dir, night_date, inst, cfg, seed, trays, plan, files)
+    return SimulatedNight(
+        instrument=inst.name,
+        night=night_date.isoformat(),
+        out_dir=out_dir,
+        obs_sets=[obs_set],
+        files=files,
+        manifests=[manifest_path],
+        truth_dir=truth,
+        refcat=refcat_path,
+        objects=objects_path,
+        exposures=exposures_path,
+        elapsed_s=time.perf_counter() - t_start,
+    )
+
+
+def _night_date(night: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(night)
+    except ValueError:
+        raise SimulationError(f"night must be YYYY-MM-DD, got {night!r}") from None
+
+
+def _checked_counts(counts: ExposureCounts) -> None:
+    for name, n in vars(counts).items():
+        if n < 0:
+            raise SimulationError(f"n_{name} must be >= 0, got {n}")
+
+
+def _checked_trays(inst: Instrument, trays: list[str] | None) -> list[str]:
+    trays = list(trays) if trays else default_trays(inst)
+    known = [t.name for t in inst.trays]
+    for tr in trays:
+        if tr not in known:
+            raise SimulationError(
+                f"{inst.name} has no filter tray {tr!r}; known: {', '.join(known)}"
+            )
+    return trays
+
+
+def _truth_dir(out_dir: Path, truth_dir: Path | None) -> Path:
+    truth = Path(truth_dir).resolve() if truth_dir else out_dir.parent / f"{out_dir.name}_truth"
+    if truth == out_dir or truth.is_relative_to(out_dir):
+        raise SimulationError(
+            f"truth directory {truth} is inside the observatory buffer {out_dir}; "
+            "the truth must never be inside the buffer"
+        )
+    return truth
+
+
+def _sky_area(cfg: SimulationConfig, field_radius: float) -> tuple[float, float, float]:
+    """(ra, dec, radius) in degrees of a sky that covers every pointing the configuration can
+    reach, so that all nights share it."""
     cosd = math.cos(math.radians(cfg.field_dec_deg))
     offs = np.array(cfg.pointing_offsets_deg)
     c_ra = cfg.field_ra_deg + offs[:, 0].mean() / cosd
     c_dec = cfg.field_dec_deg + offs[:, 1].mean()
     reach = float(np.hypot(offs[:, 0] - offs[:, 0].mean(), offs[:, 1] - offs[:, 1].mean()).max())
     dith = max(math.hypot(*d) for d in cfg.dither_offsets_arcsec) / 3600
-    radius = reach + dith + sim.field_radius + cfg.pointing_error_arcsec / 3600 + 0.05
-    sky_model = make_sky(inst, cfg, c_ra, c_dec, radius, epoch)
+    radius = reach + dith + field_radius + cfg.pointing_error_arcsec / 3600 + 0.05
+    return c_ra, c_dec, radius
 
-    files: list[SimulatedFile] = []
-    total = len(plan)
-    for i, e in enumerate(plan):
-        expnum = expnum0 + i
-        name = f"{inst.name}.{yyyymmdd}.{expnum:04d}.fits"
-        hdul = sim.exposure_hdul(
-            e, obs_set, expnum, name, sky_model if e.kind in ("science", "focus") else None
-        )
-        buf = io.BytesIO()
-        hdul.writeto(buf)
-        data = buf.getvalue()
-        path = set_dir / name
-        _write_atomic(path, data)
-        files.append(
-            SimulatedFile(
-                path=path,
-                kind=e.kind,
-                obs_set=obs_set,
-                expnum=expnum,
-                size=len(data),
-                adler32=f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
-            )
-        )
-        del buf, data, hdul
-        if progress is not None:
-            progress(i + 1, total)
 
-    # Truth beside the buffer.
+def _write_exposure(
+    sim: _NightSimulator,
+    e: Exposure,
+    set_dir: Path,
+    expnum: int,
+    yyyymmdd: str,
+    sky_model: SkyModel,
+) -> SimulatedFile:
+    name = f"{sim.inst.name}.{yyyymmdd}.{expnum:04d}.fits"
+    on_sky = e.kind in ("science", "focus")
+    hdul = sim.exposure_hdul(e, set_dir.name, expnum, name, sky_model if on_sky else None)
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    data = buf.getvalue()
+    path = set_dir / name
+    _write_atomic(path, data)
+    return SimulatedFile(
+        path=path,
+        kind=e.kind,
+        obs_set=set_dir.name,
+        expnum=expnum,
+        size=len(data),
+        adler32=f"{zlib.adler32(data) & 0xFFFFFFFF:08x}",
+    )
+
+
+def _write_truth(
+    truth: Path, sim: _NightSimulator, sky_model: SkyModel, inst: Instrument, cfg: SimulationConfig
+) -> tuple[Path, Path, Path]:
+    """Write the truth beside the buffer: objects, exposures (appended), reference catalog."""
     objects_path = truth / "objects.parquet"
     write_parquet(sky_model.to_table(), objects_path)
     exposures_path = truth / "exposures.parquet"
     table = _truth_table(sim.truth_rows)
     if exposures_path.exists():
-        from astropy.table import vstack
-
         old = read_parquet(exposures_path)
         old = old[~np.isin(np.asarray(old["file"]), np.asarray(table["file"]))]
         table = vstack([old, table]) if len(old) else table
     write_parquet(table, exposures_path)
     refcat_path = truth / "refcat.fits"
     write_refcat(refcat_table(sky_model, inst, cfg), refcat_path)
+    return objects_path, exposures_path, refcat_path
 
-    # Manifest last, atomically: the DAQ has finished the obs set.
+
+def _write_manifest(
+    set_dir: Path,
+    night_date: dt.date,
+    inst: Instrument,
+    cfg: SimulationConfig,
+    seed: int,
+    trays: list[str],
+    plan: list[Exposure],
+    files: list[SimulatedFile],
+) -> Path:
+    """Write the manifest last, atomically: the DAQ has finished the obs set."""
     manifest = {
-        "obs_set": obs_set,
+        "obs_set": set_dir.name,
         "night": night_date.isoformat(),
         "instrument": inst.name,
         "operator": cfg.operator,
@@ -772,16 +576,4 @@ def simulate_night(
     }
     manifest_path = set_dir / "manifest.yaml"
     _write_atomic(manifest_path, yaml.safe_dump(manifest, sort_keys=False).encode())
-    return SimulatedNight(
-        instrument=inst.name,
-        night=night_date.isoformat(),
-        out_dir=out_dir,
-        obs_sets=[obs_set],
-        files=files,
-        manifests=[manifest_path],
-        truth_dir=truth,
-        refcat=refcat_path,
-        objects=objects_path,
-        exposures=exposures_path,
-        elapsed_s=time.perf_counter() - t_start,
-    )
+    return manifest_path
