@@ -17,6 +17,7 @@ import numpy as np
 from astropy.coordinates import angular_separation
 from astropy.table import Table
 from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.orm import Session
 
 from surveydm.db import Registry
 from surveydm.db.models.refcat import RefCat, RefCatMagnitude, RefCatSource
@@ -79,6 +80,54 @@ def _column(table: Table, *names: str) -> np.ndarray | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """The columns of a reference catalog file, as float arrays (None when absent); ``good``
+    marks the rows with a finite position."""
+
+    ra: np.ndarray
+    dec: np.ndarray
+    good: np.ndarray
+    ids: np.ndarray
+    healpix: np.ndarray
+    bands: list[str]
+    mags: dict[str, np.ndarray]
+    mag_errors: dict[str, np.ndarray | None]
+    optional: dict[str, np.ndarray | None]
+
+    @classmethod
+    def of(cls, table: Table, path: Path) -> _Columns:
+        """Raises RefCatError: missing ``ra``/``dec`` or no ``mag_<band>`` column."""
+        ra, dec = _column(table, "ra"), _column(table, "dec")
+        if ra is None or dec is None:
+            raise RefCatError(f"{path}: needs 'ra' and 'dec' columns (deg); has {table.colnames}")
+        bands = sorted(c[4:] for c in table.colnames if c.lower().startswith("mag_") and len(c) > 4)
+        if not bands:
+            raise RefCatError(f"{path}: no magnitude columns 'mag_<band>'")
+        good = np.isfinite(ra) & np.isfinite(dec)
+        ids = _column(table, "source_id", "id")
+        lower = {b: b.lower() for b in bands}
+        return cls(
+            ra=ra,
+            dec=dec,
+            good=good,
+            ids=np.arange(len(table)) if ids is None else ids,
+            healpix=healpix_index(np.where(good, ra, 0.0), np.where(good, dec, 0.0)),
+            bands=bands,
+            mags={b: _column(table, f"mag_{lower[b]}") for b in bands},
+            mag_errors={
+                b: _column(table, f"magerr_{lower[b]}", f"mag_err_{lower[b]}") for b in bands
+            },
+            optional={k: _column(table, k) for k in ("pmra", "pmdec", "ra_error", "dec_error")},
+        )
+
+
+def _opt(arr: np.ndarray | None, i: int) -> float | None:
+    if arr is None or not np.isfinite(arr[i]):
+        return None
+    return float(arr[i])
+
+
 def load_refcat(
     registry: Registry,
     path: Path,
@@ -95,27 +144,10 @@ def load_refcat(
             catalog of that name exists and ``replace`` is false.
     """
     table = read_catalog_file(Path(path))
-    ra, dec = _column(table, "ra"), _column(table, "dec")
-    if ra is None or dec is None:
-        raise RefCatError(f"{path}: needs 'ra' and 'dec' columns (deg); has {table.colnames}")
-    good = np.isfinite(ra) & np.isfinite(dec)
-    bands = sorted(c[4:] for c in table.colnames if c.lower().startswith("mag_") and len(c) > 4)
-    if not bands:
-        raise RefCatError(f"{path}: no magnitude columns 'mag_<band>'")
-    n = len(table)
-    ids = _column(table, "source_id", "id")
-    ids = np.arange(n) if ids is None else ids
-    pmra, pmdec = _column(table, "pmra"), _column(table, "pmdec")
-    ra_err, dec_err = _column(table, "ra_error"), _column(table, "dec_error")
-    hp = healpix_index(np.where(good, ra, 0.0), np.where(good, dec, 0.0))
+    cols = _Columns.of(table, path)
     if epoch is None:
         epoch = float(table.meta.get("EPOCH", table.meta.get("epoch", 2016.0)))
-
-    def opt(arr: np.ndarray | None, i: int) -> float | None:
-        if arr is None or not np.isfinite(arr[i]):
-            return None
-        return float(arr[i])
-
+    n_sources = int(cols.good.sum())
     with registry.session() as s:
         existing = s.scalar(select(RefCat).where(RefCat.name == name))
         if existing is not None and not replace:
@@ -128,8 +160,8 @@ def load_refcat(
             description=description,
             source_file=str(path),
             epoch=epoch,
-            bands=",".join(bands),
-            n_sources=int(good.sum()),
+            bands=",".join(cols.bands),
+            n_sources=n_sources,
         )
         s.add(cat)
         s.flush()
@@ -140,43 +172,41 @@ def load_refcat(
             production_id=None,
             job_id=None,
         ).id
-        rows = np.flatnonzero(good)
+        rows = np.flatnonzero(cols.good)
         for start in range(0, len(rows), _BATCH):
-            chunk = rows[start : start + _BATCH]
-            src_rows = [
-                {
-                    "refcat_id": cat.id,
-                    "source_id": int(ids[i]),
-                    "ra": float(ra[i]),
-                    "dec": float(dec[i]),
-                    "healpix": int(hp[i]),
-                    "pmra": opt(pmra, i),
-                    "pmdec": opt(pmdec, i),
-                    "ra_error": opt(ra_err, i),
-                    "dec_error": opt(dec_err, i),
-                }
-                for i in chunk
-            ]
-            new_ids = s.scalars(insert(RefCatSource).returning(RefCatSource.id), src_rows).all()
-            mag_rows = []
-            for band in bands:
-                mag = _column(table, f"mag_{band.lower()}")
-                err = _column(table, f"magerr_{band.lower()}", f"mag_err_{band.lower()}")
-                for pk, i in zip(new_ids, chunk, strict=True):
-                    if np.isfinite(mag[i]):
-                        mag_rows.append(
-                            {
-                                "source_id": pk,
-                                "band": band,
-                                "mag": float(mag[i]),
-                                "mag_error": opt(err, i),
-                            }
-                        )
-            if mag_rows:
-                s.execute(insert(RefCatMagnitude), mag_rows)
+            _insert_sources(s, cat.id, cols, rows[start : start + _BATCH])
     return LoadReport(
-        name=name, n_sources=int(good.sum()), bands=bands, replaced=existing is not None
+        name=name, n_sources=n_sources, bands=cols.bands, replaced=existing is not None
     )
+
+
+def _insert_sources(s: Session, refcat_id: int, cols: _Columns, chunk: np.ndarray) -> None:
+    """Insert the sources of rows ``chunk`` and their magnitudes."""
+    src_rows = [
+        {
+            "refcat_id": refcat_id,
+            "source_id": int(cols.ids[i]),
+            "ra": float(cols.ra[i]),
+            "dec": float(cols.dec[i]),
+            "healpix": int(cols.healpix[i]),
+            **{k: _opt(arr, i) for k, arr in cols.optional.items()},
+        }
+        for i in chunk
+    ]
+    new_ids = s.scalars(insert(RefCatSource).returning(RefCatSource.id), src_rows).all()
+    mag_rows = [
+        {
+            "source_id": pk,
+            "band": band,
+            "mag": float(cols.mags[band][i]),
+            "mag_error": _opt(cols.mag_errors[band], i),
+        }
+        for band in cols.bands
+        for pk, i in zip(new_ids, chunk, strict=True)
+        if np.isfinite(cols.mags[band][i])
+    ]
+    if mag_rows:
+        s.execute(insert(RefCatMagnitude), mag_rows)
 
 
 def query_refcat(
