@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from surveydm.cli.main import app
 from surveydm.db.models.jobs import Job
 from surveydm.orchestration import load_task_modules
-from surveydm.orchestration import status as S
+from surveydm.orchestration.status import JobStatus as S
 
 load_task_modules(["jobtasks"])
 
