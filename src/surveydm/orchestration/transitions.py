@@ -150,18 +150,21 @@ def record_results(
         )
 
 
-_UNSATISFIED_CHILD = (
+#: EXISTS a sub-job that did not end plain ``done`` (a ``done_partial`` one included: partial
+#: goes all the way up the tree).
+_CHILD_NOT_DONE = (
     select(literal(1))
-    .where(J.c.parent_id == bindparam("job_id"), J.c.status.not_in(list(SATISFIED)))
+    .where(J.c.parent_id == bindparam("job_id"), J.c.status != JobStatus.DONE)
     .exists()
 )
 
 
 def _ended_status(session: Session, claim: Claim) -> JobStatus:
-    """``done``, or ``done_partial`` when an epilog ends while some sub-job did not end done."""
+    """``done``, or ``done_partial`` when an epilog ends while some sub-job did not end
+    ``done`` (failed, skipped, aborted, or itself ``done_partial``)."""
     if claim.phase != Phase.EPILOG:
         return JobStatus.DONE
-    partial = session.execute(select(_UNSATISFIED_CHILD), {"job_id": claim.id}).scalar()
+    partial = session.execute(select(_CHILD_NOT_DONE), {"job_id": claim.id}).scalar()
     return JobStatus.DONE_PARTIAL if partial else JobStatus.DONE
 
 
