@@ -15,7 +15,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, literal, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from surveydm.db.base import utcnow
@@ -219,6 +229,45 @@ _CLAIM_RETURNING = (
 )
 
 
+_CLAIM_CACHE: dict[tuple[bool, bool], Any] = {}
+
+
+def _claim_statement(by_task: bool, by_root: bool) -> Any:
+    """The claim ``UPDATE``, built once per shape with bound parameters (hot path: building
+    and keying a statement costs more than executing it on SQLite)."""
+    stmt = _CLAIM_CACHE.get((by_task, by_root))
+    if stmt is not None:
+        return stmt
+    conds = [J.c.status == JobStatus.QUEUED, J.c.not_before <= bindparam("now")]
+    if by_task:
+        conds.append(J.c.task.in_(bindparam("tasks", expanding=True)))
+    if by_root:
+        conds.append(J.c.root_id == bindparam("root_id"))
+    pick = (
+        select(J.c.id)
+        .where(and_(*conds))
+        .order_by(J.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+    stmt = _CLAIM_CACHE[(by_task, by_root)] = (
+        update(J)
+        .where(J.c.id.in_(pick.scalar_subquery()))
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=J.c.attempts + 1,
+            worker=bindparam("worker"),
+            host=bindparam("host"),
+            pid=bindparam("pid"),
+            token=bindparam("token"),
+            claimed=bindparam("now"),
+            lease_expires=bindparam("lease_expires"),
+        )
+        .returning(*_CLAIM_RETURNING)
+    )
+    return stmt
+
+
 def claim(
     session: Session,
     *,
@@ -240,35 +289,24 @@ def claim(
     claim token and a lease of ``lease_seconds``.
     """
     now = now or utcnow()
-    conds = [J.c.status == JobStatus.QUEUED, J.c.not_before <= now, tree_filter(root_id)]
-    if tasks is not None:
-        conds.append(J.c.task.in_(list(tasks)))
-    pick = (
-        select(J.c.id)
-        .where(and_(*conds))
-        .order_by(J.c.id)
-        .limit(int(limit))
-        .with_for_update(skip_locked=True)
-    )
     token = uuid.uuid4().hex
-    stmt = (
-        update(J)
-        .where(J.c.id.in_(pick.scalar_subquery()))
-        .values(
-            status=JobStatus.RUNNING,
-            attempts=J.c.attempts + 1,
-            worker=worker[:128],
-            host=host[:128],
-            pid=pid,
-            token=token,
-            claimed=now,
-            lease_expires=now + timedelta(seconds=lease_seconds),
-        )
-        .returning(*_CLAIM_RETURNING)
-    )
+    params: dict[str, Any] = {
+        "now": now,
+        "limit": int(limit),
+        "worker": worker[:128],
+        "host": host[:128],
+        "pid": pid,
+        "token": token,
+        "lease_expires": now + timedelta(seconds=lease_seconds),
+    }
+    if tasks is not None:
+        params["tasks"] = list(tasks)
+    if root_id is not None:
+        params["root_id"] = root_id
+    stmt = _claim_statement(tasks is not None, root_id is not None)
     out = [
         Claim.from_row(r, token=token, worker=worker, host=host, pid=pid, claimed=now)
-        for r in session.execute(stmt)
+        for r in session.execute(stmt, params)
     ]
     out.sort(key=lambda c: c.id)
     return out

@@ -102,10 +102,13 @@ def attempt_row(
     }
 
 
+_INSERT_ATTEMPTS = insert(A)  # built once: its cache key is memoised (hot path)
+
+
 def record_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``job_attempt`` rows (see :func:`attempt_row`)."""
     if rows:
-        session.execute(insert(A), list(rows))
+        session.execute(_INSERT_ATTEMPTS, list(rows))
 
 
 def record_results(
