@@ -16,8 +16,10 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+import surveydm.orchestration.admin as admin
+import surveydm.orchestration.queue as queue
+import surveydm.orchestration.reads as reads
 from surveydm.db import Registry
-from surveydm.orchestration import admin, queue, reads
 from surveydm.orchestration.records import (
     DuplicateJobError,
     JobDetail,

@@ -22,10 +22,17 @@ from sqlalchemy.orm import Session
 
 from surveydm.db import Registry
 from surveydm.db.base import utcnow
-from surveydm.orchestration import transitions
 from surveydm.orchestration.records import Claim, LeaseLostError
 from surveydm.orchestration.status import JobStatus, Phase
 from surveydm.orchestration.tasks import JobContext, QualityFailure, UnknownTaskError, get_task
+from surveydm.orchestration.transitions import (
+    SETTLE_KEY,
+    complete_done_group,
+    complete_step,
+    fail_step,
+    record_results,
+    settle,
+)
 from surveydm.orchestration.txn import job_session, with_db_retry
 
 log = logging.getLogger("surveydm.worker")
@@ -44,9 +51,9 @@ def _jsonable_output(value: Any) -> dict[str, Any] | None:
 
 
 def _take_settle(session: Session, todo: list[Any]) -> None:
-    """Move what :func:`transitions.note_settle` noted in this transaction into ``todo``."""
+    """Move what :func:`note_settle` noted in this transaction into ``todo``."""
     todo.clear()
-    noted = session.info.pop(transitions.SETTLE_KEY, None)
+    noted = session.info.pop(SETTLE_KEY, None)
     if noted:
         todo.append(noted)
 
@@ -59,7 +66,7 @@ def _settle(registry: Registry, todo: list[Any], durable: bool) -> None:
 
     def do() -> None:
         with job_session(registry, durable=durable) as s:
-            transitions.settle(s, sorted(ids), sorted(pids))
+            settle(s, sorted(ids), sorted(pids))
 
     try:
         with_db_retry(do, what="settling")
@@ -162,7 +169,7 @@ def record_success(registry: Registry, res: StepResult, *, durable: bool = False
 
     def complete() -> str:
         with job_session(registry, durable=durable) as s:
-            new = transitions.complete_step(
+            new = complete_step(
                 s,
                 claim,
                 output=res.output,
@@ -214,13 +221,9 @@ def record_successes(
 
     def complete() -> None:
         with job_session(registry, durable=durable) as s:
-            transitions.complete_done_group(
-                s, [(r.claim, r.output, r.started, r.wall) for r in results]
-            )
+            complete_done_group(s, [(r.claim, r.output, r.started, r.wall) for r in results])
             for r in results:
-                transitions.record_results(
-                    s, r.claim.id, r.claim.attempts, r.tags, r.ctx._qc, utcnow()
-                )
+                record_results(s, r.claim.id, r.claim.attempts, r.tags, r.ctx._qc, utcnow())
                 for fn in r.ctx._on_commit:
                     fn(s)
             s.flush()
@@ -287,7 +290,7 @@ def _record_failure(
 
     def fail() -> str:
         with job_session(registry, durable=durable) as s:
-            new = transitions.fail_step(
+            new = fail_step(
                 s,
                 claim,
                 quality=quality,

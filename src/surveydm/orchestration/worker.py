@@ -30,7 +30,8 @@ from typing import Any
 
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
-from surveydm.orchestration import queue
+from surveydm.orchestration.queue import claim as claim_jobs
+from surveydm.orchestration.queue import renew_leases
 from surveydm.orchestration.records import Claim, SweepResult
 from surveydm.orchestration.steps import (
     LOST,
@@ -165,7 +166,7 @@ class Worker:
             return
         try:
             with job_session(self.registry, durable=self.durable) as s:
-                alive = queue.renew_leases(s, held, self.lease_seconds)
+                alive = renew_leases(s, held, self.lease_seconds)
         except Exception as exc:  # noqa: BLE001  (next beat retries; the pool reconnects)
             log.warning("heartbeat of %s failed: %s", self.name, exc)
             return
@@ -196,7 +197,7 @@ class Worker:
 
         def do() -> list[Claim]:
             with job_session(self.registry, durable=self.durable) as s:
-                return queue.claim(
+                return claim_jobs(
                     s,
                     worker=self.name,
                     host=self.host,
