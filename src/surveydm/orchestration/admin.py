@@ -43,26 +43,31 @@ def abort(session: Session, job_id: int, *, reason: str = "aborted by operator")
     row = get_row(session, job_id)
     in_tree = or_(descendant_filter(row), J.c.id == row.id)
     rows = session.execute(
-        select(J.c.status, *LOST_COLUMNS).where(in_tree, J.c.status.in_(list(ACTIVE)))
+        select(J.c.id, J.c.status).where(in_tree, J.c.status.in_(list(ACTIVE)))
     ).all()
     if not rows:
         raise JobStateError(f"job {job_id} and its sub-jobs already ended ({row.status})")
     ids = [int(r.id) for r in rows]
+    aborted = {
+        "status": JobStatus.ABORTED,
+        "reason": reason,
+        "ended": now,
+        "token": None,
+        "lease_expires": None,
+    }
+    claims = []  # running jobs: their attempt ends here (RETURNING: exactly those aborted)
     for chunk in chunks(ids):
-        session.execute(
+        claims += session.execute(
             update(J)
-            .where(J.c.id.in_(chunk), J.c.status.in_(list(ACTIVE)))
-            .values(
-                status=JobStatus.ABORTED, reason=reason, ended=now, token=None, lease_expires=None
-            )
+            .where(J.c.id.in_(chunk), J.c.status == JobStatus.RUNNING)
+            .values(**aborted)
+            .returning(*LOST_COLUMNS)
+        ).all()
+        session.execute(
+            update(J).where(J.c.id.in_(chunk), J.c.status.in_(list(ACTIVE))).values(**aborted)
         )
     record_attempts(
-        session,
-        [
-            attempt_row(r, AttemptOutcome.ABORTED, now, fault=reason)
-            for r in rows
-            if r.status == JobStatus.RUNNING
-        ],
+        session, [attempt_row(r, AttemptOutcome.ABORTED, now, fault=reason) for r in claims]
     )
     skip_dependants(session, ids, now)
     wake_parents(session, [row.parent_id], now)

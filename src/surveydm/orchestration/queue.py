@@ -238,16 +238,16 @@ def _claim_statement(by_task: bool, by_root: bool) -> Any:
     stmt = _CLAIM_CACHE.get((by_task, by_root))
     if stmt is not None:
         return stmt
-    conds = [J.c.status == JobStatus.QUEUED, J.c.not_before <= bindparam("now")]
+    conds = [J.c.status == JobStatus.QUEUED, J.c.not_before <= bindparam("c_now")]
     if by_task:
-        conds.append(J.c.task.in_(bindparam("tasks", expanding=True)))
+        conds.append(J.c.task.in_(bindparam("c_tasks", expanding=True)))
     if by_root:
-        conds.append(J.c.root_id == bindparam("root_id"))
+        conds.append(J.c.root_id == bindparam("c_root_id"))
     pick = (
         select(J.c.id)
         .where(and_(*conds))
         .order_by(J.c.id)
-        .limit(bindparam("limit", type_=Integer))
+        .limit(bindparam("c_limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
     stmt = _CLAIM_CACHE[(by_task, by_root)] = (
@@ -256,12 +256,12 @@ def _claim_statement(by_task: bool, by_root: bool) -> Any:
         .values(
             status=JobStatus.RUNNING,
             attempts=J.c.attempts + 1,
-            worker=bindparam("worker"),
-            host=bindparam("host"),
-            pid=bindparam("pid"),
-            token=bindparam("token"),
-            claimed=bindparam("now"),
-            lease_expires=bindparam("lease_expires"),
+            worker=bindparam("c_worker"),
+            host=bindparam("c_host"),
+            pid=bindparam("c_pid"),
+            token=bindparam("c_token"),
+            claimed=bindparam("c_now"),
+            lease_expires=bindparam("c_lease_expires"),
         )
         .returning(*_CLAIM_RETURNING)
     )
@@ -291,18 +291,18 @@ def claim(
     now = now or utcnow()
     token = uuid.uuid4().hex
     params: dict[str, Any] = {
-        "now": now,
-        "limit": int(limit),
-        "worker": worker[:128],
-        "host": host[:128],
-        "pid": pid,
-        "token": token,
-        "lease_expires": now + timedelta(seconds=lease_seconds),
+        "c_now": now,
+        "c_limit": int(limit),
+        "c_worker": worker[:128],
+        "c_host": host[:128],
+        "c_pid": pid,
+        "c_token": token,
+        "c_lease_expires": now + timedelta(seconds=lease_seconds),
     }
     if tasks is not None:
-        params["tasks"] = list(tasks)
+        params["c_tasks"] = list(tasks)
     if root_id is not None:
-        params["root_id"] = root_id
+        params["c_root_id"] = root_id
     stmt = _claim_statement(tasks is not None, root_id is not None)
     out = [
         Claim.from_row(r, token=token, worker=worker, host=host, pid=pid, claimed=now)
