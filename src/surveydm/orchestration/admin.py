@@ -55,14 +55,16 @@ def abort(session: Session, job_id: int, *, reason: str = "aborted by operator")
         "token": None,
         "lease_expires": None,
     }
+    running = [int(r.id) for r in rows if r.status == JobStatus.RUNNING]
     claims = []  # running jobs: their attempt ends here (RETURNING: exactly those aborted)
-    for chunk in chunks(ids):
+    for chunk in chunks(running):
         claims += session.execute(
             update(J)
             .where(J.c.id.in_(chunk), J.c.status == JobStatus.RUNNING)
             .values(**aborted)
             .returning(*LOST_COLUMNS)
         ).all()
+    for chunk in chunks(ids):
         session.execute(
             update(J).where(J.c.id.in_(chunk), J.c.status.in_(list(ACTIVE))).values(**aborted)
         )
