@@ -106,7 +106,7 @@ def _tree_rate(registry: Any, root: int) -> tuple[float, int]:
     from sqlalchemy import func, select
 
     from surveydm.db.models.jobs import Job
-    from surveydm.orchestration.store import aware
+    from surveydm.orchestration.records import aware
 
     with registry.session(write=False) as s:
         first, last, n = s.execute(

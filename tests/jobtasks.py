@@ -32,7 +32,8 @@ class Noop(Task):
 
 @register_task
 class Record(Task):
-    """Registers one product; optionally sleeps first (on the first attempt only, or always)."""
+    """Registers one product; optionally sleeps first (on the first ``sleep_attempts``
+    attempts, default 1, or always)."""
 
     name = "t_record"
     max_attempts = 10
@@ -40,7 +41,8 @@ class Record(Task):
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
         sleep = float(ctx.config.get("sleep", 0.0))
-        if sleep and (ctx.attempt == 1 or ctx.config.get("always_sleep")):
+        sleepy = ctx.attempt <= int(ctx.config.get("sleep_attempts", 1))
+        if sleep and (sleepy or ctx.config.get("always_sleep")):
             deadline = time.monotonic() + sleep
             while time.monotonic() < deadline and not ctx.cancelled:
                 time.sleep(0.02)
@@ -139,7 +141,7 @@ class Many(Task):
 @register_task
 class Graph(Task):
     """Super-job building the graph in ``config["jobs"]``: a list of
-    ``{"task", "name", "config", "after": [names]}``."""
+    ``{"task", "name", "config", "after": [names], "key"}``."""
 
     name = "t_graph"
 
@@ -151,6 +153,7 @@ class Graph(Task):
                 name=spec["name"],
                 config=spec.get("config", {}),
                 after=[refs[a] for a in spec.get("after", [])],
+                key=spec.get("key"),
             )
 
     def epilog(self, ctx: JobContext) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from surveydm.db.models.jobs import Dependency, Job, QualityControl, Tag
+from surveydm.db.models.jobs import Dependency, Job, JobAttempt, QualityControl, Tag
 from surveydm.db.models.production import Product
 from surveydm.errors import SurveydmError
 from surveydm.orchestration import (
@@ -33,8 +33,9 @@ from surveydm.orchestration import (
     submit,
     task_stats,
 )
-from surveydm.orchestration import status as S
-from surveydm.orchestration.store import aware
+from surveydm.orchestration.records import aware
+from surveydm.orchestration.status import ACTIVE, FINAL, Phase
+from surveydm.orchestration.status import JobStatus as S
 
 load_task_modules(["jobtasks"])
 
@@ -75,7 +76,7 @@ def test_dependency_order_and_epilog_subjobs(registry):
     with registry.session(write=False) as s:
         r = s.get(Job, root)
         deps = s.execute(select(Dependency.parent_id, Dependency.child_id)).all()
-    assert r.status == S.DONE and r.phase == S.PHASE_EPILOG
+    assert r.status == S.DONE and r.phase == Phase.EPILOG
     assert r.output["prolog"] == "done"  # run's output kept through the epilogs
     assert r.output["subjobs"]["wave2"] == S.DONE
     assert set(deps) == {
@@ -138,6 +139,13 @@ def test_fault_is_retried_with_exponential_backoff(registry):
     assert [p.job_id for p in products(registry, "t_flaky")] == [job]
 
 
+def attempts(registry, job_id: int) -> list[JobAttempt]:
+    with registry.session(write=False) as s:
+        return list(
+            s.scalars(select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.id))
+        )
+
+
 def _graph(*jobs):
     return {"jobs": [dict(j) for j in jobs]}
 
@@ -154,7 +162,7 @@ def test_fault_exhausted_fails_and_skips_dependants(registry):
     )
     w = Worker(registry, lease_seconds=5, poll_interval=0.02)
     deadline = time.monotonic() + 30
-    while status_summary(registry, root).status not in S.FINAL and time.monotonic() < deadline:
+    while status_summary(registry, root).status not in FINAL and time.monotonic() < deadline:
         if not w.step():
             time.sleep(0.05)
     w.close()
@@ -170,8 +178,16 @@ def test_fault_exhausted_fails_and_skips_dependants(registry):
             select(func.count()).where(Tag.job_id == subs["flaky"].id, Tag.name == "traceback")
         ).scalar_one()
     assert n_tb == 3
+    # part of the tree failed: the super-job says so in its status and its colour
     summ = status_summary(registry, root)
-    assert summ.failed == 1 and summ.counts[S.SKIPPED] == 1 and summ.qc == "green"
+    assert summ.failed == 1 and summ.counts[S.SKIPPED] == 1
+    assert summ.status == S.DONE_PARTIAL and summ.qc == "red"
+    # every attempt is a record of its own
+    assert [(a.attempt, a.outcome) for a in attempts(registry, subs["flaky"].id)] == [
+        (1, "fault"),
+        (2, "fault"),
+        (3, "fault"),
+    ]
 
 
 def test_quality_failure_not_retried_and_dependants_skipped(registry):
@@ -188,7 +204,8 @@ def test_quality_failure_not_retried_and_dependants_skipped(registry):
     assert subs["independent"].status == S.DONE
     with registry.session(write=False) as s:
         qc = s.scalars(select(QualityControl).where(QualityControl.job_id == bad.id)).one()
-        assert s.get(Job, root).status == S.DONE  # the epilog ran and decided
+        # the epilog ran; part of the tree failed, so the super-job is not plain done
+        assert s.get(Job, root).status == S.DONE_PARTIAL
     assert (qc.check_name, qc.value, qc.max_value, qc.units, qc.result, qc.qc_pass) == (
         "noise",
         12.5,
@@ -263,7 +280,7 @@ def test_retry_failed_subjobs_reruns_epilog(registry):
     assert retry(registry, root) == 2  # bad + skipped dependant
     with registry.session(write=False) as s:
         r = s.get(Job, root)
-        assert r.status == S.WAITING and r.phase == S.PHASE_EPILOG
+        assert r.status == S.WAITING and r.phase == Phase.EPILOG
         assert s.get(Job, subs["after"].id).status == S.PENDING
     drain(registry)
     with registry.session(write=False) as s:
@@ -297,7 +314,7 @@ def test_stats_account_for_past_jobs(registry):
     while time.monotonic() < deadline:
         w.step()
         with registry.session(write=False) as s:
-            if not s.execute(select(func.count()).where(Job.status.in_(S.ACTIVE))).scalar_one():
+            if not s.execute(select(func.count()).where(Job.status.in_(ACTIVE))).scalar_one():
                 break
         time.sleep(0.05)
     w.close()
@@ -389,7 +406,7 @@ def test_nested_super_jobs_summary_and_abort(registry):
     assert summ.status == S.DONE and summ.counts[S.DONE] == 3 and summ.qc == "green"
     root_summ = status_summary(registry, root)
     assert root_summ.counts[S.DONE] == 4 and root_summ.counts[S.FAILED_QUALITY] == 1
-    assert root_summ.qc == "red" and root_summ.status == S.DONE
+    assert root_summ.qc == "red" and root_summ.status == S.DONE_PARTIAL
     # retrying the quality failure re-opens the root (its epilog runs again), not `inner`
     assert retry(registry, root) == 1
     with registry.session(write=False) as s:

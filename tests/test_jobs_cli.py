@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from surveydm.cli.main import app
 from surveydm.db.models.jobs import Job
 from surveydm.orchestration import load_task_modules
-from surveydm.orchestration import status as S
+from surveydm.orchestration.status import JobStatus as S
 
 load_task_modules(["jobtasks"])
 
@@ -65,7 +65,7 @@ def test_submit_worker_list_show_stats(cli, registry, tmp_path):
     with registry.session(write=False) as s:
         statuses = {j.name: j.status for j in s.scalars(select(Job))}
     assert statuses == {
-        "night-1": S.DONE,
+        "night-1": S.DONE_PARTIAL,  # its epilog ran, part of its tree failed
         "bad": S.FAILED_QUALITY,
         "after": S.SKIPPED,
         "ok": S.DONE,
@@ -80,16 +80,23 @@ def test_submit_worker_list_show_stats(cli, registry, tmp_path):
     out = cli("jobs", "show", "1")
     for text in ("t_graph", "night-1", "configuration", "sub-jobs: 3 in tree", "QC red"):
         assert text in out, text
+    assert "done_partial" in out and "attempts" in out and "ok" in out
     with registry.session(write=False) as s:
         bad_id = s.scalars(select(Job.id).where(Job.name == "bad")).one()
     out = cli("jobs", "show", str(bad_id))
     assert "noise" in out and "quality control" in out and "12.5" in out
+    assert "quality" in out.split("attempts")[-1]  # the attempt table names its outcome
     out = cli("jobs", "stats")
     assert "t_bad" in out and "t_record" in out
     out = cli("jobs", "retry", "1")
     assert "re-queued 2 job(s)" in out
     out = cli("jobs", "abort", "1")
     assert "aborted" in out
+    # a key names the work: a second job for it is refused with one line, exit 2
+    key = ["--key", "obs_set=X", "--module", "jobtasks"]
+    assert "submitted job" in cli("jobs", "submit", "t_record", *key)
+    out = cli("jobs", "submit", "t_record", *key, code=2)
+    assert "with key 'obs_set=X' exists already" in out
     with registry.session(write=False) as s:
         assert s.get(Job, 1).status == S.ABORTED
 

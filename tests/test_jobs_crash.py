@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from conftest import PG_ADMIN_URL
-from surveydm.db.models.jobs import Job
+from surveydm.db.models.jobs import Job, JobAttempt
 from surveydm.db.models.production import Product
 from surveydm.orchestration import Worker, load_task_modules, run_local, status_summary, submit
-from surveydm.orchestration import status as S
+from surveydm.orchestration.status import JobStatus as S
 
 load_task_modules(["jobtasks"])
 
@@ -67,10 +67,15 @@ def test_sigkilled_worker_job_is_rerun_and_product_registered_once(registry):
     assert report.finished
     with registry.session(write=False) as s:
         j = s.get(Job, job)
-    assert j.status == S.DONE and j.attempts == 2
+    assert j.status == S.DONE and j.attempts == 2 and j.lost == 1
     assert "lease expired" in j.fault and j.output["attempt"] == 2
     assert j.output["pid"] != p.pid
     assert _products_per_job(registry) == {job: 1}
+    # the lost attempt is on record, tagged as the system's fault, with the killed pilot's pid
+    with registry.session(write=False) as s:
+        rows = s.scalars(select(JobAttempt).where(JobAttempt.job_id == job).order_by(JobAttempt.id))
+        history = [(a.attempt, a.outcome, a.pid) for a in rows]
+    assert history == [(1, "lost", p.pid), (2, "ok", j.output["pid"])]
 
 
 def test_worker_reconnects_after_pg_terminate_backend(registry):

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from surveydm.db.models.production import Product
 from surveydm.orchestration import load_task_modules, run_dask, submit
-from surveydm.orchestration import status as S
+from surveydm.orchestration.status import JobStatus as S
 
 load_task_modules(["jobtasks"])
 

@@ -83,7 +83,10 @@ def test_job_list_filters_and_pages(client: TestClient, demo: DemoNight) -> None
     assert ids_for("qc=red") == {demo.nightly_job, demo.calibration_job}
     assert ids_for("qc=yellow") == {demo.rereduce_job}
     assert ids_for("qc=green") == {demo.register_job}
-    assert ids_for("status=done") == set(by_id)
+    # the nightly super-job ended, but part of its tree failed: done_partial, not done
+    assert by_id[demo.nightly_job]["status"] == "done_partial"
+    assert ids_for("status=done") == set(by_id) - {demo.nightly_job}
+    assert ids_for("status=done_partial") == {demo.nightly_job}
     assert ids_for("status=failed") == set()
     created = data["jobs"][0]["created"][:10]
     assert ids_for(f"since={created}&until={created}") == set(by_id)
@@ -126,11 +129,15 @@ def test_job_detail_traceback_qc_and_hierarchy(client: TestClient, demo: DemoNig
 
     failed = client.get(f"/api/jobs/{demo.failed_subjob}").json()
     assert failed["job"]["status"] == "failed"
+    # its one attempt is on record with its outcome (the job page and `jobs show` agree)
+    assert [(a["attempt"], a["outcome"]) for a in failed["attempt_history"]] == [(1, "fault")]
+    assert TRACEBACK_MARK in failed["attempt_history"][0]["fault"]
     assert failed["ancestors"] == [demo.nightly_job]
     assert any(TRACEBACK_MARK in t["value"] and "Traceback" in t["value"]
                for t in failed["tracebacks"])  # fmt: skip
     page = client.get(f"/jobs/{demo.failed_subjob}")
     assert page.status_code == 200 and TRACEBACK_MARK in page.text
+    assert 'id="attempts-table"' in page.text and "outcome-fault" in page.text
     bad = client.get(f"/api/jobs/{demo.quality_failed_subjob}").json()
     assert bad["job"]["qc_flag"] == "red" and "2.5" in bad["quality"]
     assert bad["qc"][0]["result"] == "fail"
@@ -144,7 +151,7 @@ def test_obs_set_status_evolution(client: TestClient, demo: DemoNight) -> None:
     # register + nightly + 8 single-epoch + the re-reduction job name the obs set
     assert ev["n_jobs"] == 11
     last = ev["series"][-1]["counts"]
-    assert last == {"done": 9, "failed": 1, "failed_quality": 1}
+    assert last == {"done": 8, "done_partial": 1, "failed": 1, "failed_quality": 1}
     first = ev["series"][0]["counts"]
     assert sum(first.values()) >= 1 and "done" not in first
     png = client.get(f"/obssets/{OBS_SET}/jobs-status.png")

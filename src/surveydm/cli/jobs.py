@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.panel import Panel
 
 from surveydm.cli.common import clear_errors, console, registry
 from surveydm.errors import SurveydmError
@@ -29,10 +30,19 @@ STATUS_STYLE = {
     "running": "bold yellow",
     "waiting": "yellow",
     "done": "green",
+    "done_partial": "yellow",
     "failed": "bold red",
     "failed_quality": "red",
     "skipped": "magenta",
     "aborted": "dim red",
+}
+OUTCOME_STYLE = {
+    "ok": "green",
+    "fault": "red",
+    "quality": "red",
+    "lost": "magenta",
+    "aborted": "dim red",
+    "running": "bold yellow",
 }
 
 
@@ -87,7 +97,7 @@ def _load_json_file(path: Path | None, option: str) -> dict[str, Any] | None:
 def _fmt_time(dt: datetime | None) -> str:
     if dt is None:
         return ""
-    from surveydm.orchestration.store import aware
+    from surveydm.orchestration.records import aware
 
     return aware(dt).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]
 
@@ -104,16 +114,20 @@ def submit_cmd(
     config: Path | None = typer.Option(None, "--config", help="configuration (JSON/YAML/TOML)"),
     input_file: Path | None = typer.Option(None, "--input", help="input (JSON/YAML/TOML)"),
     name: str | None = typer.Option(None, "--name", help="job name (default: the task type)"),
+    key: str | None = typer.Option(
+        None, "--key", help="identity of the work, unique per task type (e.g. obs_set=...)"
+    ),
     production: int | None = typer.Option(None, "--production", help="production id"),
     module: list[str] = typer.Option([], "--module", help="extra task module to import"),
 ) -> None:
-    """Create a job of type TASK, ready for the workers."""
-    from surveydm.orchestration import submit
+    """Create a job of type TASK, ready for the workers (exit status 2 if a job of that type
+    with that --key exists: it names it)."""
+    from surveydm.orchestration import JobManager
 
     _load_tasks(module)
-    job_id = submit(
-        registry(),
+    job_id = JobManager(registry()).submit(
         task,
+        key=key,
         name=name,
         config=_load_json_file(config, "--config"),
         input=_load_json_file(input_file, "--input"),
@@ -135,29 +149,22 @@ def list_cmd(
 ) -> None:
     """List jobs, newest first."""
     from rich.table import Table
-    from sqlalchemy import select
 
-    from surveydm.db.models.jobs import Job
-    from surveydm.orchestration import status as S
+    from surveydm.orchestration import JobManager, JobQuery
+    from surveydm.orchestration.status import ALL
 
-    bad = [s for s in status if s not in S.ALL]
+    bad = [s for s in status if s not in ALL]
     if bad:
-        raise SurveydmError(f"unknown status {bad}; known: {', '.join(S.ALL)}")
-    q = select(Job).order_by(Job.id.desc()).limit(limit)
-    if status:
-        q = q.where(Job.status.in_(status))
-    if task:
-        q = q.where(Job.task.in_(task))
-    if (lo := _parse_date(since, "--since")) is not None:
-        q = q.where(Job.created >= lo)
-    if (hi := _parse_date(until, "--until")) is not None:
-        q = q.where(Job.created < hi)
-    if parent is not None:
-        q = q.where(Job.parent_id == parent)
-    if roots:
-        q = q.where(Job.parent_id.is_(None))
-    with registry().session(write=False) as s:
-        rows = s.scalars(q).all()
+        raise SurveydmError(f"unknown status {bad}; known: {', '.join(ALL)}")
+    query = JobQuery(
+        statuses=tuple(status),
+        tasks=tuple(task),
+        since=_parse_date(since, "--since"),
+        until=_parse_date(until, "--until"),
+        parent=parent,
+        roots=roots,
+    )
+    rows = JobManager(registry()).list(query, limit=limit)
     table = Table(title=f"jobs ({len(rows)} shown)")
     for col in (
         "id",
@@ -180,7 +187,7 @@ def list_cmd(
             j.name,
             _styled(j.status),
             "" if j.parent_id is None else str(j.parent_id),
-            f"{j.attempts}/{j.max_attempts}",
+            _attempts(j),
             _fmt_time(j.created),
             _fmt_time(j.ended),
             f"{j.wall_time:.2f}",
@@ -190,59 +197,50 @@ def list_cmd(
     console.print(table)
 
 
+def _attempts(j: Any) -> str:
+    """``attempts/max_attempts``, with the lost workers when there were any."""
+    text = f"{j.attempts}/{j.max_attempts}"
+    return text + (f" ({j.lost} lost)" if j.lost else "")
+
+
 @jobs_app.command("show")
 @clear_errors
 def show_cmd(
     job_id: int = typer.Argument(..., help="job id"),
     children: int = typer.Option(30, "--children", help="most direct sub-jobs listed"),
 ) -> None:
-    """Everything about one job: configuration, input, output, log, traceback, QC, sub-jobs."""
-    from rich.panel import Panel
+    """Everything about one job: configuration, input, output, attempts, log, tracebacks, QC,
+    sub-jobs."""
+    from surveydm.orchestration import JobManager
+
+    d = JobManager(registry()).detail(job_id, children=children, failed=0)
+    _show_head(d)
+    _show_attempts(d)
+    for t in d.tags:
+        console.print(Panel(t.value, title=f"{t.name} (attempt {t.attempt}, {_fmt_time(t.time)})"))
+    _show_qc(d)
+    _show_tree(d)
+
+
+def _show_head(d: Any) -> None:
     from rich.table import Table
-    from rich.tree import Tree
-    from sqlalchemy import func, select
 
-    from surveydm.db.models.jobs import Dependency, Job, QualityControl, Tag
-    from surveydm.orchestration import status as S
-    from surveydm.orchestration.store import JobNotFoundError, summarize
+    from surveydm.orchestration.status import ACTIVE
 
-    reg = registry()
-    with reg.session(write=False) as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job with id {job_id}")
-        summ = summarize(s, job_id)
-        tags = s.scalars(select(Tag).where(Tag.job_id == job_id).order_by(Tag.id)).all()
-        qcs = s.scalars(
-            select(QualityControl)
-            .where(QualityControl.job_id == job_id)
-            .order_by(QualityControl.id)
-        ).all()
-        deps = s.scalars(select(Dependency.parent_id).where(Dependency.child_id == job_id)).all()
-        subs = s.execute(
-            select(Job.id, Job.task, Job.name, Job.status)
-            .where(Job.parent_id == job_id)
-            .order_by(Job.id)
-            .limit(children)
-        ).all()
-        n_subs = s.execute(
-            select(func.count()).select_from(Job).where(Job.parent_id == job_id)
-        ).scalar_one()
-
+    job = d.job
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
+    phase = f" (phase {job.phase})" if job.status in ACTIVE else ""
     fields = [
         ("task", job.task),
         ("name", job.name),
-        (
-            "status",
-            _styled(job.status) + (f" (phase {job.phase})" if job.status in S.ACTIVE else ""),
-        ),
+        ("key", job.key or ""),
+        ("status", _styled(job.status) + phase),
         ("parent", str(job.parent_id or "")),
-        ("depends on", ", ".join(map(str, deps))),
+        ("depends on", ", ".join(map(str, d.depends_on))),
         ("production", str(job.production_id or "")),
-        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("attempts", _attempts(job) + f", lost workers allowed {job.max_lost}"),
         ("created", _fmt_time(job.created)),
         ("queued", _fmt_time(job.queued)),
         ("started", _fmt_time(job.started)),
@@ -265,55 +263,92 @@ def show_cmd(
         ("output", job.output),
     ):
         console.print(Panel(json.dumps(value, indent=2, default=str), title=title))
-    for t in tags:
-        console.print(Panel(t.value, title=f"{t.name} (attempt {t.attempt}, {_fmt_time(t.time)})"))
-    if qcs:
-        table = Table(title="quality control")
-        for col in ("check", "value", "min", "max", "units", "result", "reference", "plot"):
-            table.add_column(col)
-        for q in qcs:
-            style = {"pass": "green", "warn": "yellow", "fail": "red"}[q.result]
-            table.add_row(
-                q.check_name,
-                "" if q.value is None else f"{q.value:.6g}",
-                "" if q.min_value is None else f"{q.min_value:g}",
-                "" if q.max_value is None else f"{q.max_value:g}",
-                q.units,
-                f"[{style}]{q.result}[/]",
-                q.reference or "",
-                q.plot_file or "",
-            )
-        console.print(table)
-    if summ.total:
-        counts = ", ".join(f"{_styled(k)} {v}" for k, v in summ.counts.items() if v)
-        tree = Tree(
-            f"sub-jobs: {summ.total} in tree ({counts}); done {summ.done_fraction:.0%}; "
-            f"QC {summ.qc}"
+
+
+def _show_attempts(d: Any) -> None:
+    from rich.table import Table
+
+    if not d.attempts:
+        return
+    table = Table(title="attempts")
+    for col in ("#", "phase", "worker", "pid", "started", "ended", "wall s", "outcome", "fault"):
+        table.add_column(col, overflow="fold")
+    for a in d.attempts:
+        outcome = a.outcome or "running"
+        style = OUTCOME_STYLE.get(outcome, "")
+        table.add_row(
+            str(a.attempt),
+            a.phase,
+            f"{a.worker or ''}",
+            "" if a.pid is None else str(a.pid),
+            _fmt_time(a.started),
+            _fmt_time(a.ended),
+            "" if a.wall_time is None else f"{a.wall_time:.3f}",
+            f"[{style}]{outcome}[/]" if style else outcome,
+            (a.fault or "")[:120],
         )
-        for sid, stask, sname, sstatus in subs:
-            tree.add(f"{sid} {stask} {sname} {_styled(sstatus)}")
-        if n_subs > len(subs):
-            tree.add(f"... {n_subs - len(subs)} more direct sub-jobs (jobs list --parent {job_id})")
-        console.print(tree)
+    console.print(table)
+
+
+def _show_qc(d: Any) -> None:
+    from rich.table import Table
+
+    if not d.qc:
+        return
+    table = Table(title="quality control")
+    for col in ("check", "value", "min", "max", "units", "result", "reference", "plot"):
+        table.add_column(col)
+    for q in d.qc:
+        table.add_row(
+            q.check_name,
+            "" if q.value is None else f"{q.value:.6g}",
+            "" if q.min_value is None else f"{q.min_value:g}",
+            "" if q.max_value is None else f"{q.max_value:g}",
+            q.units,
+            f"[{q.result.colour}]{q.result}[/]",
+            q.reference or "",
+            q.plot_file or "",
+        )
+    console.print(table)
+
+
+def _show_tree(d: Any) -> None:
+    from rich.tree import Tree
+
+    summ = d.summary
+    if not summ.total:
+        return
+    counts = ", ".join(f"{_styled(k)} {v}" for k, v in summ.counts.items() if v)
+    tree = Tree(
+        f"sub-jobs: {summ.total} in tree ({counts}); done {summ.done_fraction:.0%}; QC {summ.qc}"
+    )
+    for row in d.children:
+        c = row.job
+        tree.add(f"{c.id} {c.task} {c.name} {_styled(c.status)}")
+    if d.n_children > len(d.children):
+        more = d.n_children - len(d.children)
+        tree.add(f"... {more} more direct sub-jobs (jobs list --parent {d.job.id})")
+    console.print(tree)
 
 
 @jobs_app.command("abort")
 @clear_errors
 def abort_cmd(job_id: int = typer.Argument(..., help="job id")) -> None:
     """Abort a job and every unfinished job of its sub-job tree."""
-    from surveydm.orchestration import abort
+    from surveydm.orchestration import JobManager
 
-    n = abort(registry(), job_id)
+    n = JobManager(registry()).abort(job_id)
     console.print(f"aborted {n} job(s)")
 
 
 @jobs_app.command("retry")
 @clear_errors
 def retry_cmd(job_id: int = typer.Argument(..., help="job id")) -> None:
-    """Re-queue a failed job, or every failed/skipped/aborted job of a super-job's tree."""
-    from surveydm.orchestration import retry
+    """Re-queue a failed job, or every failed/skipped/aborted job of a super-job's tree (their
+    attempt history stays; their budgets start afresh)."""
+    from surveydm.orchestration import JobManager
 
-    n = retry(registry(), job_id)
+    n = JobManager(registry()).retry(job_id)
     console.print(f"re-queued {n} job(s)")
 
 
@@ -326,22 +361,24 @@ def stats_cmd(
     """Accounting per task type over all past jobs: counts, failures, wall time."""
     from rich.table import Table
 
-    from surveydm.orchestration import task_stats
+    from surveydm.orchestration import JobManager
 
-    rows = task_stats(
-        registry(), since=_parse_date(since, "--since"), until=_parse_date(until, "--until")
+    rows = JobManager(registry()).stats(
+        since=_parse_date(since, "--since"), until=_parse_date(until, "--until")
     )
     table = Table(title="jobs per task type")
     for col in (
         "task",
         "jobs",
         "done",
+        "done partial",
         "failed",
         "failed quality",
         "skipped",
         "aborted",
         "active",
         "had faults",
+        "lost workers",
         "wall total s",
         "wall mean s",
     ):
@@ -351,12 +388,14 @@ def stats_cmd(
             r.task,
             str(r.count),
             str(r.done),
+            str(r.done_partial),
             str(r.failed),
             str(r.failed_quality),
             str(r.skipped),
             str(r.aborted),
             str(r.active),
             str(r.faults),
+            str(r.lost),
             f"{r.wall_time_total:.2f}",
             "" if r.wall_time_mean is None else f"{r.wall_time_mean:.3f}",
         )
@@ -383,55 +422,45 @@ def worker_cmd(
     stops after the current job)."""
     import os
 
-    from surveydm.orchestration import Worker, run_local
+    from surveydm.orchestration import RunOptions, Worker, run_local
     from surveydm.orchestration.tasks import TASKS
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # a job uses one core (astroscrappy's OpenMP)
     _load_tasks(module)
     if not TASKS:
         raise SurveydmError("no task types found: pass --module with the task definitions")
-    tasks = list(task) or None
+    if executor not in ("local", "dask"):
+        raise SurveydmError(f"--executor must be local or dask, not {executor!r}")
+    if executor == "dask" and scheduler is None:
+        raise SurveydmError("--executor dask needs --scheduler ADDRESS")
     reg = registry()
     url = reg.url
     reg.dispose()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    opts = RunOptions(
+        processes=processes,
+        task_filter=list(task) or None,
+        modules=module,
+        until_idle=once,
+        lease_seconds=lease,
+        poll_interval=poll,
+        stop=stop,
+    )
     if executor == "dask":
         from surveydm.orchestration import run_dask
 
-        if scheduler is None:
-            raise SurveydmError("--executor dask needs --scheduler ADDRESS")
-        rep = run_dask(
-            url,
-            scheduler=scheduler,
-            root_job_id=root,
-            task_filter=tasks,
-            until_idle=once,
-            lease_seconds=lease,
-            modules=module,
-        )
+        rep = run_dask(url, scheduler=scheduler, root_job_id=root, options=opts)
         console.print(f"dask executor finished: {rep.counts}")
         return
-    if executor != "local":
-        raise SurveydmError(f"--executor must be local or dask, not {executor!r}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if processes > 1:
         try:
-            rep = run_local(
-                url,
-                root,
-                processes=processes,
-                task_filter=tasks,
-                until_idle=once,
-                lease_seconds=lease,
-                poll_interval=poll,
-                modules=module,
-                stop=stop,
-            )
+            rep = run_local(url, root, opts)
         except KeyboardInterrupt:
             return
         console.print(f"pilots finished: {rep.counts}")
         return
-    worker = Worker(url, tasks=tasks, root_id=root, lease_seconds=lease, poll_interval=poll)
+    worker = Worker(url, name=None, **opts.worker_kwargs(root))
     console.print(f"pilot {worker.name} claiming {', '.join(worker.tasks)}")
     try:
         report = worker.run(once=once, stop=stop)

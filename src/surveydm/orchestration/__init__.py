@@ -2,30 +2,49 @@
 pilots (seed 000 section 6.2, BrownThrower; seed 004 section 2.1, the Pan-STARRS processing
 database). Knows nothing about astronomy; imports only ``db``, ``config`` and ``errors``.
 
-Declare task types with :class:`Task` + :func:`register_task`; create jobs with :func:`submit`;
-run them with :class:`Worker` pilots (``surveydm worker``), :func:`run_local` or
-:func:`run_dask`; follow them with :func:`status_summary`; act on them with :func:`abort` and
-:func:`retry`. See ``docs/jobs.md``.
+Declare task types with :class:`Task` + :func:`register_task`; create, follow and act on jobs
+with :class:`JobManager` (or the functions :func:`submit`, :func:`status_summary`,
+:func:`abort`, :func:`retry`, :func:`task_stats`); run them with :class:`Worker` pilots
+(``surveydm worker``), :func:`run_local` or :func:`run_dask`, configured by
+:class:`RunOptions`. See ``docs/jobs.md``.
+
+Modules, one concept each: ``status`` (the vocabulary), ``records`` (typed records and named
+errors), ``tasks`` (declaring tasks), ``queue`` (submit, claim, lease), ``transitions``
+(complete, fail, lose, propagate), ``sweep``, ``admin`` (abort, retry), ``reads`` (the one read
+API), ``manager`` (this face), ``txn``, ``steps`` (executing a claim), ``worker`` (pilots),
+``executor``, ``local``, ``dask_executor``.
 """
 
 from surveydm.orchestration import status
-from surveydm.orchestration.local import RunReport, run_local
-from surveydm.orchestration.store import (
-    JobNotFoundError,
-    JobStateError,
-    Summary,
-    TaskStats,
+from surveydm.orchestration.executor import RunOptions, RunReport
+from surveydm.orchestration.local import run_local
+from surveydm.orchestration.manager import (
+    JobManager,
     abort,
     retry,
     status_summary,
     submit,
     task_stats,
 )
+from surveydm.orchestration.records import (
+    AttemptRecord,
+    DuplicateJobError,
+    JobDetail,
+    JobNotFoundError,
+    JobQuery,
+    JobRecord,
+    JobStateError,
+    SubJobInfo,
+    Summary,
+    TaskStats,
+    job_key,
+)
+from surveydm.orchestration.status import AttemptOutcome, JobStatus, Phase
+from surveydm.orchestration.steps import execute_claim
 from surveydm.orchestration.tasks import (
     TASKS,
     JobContext,
     QualityFailure,
-    SubJobInfo,
     SubJobRef,
     Task,
     TaskDefinitionError,
@@ -35,14 +54,24 @@ from surveydm.orchestration.tasks import (
     qc_result,
     register_task,
 )
-from surveydm.orchestration.worker import Worker, WorkerReport, execute_claim
+from surveydm.orchestration.worker import Worker, WorkerReport
 
 __all__ = [
     "TASKS",
+    "AttemptOutcome",
+    "AttemptRecord",
+    "DuplicateJobError",
     "JobContext",
+    "JobDetail",
+    "JobManager",
     "JobNotFoundError",
+    "JobQuery",
+    "JobRecord",
     "JobStateError",
+    "JobStatus",
+    "Phase",
     "QualityFailure",
+    "RunOptions",
     "RunReport",
     "SubJobInfo",
     "SubJobRef",
@@ -56,6 +85,7 @@ __all__ = [
     "abort",
     "execute_claim",
     "get_task",
+    "job_key",
     "load_task_modules",
     "qc_result",
     "register_task",

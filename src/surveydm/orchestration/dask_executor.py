@@ -6,15 +6,16 @@ that talks to the queue for claiming. It claims ready jobs (same claim as local 
 ``FOR UPDATE SKIP LOCKED`` / ``BEGIN IMMEDIATE``), keeps their leases alive with its heartbeat
 thread, and submits one Dask task per claimed job, keeping about two per Dask thread in flight.
 Each Dask task opens (once per Dask worker process) its own registry with a small pool and
-runs :func:`~surveydm.orchestration.worker.execute_claim`, which ends the job in the database
+runs :func:`~surveydm.orchestration.steps.execute_claim`, which ends the job in the database
 with the usual compare-and-set on the claim token, together with the task's ``on_commit``
 products. So:
 
 - Dask decides *where* jobs run (placement, resources, adaptive scaling of dask-jobqueue);
   the registry stays the single source of truth for *what* runs and what happened.
-- A Dask worker that dies (Dask reports the task as failed or ``KilledWorker``) gives a fault
-  recorded by the driver, so the job is retried with back-off like any fault; a driver that dies
-  leaves leases that expire, and any pilot's sweep re-queues the jobs.
+- A Dask worker that dies (Dask reports the task as failed or ``KilledWorker``) is a lost
+  worker, recorded by the driver as a lease that expired would be (the job is re-queued,
+  counted against ``max_lost``, not its fault budget); a driver that dies leaves leases that
+  expire, and any pilot's sweep re-queues the jobs.
 - Dask worker processes hold at most a 1 + 4 connection pool each; the driver holds 2 + 2.
 
 The alternative, a pilot loop inside every Dask worker, would bypass Dask's scheduler and need
@@ -26,17 +27,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
-from surveydm.orchestration import status as S
-from surveydm.orchestration import store
-from surveydm.orchestration.local import RunReport, _counts
-from surveydm.orchestration.store import Claim, Summary
-from surveydm.orchestration.tasks import TASKS, load_task_modules, task_modules
-from surveydm.orchestration.worker import Worker, execute_claim, job_session, with_db_retry
+from surveydm.orchestration.executor import RunMonitor, RunOptions, RunReport
+from surveydm.orchestration.records import Claim, LeaseLostError
+from surveydm.orchestration.steps import LOST, execute_claim
+from surveydm.orchestration.tasks import load_task_modules
+from surveydm.orchestration.transitions import lose_claim
+from surveydm.orchestration.txn import job_session, with_db_retry
+from surveydm.orchestration.worker import Worker
 
 log = logging.getLogger("surveydm.worker")
 
@@ -71,16 +73,8 @@ def run_dask(
     client: Any | None = None,
     scheduler: str | None = None,
     root_job_id: int | None = None,
-    task_filter: Sequence[str] | None = None,
-    until_idle: bool = True,
-    progress: Callable[[Summary | dict[str, int]], None] | None = None,
-    progress_interval: float = 0.5,
-    lease_seconds: float | None = None,
-    poll_interval: float = 0.2,
-    max_in_flight: int | None = None,
-    modules: Sequence[str] = (),
-    timeout: float | None = None,
-    stop: threading.Event | None = None,
+    options: RunOptions | None = None,
+    **changes: Any,
 ) -> RunReport:
     """Execute ready jobs on a Dask cluster until the work is finished.
 
@@ -88,122 +82,109 @@ def run_dask(
         registry_url: database URL, reachable from the Dask workers.
         client: a ``distributed.Client``; or give ``scheduler`` (``tcp://host:8786``).
         root_job_id: run only this tree; stop when its root reached a final status.
-        task_filter: task types to run (default: every registered type).
-        until_idle: stop when finished (else run until ``stop``/``timeout``).
-        progress: called with the tree's :class:`Summary` (or counts per status).
-        lease_seconds, poll_interval: as for :class:`~surveydm.orchestration.Worker`.
-        max_in_flight: jobs submitted to Dask at once (default 2 per Dask thread).
-        modules: task modules the Dask workers import (default: the modules of every task type
-            registered here).
-        timeout: stop after this many seconds.
-        stop: set it to stop early.
+        options: how to run (:class:`~surveydm.orchestration.executor.RunOptions`; Dask uses
+            ``max_in_flight``, not ``processes``).
+        changes: fields of ``options`` to change.
 
     Raises:
         SurveydmError: neither ``client`` nor ``scheduler`` given, or no task type registered.
+        TypeError: a change names no option.
     """
-    from distributed import Client, wait
+    from distributed import Client
 
+    opts = RunOptions.of(options, **changes)
     if client is None:
         if scheduler is None:
             raise SurveydmError("run_dask needs a Dask client or a scheduler address")
-        client = Client(scheduler)
-        own_client = True
+        client = own_client = Client(scheduler)
     else:
-        own_client = False
-    mods = sorted(set(task_modules()) | set(modules))
-    tasks = sorted(task_filter) if task_filter is not None else sorted(TASKS)
+        own_client = None
     driver = Worker(
         registry_url,
         name=f"dask-driver:{client.scheduler.address}",
-        tasks=tasks,
-        root_id=root_job_id,
-        lease_seconds=lease_seconds,
-        poll_interval=poll_interval,
+        **opts.worker_kwargs(root_job_id),
     )
-    stop = stop or threading.Event()
-    report = RunReport(root_job_id=root_job_id, summary=None)
-    t0 = time.perf_counter()
-    deadline = None if timeout is None else time.monotonic() + timeout
+    monitor = RunMonitor(driver.registry, root_job_id, opts)
     in_flight: dict[Any, Claim] = {}
-    last_progress = 0.0
-
-    def finished() -> bool:
-        def check() -> bool:
-            if root_job_id is not None:
-                return store.status_summary(driver.registry, root_job_id).status in S.FINAL
-            with driver.registry.session(write=False) as s:
-                return store.count_active(s, tasks=tasks) == 0
-
-        return with_db_retry(check, what="checking progress")
-
-    def emit() -> None:
-        if progress is None:
-            return
-        if root_job_id is not None:
-            progress(store.status_summary(driver.registry, root_job_id))
-        else:
-            progress(_counts(driver.registry, None, tasks))
-
     driver.start_heartbeat()
     try:
-        while True:
-            nthreads = sum(client.nthreads().values()) or 1
-            capacity = max_in_flight or 2 * nthreads
-            free = capacity - len(in_flight)
-            claims = driver.claim(min(free, 64)) if free > 0 else []
-            if claims:
-                with driver._held_lock:
-                    driver._held[claims[0].token] = {c.id: threading.Event() for c in claims}
-                for c in claims:
-                    fut = client.submit(
-                        run_claim_on_dask_worker,
-                        registry_url,
-                        c.to_dict(),
-                        mods,
-                        key=f"surveydm-job-{c.id}-{c.token}",
-                        pure=False,
-                    )
-                    in_flight[fut] = c
-            if in_flight:
-                try:
-                    done, _ = wait(
-                        list(in_flight), timeout=poll_interval, return_when="FIRST_COMPLETED"
-                    )
-                except TimeoutError:  # nothing finished within poll_interval
-                    done = set()
-                for fut in done:
-                    c = in_flight.pop(fut)
-                    _collect(driver, fut, c)
-            if time.monotonic() - last_progress > progress_interval:
-                last_progress = time.monotonic()
-                emit()
-            if claims or in_flight:
-                continue
-            if driver.sweep().changed:
-                continue
-            if stop.is_set() or (deadline is not None and time.monotonic() > deadline):
-                break
-            if until_idle and finished():
-                report.finished = True
-                break
-            time.sleep(poll_interval)
+        _drive(client, driver, registry_url, opts, monitor, in_flight)
     finally:
         for fut in in_flight:
             fut.cancel()
         driver.stop_heartbeat()
-        emit()
-        if root_job_id is not None:
-            report.summary = store.status_summary(driver.registry, root_job_id)
-        report.counts = _counts(driver.registry, root_job_id, None if root_job_id else tasks)
+        report = monitor.final_report()
         driver.close()
-        if own_client:
-            client.close()
-    report.elapsed = time.perf_counter() - t0
+        if own_client is not None:
+            own_client.close()
     return report
 
 
+def _drive(
+    client: Any,
+    driver: Worker,
+    url: str,
+    opts: RunOptions,
+    monitor: RunMonitor,
+    in_flight: dict[Any, Claim],
+) -> None:
+    """The driver loop: keep the cluster fed with claimed jobs until the monitor says stop."""
+    mods = opts.all_modules
+    while True:
+        claims = _submit_more(client, driver, url, mods, opts, in_flight)
+        if in_flight:
+            for fut in _finished_futures(in_flight, opts.poll_interval):
+                _collect(driver, fut, in_flight.pop(fut))
+        monitor.tick()
+        if claims or in_flight or driver.sweep().changed:
+            continue
+        if monitor.should_stop():
+            return
+        time.sleep(opts.poll_interval)
+
+
+def _submit_more(
+    client: Any,
+    driver: Worker,
+    url: str,
+    mods: Sequence[str],
+    opts: RunOptions,
+    in_flight: dict[Any, Claim],
+) -> list[Claim]:
+    """Claim jobs up to the cluster's capacity and submit one Dask task per claim."""
+    nthreads = sum(client.nthreads().values()) or 1
+    free = (opts.max_in_flight or 2 * nthreads) - len(in_flight)
+    claims = driver.claim(min(free, 64)) if free > 0 else []
+    if claims:
+        with driver._held_lock:
+            driver._held[claims[0].token] = {c.id: threading.Event() for c in claims}
+    for c in claims:
+        fut = client.submit(
+            run_claim_on_dask_worker,
+            url,
+            c.to_dict(),
+            mods,
+            key=f"surveydm-job-{c.id}-{c.token}",
+            pure=False,
+        )
+        in_flight[fut] = c
+    return claims
+
+
+def _finished_futures(in_flight: dict[Any, Claim], timeout: float) -> set[Any]:
+    from distributed import wait
+
+    try:
+        done, _ = wait(list(in_flight), timeout=timeout, return_when="FIRST_COMPLETED")
+    except TimeoutError:  # nothing finished within the timeout
+        return set()
+    return done
+
+
 def _collect(driver: Worker, fut: Any, claim: Claim) -> None:
-    """Account for a finished Dask task; a task that died in Dask becomes a job fault."""
+    """Account for a finished Dask task. A task that died in Dask (its worker was lost:
+    ``KilledWorker``, a cancelled task) is a lost worker, as a lease that expired: the
+    system's fault, counted against the job's ``max_lost``, not its fault budget."""
     with driver._held_lock:
         held = driver._held.get(claim.token)
         if held is not None:
@@ -217,14 +198,12 @@ def _collect(driver: Worker, fut: Any, claim: Claim) -> None:
     exc = fut.exception() if fut.status == "error" else RuntimeError(f"dask task {fut.status}")
     log.warning("job %s: Dask task failed: %s", claim.id, exc)
 
-    def fail() -> str:
+    def lost() -> str:
         with job_session(driver.registry) as s:
-            return store.fail_step(
-                s, claim, fault=f"Dask task failed: {type(exc).__name__}: {exc}", backoff=1.0
-            )
+            return lose_claim(s, claim, f"Dask task failed: {type(exc).__name__}: {exc}")
 
     try:
-        outcome = with_db_retry(fail, what=f"failing job {claim.id}")
-    except store.LeaseLostError:
-        outcome = "lost"
+        outcome = with_db_retry(lost, what=f"recording the lost worker of job {claim.id}")
+    except LeaseLostError:
+        outcome = LOST
     driver.report.outcomes[outcome] = driver.report.outcomes.get(outcome, 0) + 1

@@ -22,11 +22,14 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from surveydm.db.base import utcnow
 from surveydm.errors import SurveydmError
 from surveydm.orchestration.qc import QCLimit, QCResult
+from surveydm.orchestration.reads import subjob_infos
+from surveydm.orchestration.records import QCRecord, SubJobInfo, SubJobSpec
+from surveydm.orchestration.status import Phase
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -54,7 +57,11 @@ class Task:
 
     Attributes:
         name: the task type stored in ``job.task`` (unique, at most 64 characters).
-        max_attempts: claims allowed before a fault is final (1 = never retried).
+        max_attempts: claims allowed before a fault is final (1 = never retried); claims
+            whose worker was lost do not count.
+        max_lost: lost workers (lease expired: SIGKILL, lost host) allowed before the job
+            fails: a lost worker is the system's fault, so it has its own bound, but a job that
+            keeps killing its workers is stopped.
         retry_backoff: seconds before the first retry; doubled on each further fault
             (exponential back-off: ``retry_backoff * 2**(attempt - 1)``), capped at
             ``retry_backoff_max``.
@@ -64,6 +71,7 @@ class Task:
 
     name: str = ""
     max_attempts: int = 3
+    max_lost: int = 5
     retry_backoff: float = 10.0
     retry_backoff_max: float = 600.0
     description: str = ""
@@ -101,8 +109,8 @@ def register_task(cls: T) -> T:
     name = cls.name
     if not name or not isinstance(name, str) or len(name) > 64:
         raise TaskDefinitionError(f"{cls.__qualname__}: set `name` (1 to 64 characters)")
-    if int(cls.max_attempts) < 1:
-        raise TaskDefinitionError(f"task {name!r}: max_attempts must be >= 1")
+    if int(cls.max_attempts) < 1 or int(cls.max_lost) < 1:
+        raise TaskDefinitionError(f"task {name!r}: max_attempts and max_lost must be >= 1")
     old = TASKS.get(name)
     if old is not None and old is not cls and not _same_definition(old, cls):
         raise TaskDefinitionError(
@@ -175,51 +183,6 @@ class SubJobRef:
     name: str
 
 
-@dataclass
-class SubJobSpec:
-    """A sub-job waiting to be inserted when the step commits (internal)."""
-
-    task: str
-    name: str
-    config: dict[str, Any]
-    input: dict[str, Any]
-    after: tuple[int, ...]
-    max_attempts: int
-
-
-@dataclass(frozen=True)
-class SubJobInfo:
-    """Outcome of one sub-job, as seen from the epilog."""
-
-    id: int
-    task: str
-    name: str
-    status: str
-    input: dict[str, Any]
-    output: dict[str, Any] | None
-    fault: str | None
-    quality: str | None
-    reason: str | None
-
-
-@dataclass
-class QCRecord:
-    """A quality-control row waiting to be inserted when the step commits (internal)."""
-
-    check_name: str
-    value: float | None
-    min_value: float | None
-    max_value: float | None
-    warn_min: float | None
-    warn_max: float | None
-    units: str
-    description: str
-    reference: str | None
-    plot_file: str | None
-    result: str
-    time: datetime
-
-
 def qc_result(
     value: float | None,
     *,
@@ -259,7 +222,7 @@ class JobContext:
     input: dict[str, Any]
     production_id: int | None
     registry: Registry
-    phase: str = "prolog"
+    phase: str = Phase.PROLOG
     attempt: int = 1
     output: dict[str, Any] | None = None
     worker: str = ""
@@ -280,11 +243,15 @@ class JobContext:
         input: dict[str, Any] | None = None,  # noqa: A002
         after: Sequence[SubJobRef] = (),
         max_attempts: int | None = None,
+        key: str | None = None,
     ) -> SubJobRef:
         """Create a sub-job of this job, run after the sub-jobs in ``after`` ended ``done``.
 
         The sub-job is inserted when this step commits (atomically with it). The epilog of this
         job runs once every sub-job ended. ``max_attempts`` defaults to the task type's.
+        ``key`` (optional, unique per task type: see
+        :func:`~surveydm.orchestration.records.job_key`) makes a second sub-job for the same
+        work a fault of this step instead of a duplicate.
 
         Raises:
             UnknownTaskError: ``task`` is not a registered task type.
@@ -309,16 +276,16 @@ class JobContext:
                 input=dict(input or {}),
                 after=tuple(sorted(set(deps))),
                 max_attempts=int(max_attempts or cls.max_attempts),
+                max_lost=int(cls.max_lost),
+                key=key,
             )
         )
         return SubJobRef(idx, task, self._subjobs[idx].name)
 
     def subjobs(self) -> list[SubJobInfo]:
         """Every sub-job of this job created so far (by earlier steps), ordered by id."""
-        from surveydm.orchestration import store
-
         with self.registry.session(write=False) as s:
-            return store.subjob_infos(s, self.job_id)
+            return subjob_infos(s, self.job_id)
 
     # -- records ----------------------------------------------------------------------------
     def qc(
@@ -334,12 +301,10 @@ class JobContext:
         description: str = "",
         reference: str | None = None,
         plot_file: str | None = None,
-    ) -> str:
+    ) -> QCResult:
         """Record a quality-control check; returns ``"pass"``, ``"warn"`` or ``"fail"``
         (see :func:`qc_result`). The row is written when the step ends, also when it ends in a
         :class:`QualityFailure` (so the failing check is on record)."""
-        from surveydm.db.base import utcnow
-
         v = None if value is None else float(value)
         result = qc_result(v, min=min, max=max, warn_min=warn_min, warn_max=warn_max)
         self._qc.append(

@@ -4,12 +4,12 @@ A :class:`Worker` loops: claim a batch of ready jobs (short transaction), execut
 (:func:`execute_claim`), end each step in its own transaction (compare-and-set on the claim
 token, together with the task's ``on_commit`` callbacks, sub-jobs, tags and QC rows). A heartbeat
 thread renews the leases of the jobs it holds; a job whose worker died (SIGKILL, lost host) is
-re-queued by any pilot's :func:`~surveydm.orchestration.store.sweep` once its lease expired.
+re-queued by any pilot's :func:`~surveydm.orchestration.sweep.sweep` once its lease expired.
 
 The batch size adapts: it doubles (up to ``max_batch``) while jobs take less than
 ``short_job_seconds`` and drops back to 1 for longer jobs, so trivial jobs cost about one claim
 transaction per batch, and long jobs are never hoarded by one pilot. The completions of short
-jobs of one batch are group-committed (:func:`record_successes`).
+jobs of one batch are group-committed (:func:`~surveydm.orchestration.steps.record_successes`).
 
 Database connections: a worker holds at most its registry's small pool (2 + 2 overflow on
 PostgreSQL; the main loop and the heartbeat use one each) and only for short transactions.
@@ -19,353 +19,33 @@ pool's pre-ping replaces dead connections.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypeVar
-
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session
+from typing import Any
 
 from surveydm.db import Registry
-from surveydm.db.base import utcnow
 from surveydm.errors import SurveydmError
-from surveydm.orchestration import status as S
-from surveydm.orchestration import store
-from surveydm.orchestration.store import Claim, LeaseLostError
-from surveydm.orchestration.tasks import (
-    TASKS,
-    JobContext,
-    QualityFailure,
-    UnknownTaskError,
-    get_task,
+from surveydm.orchestration.queue import claim as claim_jobs
+from surveydm.orchestration.queue import renew_leases
+from surveydm.orchestration.records import Claim, SweepResult
+from surveydm.orchestration.steps import (
+    LOST,
+    StepResult,
+    groupable,
+    record_success,
+    record_successes,
+    run_step,
 )
+from surveydm.orchestration.sweep import sweep as sweep_jobs
+from surveydm.orchestration.tasks import TASKS, UnknownTaskError
+from surveydm.orchestration.txn import job_session, with_db_retry
 
 log = logging.getLogger("surveydm.worker")
-
-R = TypeVar("R")
-
-#: Outcome of executing a claim when the claim was lost meanwhile (aborted / lease taken).
-LOST = "lost"
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """True for errors worth retrying: lost connections, SQLite busy, serialization issues."""
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def with_db_retry(
-    fn: Callable[[], R], *, what: str, attempts: int = 8, first_delay: float = 0.05
-) -> R:
-    """Call ``fn`` (one whole transaction), retrying transient database errors with
-    exponential back-off (``first_delay * 2**i`` seconds, ``attempts`` tries in all)."""
-    delay = first_delay
-    for i in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001
-            if not is_transient_db_error(exc) or i == attempts - 1:
-                raise
-            log.warning("%s: database error (%s); retrying in %.2f s", what, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
-
-
-@contextmanager
-def job_session(registry: Registry, *, durable: bool = False) -> Iterator[Session]:
-    """A write transaction of the job system.
-
-    On PostgreSQL, unless ``durable``, it runs with ``synchronous_commit = off``: the commit
-    returns before the WAL is flushed to disk. A server crash can then lose the last fraction of
-    a second of job transitions, never consistency: each transition (and the products a task
-    registers in it through ``on_commit``) is lost or kept as a whole, and a lost one only means
-    the job runs again, exactly as after a worker crash. This removes one disk flush per job.
-    """
-    with registry.session() as s:
-        if not durable and registry.dialect == "postgresql":
-            s.execute(_ASYNC_COMMIT)
-        yield s
-
-
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
-
-
-def _jsonable_output(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        value = {"result": value}
-    json.dumps(value)  # raises TypeError for values JSON cannot hold: a fault of the task
-    return value
-
-
-def _take_settle(session: Session, todo: list[Any]) -> None:
-    """Move what :func:`store.note_settle` noted in this transaction into ``todo``."""
-    todo.clear()
-    noted = session.info.pop(store.SETTLE_KEY, None)
-    if noted:
-        todo.append(noted)
-
-
-def _settle(registry: Registry, todo: list[Any], durable: bool) -> None:
-    """After commit: re-check the wake-ups / promotions a concurrent commit may have hidden."""
-    if not todo:
-        return
-    ids, pids = todo[0]
-
-    def do() -> None:
-        with job_session(registry, durable=durable) as s:
-            store.settle(s, sorted(ids), sorted(pids))
-
-    try:
-        with_db_retry(do, what="settling")
-    except Exception as exc:  # noqa: BLE001  (the next full sweep repairs it)
-        log.warning("post-commit settle failed: %s", exc)
-
-
-@dataclass
-class StepResult:
-    """A step that ran without error, not yet recorded (internal: see :func:`run_step`)."""
-
-    claim: Claim
-    ctx: JobContext
-    output: dict[str, Any] | None
-    tags: list[tuple[str, str]]
-    started: datetime
-    t0: float
-    wall: float
-    backoff: float
-
-
-def run_step(
-    registry: Registry,
-    claim: Claim,
-    *,
-    cancel: threading.Event | None = None,
-    durable: bool = False,
-) -> StepResult | str:
-    """Execute the claimed step of one job. A failure (fault or quality) is recorded at once
-    and its new status returned; a success is returned as a :class:`StepResult` for
-    :func:`record_success` or :func:`record_successes` to record.
-
-    The prolog phase runs ``prolog`` then ``run`` and, when no sub-job was created, ``epilog``;
-    the epilog phase (after the sub-jobs ended) runs ``epilog`` only.
-    """
-    started = utcnow()
-    t0 = time.perf_counter()
-    ctx = JobContext(
-        job_id=claim.id,
-        task=claim.task,
-        name=claim.name,
-        config=claim.config,
-        input=claim.input,
-        production_id=claim.production_id,
-        registry=registry,
-        phase=claim.phase,
-        attempt=claim.attempts,
-        output=claim.output,
-        worker=claim.worker,
-        _cancel=cancel or threading.Event(),
-    )
-    backoff = 0.0
-    try:
-        cls = get_task(claim.task)
-        backoff = cls.backoff_seconds(claim.attempts)
-        task = cls()
-        if claim.phase == S.PHASE_EPILOG:
-            task.epilog(ctx)
-        else:
-            task.prolog(ctx)
-            result = task.run(ctx)
-            if result is not None:
-                ctx.output = result
-            if not ctx._subjobs:
-                task.epilog(ctx)
-        output = _jsonable_output(ctx.output)
-    except QualityFailure as exc:
-        return _record_failure(
-            registry,
-            claim,
-            ctx,
-            started,
-            t0,
-            quality=str(exc) or "quality failure",
-            durable=durable,
-        )
-    except Exception as exc:  # noqa: BLE001  (any error of a task is a fault)
-        return _record_failure(
-            registry, claim, ctx, started, t0, fault=exc, backoff=backoff, durable=durable
-        )
-    tags = list(ctx._tags)
-    if ctx._log:
-        tags.append(("log", "\n".join(ctx._log)))
-    return StepResult(
-        claim=claim,
-        ctx=ctx,
-        output=output,
-        tags=tags,
-        started=started,
-        t0=t0,
-        wall=time.perf_counter() - t0,
-        backoff=backoff,
-    )
-
-
-def record_success(registry: Registry, res: StepResult, *, durable: bool = False) -> str:
-    """Record one successful step in its own transaction (with its ``on_commit`` work); an
-    ``on_commit`` or constraint error becomes a fault. Returns the new status or ``"lost"``."""
-    claim, ctx = res.claim, res.ctx
-
-    def complete() -> str:
-        with job_session(registry, durable=durable) as s:
-            new = store.complete_step(
-                s,
-                claim,
-                output=res.output,
-                subjobs=ctx._subjobs,
-                tags=res.tags,
-                qc=ctx._qc,
-                started=res.started,
-                wall=res.wall,
-            )
-            for fn in ctx._on_commit:
-                fn(s)
-            s.flush()
-            _take_settle(s, todo)
-            return new
-
-    todo: list[Any] = []
-    try:
-        new = with_db_retry(complete, what=f"ending job {claim.id}")
-        _settle(registry, todo, durable)
-        return new
-    except LeaseLostError:
-        log.warning("job %s: claim lost (aborted or lease expired); result discarded", claim.id)
-        return LOST
-    except Exception as exc:  # noqa: BLE001  (on_commit or a constraint failed: a fault)
-        return _record_failure(
-            registry,
-            claim,
-            ctx,
-            res.started,
-            res.t0,
-            fault=exc,
-            backoff=res.backoff,
-            durable=durable,
-        )
-
-
-def record_successes(
-    registry: Registry, results: list[StepResult], *, durable: bool = False
-) -> list[str]:
-    """Record several successful steps that created no sub-jobs in ONE transaction (group
-    commit: one compare-and-set ``executemany``, set-based promotion of dependants, every
-    job's ``on_commit`` work). Each job still ends atomically with its products; if anything in
-    the group fails (a lost claim, an ``on_commit`` error), the group is rolled back and every
-    job is recorded on its own by :func:`record_success`. Returns the new statuses."""
-    if len(results) <= 1 or any(r.ctx._subjobs for r in results):
-        return [record_success(registry, r, durable=durable) for r in results]
-
-    todo: list[Any] = []
-
-    def complete() -> None:
-        with job_session(registry, durable=durable) as s:
-            store.complete_done_group(s, [(r.claim, r.output, r.started, r.wall) for r in results])
-            for r in results:
-                store._records(s, r.claim.id, r.claim.attempts, r.tags, r.ctx._qc, utcnow())
-                for fn in r.ctx._on_commit:
-                    fn(s)
-            s.flush()
-            _take_settle(s, todo)
-
-    try:
-        with_db_retry(complete, what=f"ending {len(results)} jobs")
-        _settle(registry, todo, durable)
-    except Exception as exc:  # noqa: BLE001  (record them one by one, isolating the culprit)
-        log.info("group commit of %d jobs failed (%s); recording one by one", len(results), exc)
-        return [record_success(registry, r, durable=durable) for r in results]
-    return [S.DONE] * len(results)
-
-
-def execute_claim(
-    registry: Registry,
-    claim: Claim,
-    *,
-    cancel: threading.Event | None = None,
-    durable: bool = False,
-) -> str:
-    """Execute the claimed step of one job and record its outcome; returns the job's new
-    status (``done``, ``waiting``, ``queued`` after a fault, ``failed``, ``failed_quality``) or
-    ``"lost"`` when the claim was no longer held at the end (nothing was recorded).
-    ``durable``: see :func:`job_session`.
-    """
-    res = run_step(registry, claim, cancel=cancel, durable=durable)
-    if isinstance(res, str):
-        return res
-    return record_success(registry, res, durable=durable)
-
-
-def _record_failure(
-    registry: Registry,
-    claim: Claim,
-    ctx: JobContext,
-    started: Any,
-    t0: float,
-    *,
-    quality: str | None = None,
-    fault: BaseException | None = None,
-    backoff: float = 0.0,
-    durable: bool = False,
-) -> str:
-    tags = list(ctx._tags)
-    if ctx._log:
-        tags.append(("log", "\n".join(ctx._log)))
-    fault_text = None
-    if fault is not None:
-        tb = "".join(traceback.format_exception(fault))
-        tags.append(("traceback", tb))
-        fault_text = f"{type(fault).__name__}: {fault}"
-        if isinstance(fault, UnknownTaskError):
-            backoff = 5.0
-        log.warning("job %s (%s) attempt %s: %s", claim.id, claim.task, claim.attempts, fault_text)
-
-    todo: list[Any] = []
-
-    def fail() -> str:
-        with job_session(registry, durable=durable) as s:
-            new = store.fail_step(
-                s,
-                claim,
-                quality=quality,
-                fault=fault_text,
-                backoff=backoff,
-                tags=tags,
-                # QC rows explain a quality failure; a faulted attempt's are re-measured.
-                qc=ctx._qc if quality is not None else (),
-                started=started,
-                wall=time.perf_counter() - t0,
-            )
-            _take_settle(s, todo)
-            return new
-
-    try:
-        new = with_db_retry(fail, what=f"failing job {claim.id}")
-        _settle(registry, todo, durable)
-        return new
-    except LeaseLostError:
-        return LOST
 
 
 @dataclass
@@ -486,7 +166,7 @@ class Worker:
             return
         try:
             with job_session(self.registry, durable=self.durable) as s:
-                alive = store.renew_leases(s, held, self.lease_seconds)
+                alive = renew_leases(s, held, self.lease_seconds)
         except Exception as exc:  # noqa: BLE001  (next beat retries; the pool reconnects)
             log.warning("heartbeat of %s failed: %s", self.name, exc)
             return
@@ -517,7 +197,7 @@ class Worker:
 
         def do() -> list[Claim]:
             with job_session(self.registry, durable=self.durable) as s:
-                return store.claim(
+                return claim_jobs(
                     s,
                     worker=self.name,
                     host=self.host,
@@ -530,7 +210,7 @@ class Worker:
 
         return with_db_retry(do, what=f"{self.name} claiming jobs")
 
-    def sweep(self, *, full: bool | None = None) -> store.SweepResult:
+    def sweep(self, *, full: bool | None = None) -> SweepResult:
         """Run the maintenance sweep (re-queue lost jobs; when ``full`` also promote pending
         jobs and wake super-jobs; default: full once every ``full_sweep_interval``)."""
         now = time.monotonic()
@@ -539,9 +219,9 @@ class Worker:
         if full:
             self._last_full_sweep = now
 
-        def do() -> store.SweepResult:
+        def do() -> SweepResult:
             with job_session(self.registry, durable=self.durable) as s:
-                return store.sweep(s, full=bool(full))
+                return sweep_jobs(s, full=bool(full))
 
         self._last_sweep = now
         self.report.sweeps += 1
@@ -586,7 +266,7 @@ class Worker:
                 res = run_step(self.registry, c, cancel=events[c.id], durable=self.durable)
                 if isinstance(res, str):
                     account(res)
-                elif res.ctx._subjobs or len(claims) == 1:
+                elif not groupable(res) or len(claims) == 1:
                     account(record_success(self.registry, res, durable=self.durable))
                 else:
                     if not group:

@@ -22,7 +22,13 @@ from surveydm.db import Registry
 from surveydm.db.migrate import upgrade
 from surveydm.db.models.jobs import Job
 from surveydm.db.models.raw import Image, Mosaic, ObsSet
-from surveydm.orchestration import load_task_modules, run_local, submit
+from surveydm.orchestration import (
+    DuplicateJobError,
+    JobManager,
+    job_key,
+    load_task_modules,
+    run_local,
+)
 from surveydm.pipelines import TASK_MODULES
 from surveydm.pipelines.productions import get_or_create_production
 from surveydm.pipelines.transfer import TransferReport, transfer_buffer
@@ -94,28 +100,22 @@ def run_night(
                 )
             )
         )
+    jobs = JobManager(registry)
     roots = []
     for name in names:
-        job_name = f"register {name}"
-        with registry.session(write=False) as s:
-            existing = s.scalar(
-                select(Job.id).where(
-                    Job.task == "register",
-                    Job.name == job_name,
-                    Job.production_id == production_id,
-                )
-            )
-        roots.append(
-            existing
-            if existing is not None
-            else submit(
-                registry,
+        # one register job per obs set and production: its key, not its display name
+        key = job_key(obs_set=name, production=production_id)
+        try:
+            root = jobs.submit(
                 "register",
-                name=job_name,
+                key=key,
+                name=f"register {name}",
                 config={**config, "obs_set": name},
                 production_id=production_id,
             )
-        )
+        except DuplicateJobError as dup:
+            root = dup.job_id  # submitted by an earlier run: run (or finish) that one
+        roots.append(root)
     for root in roots:
         run_local(url, root_job_id=root, processes=processes, progress=job_progress, env=pilot_env)
     summary = summarize_night(registry, report, names, production_id, roots)
@@ -132,7 +132,7 @@ def summarize_night(
     roots: list[int],
 ) -> NightSummary:
     """Count what the night produced and how its jobs ended."""
-    from surveydm.orchestration.store import tree_select
+    from surveydm.orchestration.reads import tree_select
 
     summary = NightSummary(report, names, production_id, roots)
     with registry.session(write=False) as s:

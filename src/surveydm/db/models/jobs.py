@@ -11,6 +11,8 @@ times, attempts and the worker that ran it, so operations can be audited and acc
 - ``fault`` (a transient error: retried with back-off) is kept apart from ``quality`` (the job
   ran but the data is bad: not retried, its dependants are skipped), and both apart from the
   human validity flag ``valid`` (seed 003: system quality flags versus the user's ``is_valid``).
+- ``job_attempt`` keeps every claim of a job (worker, phase, start, end, outcome, fault), so
+  the history survives retries; a lost worker (``lost``) is counted apart from faults.
 - ``dependency`` orders jobs within one super-job (``super_id``); ``tag`` holds logs,
   tracebacks and any name/value pair; ``quality_control`` holds measured QC checks.
 
@@ -42,18 +44,24 @@ class Job(Base):
         Index(None, "root_id", "status"),
         # Accounting and `jobs list --since`.
         Index(None, "task", "created"),
+        # One job per task type and key (NULL keys are not constrained, on both engines).
+        Index(None, "task", "key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     task: Mapped[str] = mapped_column(String(64), comment="task type (registered Task.name)")
     name: Mapped[str] = mapped_column(String(256), default="", comment="human-readable job name")
+    key: Mapped[str | None] = mapped_column(
+        String(256), comment="identity of the job's work, unique per task (e.g. its data ID)"
+    )
     config: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="task configuration")
     input: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="task input (data IDs)")
     output: Mapped[dict[str, Any] | None] = mapped_column(comment="task output (run's result)")
     status: Mapped[str] = mapped_column(
         String(16),
         default="queued",
-        comment="pending, queued, running, waiting, done, failed, failed_quality, skipped, aborted",
+        comment="pending, queued, running, waiting, done, done_partial, failed, failed_quality, "
+        "skipped, aborted",
     )
     phase: Mapped[str] = mapped_column(
         String(8),
@@ -72,12 +80,22 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow, comment="when it was created")
     queued: Mapped[datetime | None] = mapped_column(comment="when it last became ready")
     started: Mapped[datetime | None] = mapped_column(comment="when it was first claimed")
+    claimed: Mapped[datetime | None] = mapped_column(comment="when the current claim began")
     ended: Mapped[datetime | None] = mapped_column(comment="when it reached a final status")
     attempts: Mapped[int] = mapped_column(
         Integer, default=0, comment="claims of the current phase (faults + lost workers + 1)"
     )
     max_attempts: Mapped[int] = mapped_column(
-        Integer, default=3, comment="claims allowed before a fault is final"
+        Integer, default=3, comment="claims not lost (faults + 1) allowed before a fault is final"
+    )
+    lost: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        comment="claims of the current phase whose worker was lost",
+    )
+    max_lost: Mapped[int] = mapped_column(
+        Integer, default=5, server_default="5", comment="lost workers allowed before the job fails"
     )
     not_before: Mapped[datetime] = mapped_column(
         default=utcnow, comment="not claimable before this time (retry back-off)"
@@ -98,6 +116,31 @@ class Job(Base):
     wall_time: Mapped[float] = mapped_column(
         Float, default=0.0, comment="seconds spent executing, summed over attempts and phases"
     )
+
+
+class JobAttempt(Base):
+    """One claim of a job and how it ended (written when it ends, by whoever ends it: the
+    worker, the sweep that finds its lease expired, or an abort). Kept for good: a retry resets
+    the job's budget, never its history."""
+
+    __tablename__ = "job_attempt"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("job.id", ondelete="CASCADE"), index=True, comment="job it belongs to"
+    )
+    attempt: Mapped[int] = mapped_column(Integer, comment="job.attempts when it was claimed")
+    phase: Mapped[str] = mapped_column(String(8), comment="prolog or epilog")
+    worker: Mapped[str | None] = mapped_column(String(128), comment="pilot that ran it")
+    host: Mapped[str | None] = mapped_column(String(128), comment="host of that pilot")
+    pid: Mapped[int | None] = mapped_column(Integer, comment="process id of that pilot")
+    started: Mapped[datetime | None] = mapped_column(comment="when it was claimed")
+    ended: Mapped[datetime | None] = mapped_column(comment="when it ended")
+    outcome: Mapped[str] = mapped_column(
+        String(16), comment="ok, fault, quality, lost, aborted (or migrated: a summary)"
+    )
+    fault: Mapped[str | None] = mapped_column(Text, comment="error or quality failure text")
+    wall_time: Mapped[float | None] = mapped_column(Float, comment="seconds it executed")
 
 
 class Dependency(Base):

@@ -17,6 +17,7 @@ STATUS_COLOURS = {
     "running": "#1e88e5",
     "waiting": "#7e57c2",
     "done": "#43a047",
+    "done_partial": "#c0ca33",
     "failed": "#e53935",
     "failed_quality": "#fb8c00",
     "skipped": "#8d6e63",

@@ -29,8 +29,9 @@ class JobRow(BaseModel):
     subjobs_by_status: dict[str, int] = Field(description="sub-jobs (whole tree) per status")
     qc_flag: QcFlag = Field(
         description="as the job system derives it over the job's tree (a sub-job listed "
-        "under its parent: its own checks): red = a failed check or a quality failure, "
-        "yellow = a warning (partial, non-critical failure), green = neither"
+        "under its parent: its own checks and status): red = a failed check, a failed or "
+        "quality-failed job; yellow = a warning, a partial, skipped or aborted job; "
+        "green = neither"
     )
     created: datetime
     started: datetime | None
@@ -89,6 +90,24 @@ class TagRow(BaseModel):
     time: datetime
 
 
+class AttemptRow(BaseModel):
+    """One claim of a job and how it ended (the attempt under way: outcome null)."""
+
+    attempt: int = Field(description="claim number within its phase")
+    phase: str
+    worker: str | None
+    host: str | None
+    pid: int | None
+    started: datetime | None
+    ended: datetime | None
+    outcome: str | None = Field(
+        description="ok, fault, quality, lost (worker lost: the system's fault), aborted, "
+        "migrated (summary of attempts made before they were recorded), null while running"
+    )
+    fault: str | None
+    wall_time_s: float | None
+
+
 class JobDetail(BaseModel):
     """Everything about one job (seed 000 section 7.1: configuration, input, output, log,
     traceback, QC) and the way down its hierarchy."""
@@ -103,7 +122,12 @@ class JobDetail(BaseModel):
     fault: str | None
     quality: str | None
     reason: str | None
-    attempts: int
+    key: str | None = Field(description="identity of the job's work, unique per task type")
+    attempts: int = Field(description="claims of the current phase (faults + lost + 1)")
+    max_attempts: int
+    lost: int = Field(description="claims of the current phase whose worker was lost")
+    max_lost: int
+    attempt_history: list[AttemptRow] = Field(description="every attempt, oldest first")
     worker: str | None
     host: str | None
     wall_time_s: float
