@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from surveydm.instruments import CCD, Filter
 from surveydm.reduction.assemble import assemble_ccd
-from surveydm.reduction.astrometry import solve_astrometry
+from surveydm.reduction.astrometry import AstrometryConfig, solve_astrometry
 from surveydm.reduction.cosmics import find_cosmic_rays
 from surveydm.reduction.detrend import detrend
 from surveydm.reduction.extraction import (
@@ -177,10 +177,12 @@ def reduce_ccd(
         catalog,
         reference,
         initial_wcs,
-        max_offset_arcsec=config.max_offset_arcsec,
-        max_rotation_deg=config.max_rotation_deg,
-        sip_degree=config.sip_degree,
         image_shape=shape,
+        config=AstrometryConfig(
+            max_offset_arcsec=config.max_offset_arcsec,
+            max_rotation_deg=config.max_rotation_deg,
+            sip_degree=config.sip_degree,
+        ),
     )
     wcs = astro.wcs
     if len(catalog):
