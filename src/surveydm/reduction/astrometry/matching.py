@@ -48,6 +48,7 @@ def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """(n, 2) points ``pts`` mapped by the (3, 2) affine matrix ``m`` (``[x, y, 1] @ m``)."""
     return np.column_stack([pts, np.ones(len(pts))]) @ m
 
 

@@ -166,6 +166,7 @@ def fit_tan_sip(
 
 
 def residuals_arcsec(wcs: WCS, x, y, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    """(dRA cos Dec, dDec) of the pixels (x, y) through ``wcs`` minus (ra, dec) deg, arcsec."""
     pra, pdec = wcs.all_pix2world(x, y, 0)
     dra = ((pra - ra + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(dec)) * 3600.0
     return dra, (pdec - dec) * 3600.0
