@@ -12,6 +12,7 @@ from surveydm.reduction.astrometry import (
     STATUS_NO_MATCH,
     STATUS_OK,
     STATUS_TOO_FEW_STARS,
+    AstrometryConfig,
     AstrometryError,
     apply_proper_motion,
     fit_tan_sip,
@@ -107,7 +108,9 @@ def _bright_rms_vs_truth(ccd, wcs):
 
 @pytest.mark.parametrize(("offset", "rot"), [((60.0, 0.0), 1.0), ((-40.0, 45.0), -0.7)])
 def test_solves_from_wrong_guess(ccd, offset, rot):
-    sol = solve_astrometry(ccd["cat"], ccd["ref"], guess(offset, rot), sip_degree=3)
+    sol = solve_astrometry(
+        ccd["cat"], ccd["ref"], guess(offset, rot), config=AstrometryConfig(sip_degree=3)
+    )
     assert sol.status == STATUS_OK, sol.message
     assert sol.n_matches > 300
     assert abs(sol.rotation_deg + rot) < 0.02
@@ -205,12 +208,23 @@ def test_fit_tan_sip_recovers_exact_model():
 def test_astropy_fitter_agrees_with_linear_fit(ccd):
     """fitter="astropy" (fit_wcs_from_points) fits the same model; it is only slower."""
     cat = ccd["cat"][np.argsort(-ccd["cat"]["flux_auto"])[:120]]
-    lin = solve_astrometry(cat, ccd["ref"], guess(), sip_degree=2)
-    apy = solve_astrometry(cat, ccd["ref"], guess(), sip_degree=2, fitter="astropy")
+    lin = solve_astrometry(cat, ccd["ref"], guess(), config=AstrometryConfig(sip_degree=2))
+    apy = solve_astrometry(
+        cat, ccd["ref"], guess(), config=AstrometryConfig(sip_degree=2, fitter="astropy")
+    )
     assert lin.status == apy.status == STATUS_OK
     gx, gy = np.meshgrid(np.linspace(0, NX - 1, 9), np.linspace(0, NY - 1, 5))
     r1, d1 = lin.wcs.all_pix2world(gx.ravel(), gy.ravel(), 0)
     r2, d2 = apy.wcs.all_pix2world(gx.ravel(), gy.ravel(), 0)
     assert np.max(np.hypot((r1 - r2) * np.cos(np.deg2rad(2.0)), d1 - d2)) * 3600 < 0.02
-    with pytest.raises(AstrometryError):
-        solve_astrometry(cat, ccd["ref"], guess(), fitter="scamp")
+    with pytest.raises(AstrometryError, match="fitter"):
+        AstrometryConfig(fitter="scamp")
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(AstrometryError, match="match_radius_arcsec"):
+        AstrometryConfig(match_radius_arcsec=0.0)
+    with pytest.raises(AstrometryError, match="max_offset_arcsec"):
+        AstrometryConfig(max_offset_arcsec=-1.0)
+    with pytest.raises(AstrometryError, match="min_matches"):
+        AstrometryConfig(min_matches=0)

@@ -10,6 +10,7 @@ from scipy.special import erf
 from surveydm.reduction.extraction import (
     CATALOG_COLUMNS,
     MASK_FLAG_SHIFT,
+    ExtractionConfig,
     ExtractionError,
     extract_sources,
     level_background,
@@ -70,8 +71,8 @@ def field():
         background=bkg,
         weight=weight,
         pixel_scale=0.8,
-        aperture_radius_arcsec=4.0,
         weight_kind="background",
+        config=ExtractionConfig(aperture_radius_arcsec=4.0),
     )
     return dict(x=x, y=y, flux=flux, fwhm=fwhm, image=image, weight=weight, bkg=bkg, cat=cat)
 
@@ -205,6 +206,15 @@ def test_bad_input_raises_clear_errors():
     bkg = measure_background(img + np.random.default_rng(0).normal(0, 1, (10, 10)), box=5)
     with pytest.raises(ExtractionError):
         extract_sources(img, background=bkg, pixel_scale=0.0)
+    # the config names the field to fix
+    with pytest.raises(ExtractionError, match="threshold"):
+        ExtractionConfig(threshold=0.0)
+    with pytest.raises(ExtractionError, match="filter_kernel"):
+        ExtractionConfig(filter_kernel="gauss")
+    with pytest.raises(ExtractionError, match="aperture_radius_arcsec"):
+        ExtractionConfig(aperture_radius_arcsec=-1.0)
+    with pytest.raises(ExtractionError, match="minarea"):
+        ExtractionConfig(minarea=0)
 
 
 def render_moffat(shape, x, y, flux, fwhm, beta, *, rng=None, sky=SKY, read_noise=READ_NOISE):
@@ -305,7 +315,11 @@ def test_total_variance_weight_map_from_detrending(field):
     image = field["image"]
     weight = weight_map(image, None, READ_NOISE)
     cat = extract_sources(
-        image, background=field["bkg"], weight=weight, pixel_scale=0.8, aperture_radius_arcsec=4.0
+        image,
+        background=field["bkg"],
+        weight=weight,
+        pixel_scale=0.8,
+        config=ExtractionConfig(aperture_radius_arcsec=4.0),
     )
     d, i = cKDTree(np.c_[field["x"], field["y"]]).query(np.c_[cat["x"], cat["y"]])
     ok = (d < 1.0) & (cat["flags"] == 0)
@@ -316,8 +330,8 @@ def test_total_variance_weight_map_from_detrending(field):
         background=field["bkg"],
         weight=weight,
         pixel_scale=0.8,
-        aperture_radius_arcsec=4.0,
         weight_kind="background",
+        config=ExtractionConfig(aperture_radius_arcsec=4.0),
     )
     d2, j = cKDTree(np.c_[double["x"], double["y"]]).query(np.c_[cat["x"], cat["y"]])
     same = ok & (d2 < 0.5) & (cat["snr"] > 100)
@@ -350,7 +364,9 @@ def test_catalog_columns_and_empty_image(field):
     rng = np.random.default_rng(5)
     flat = rng.normal(100.0, 3.0, (128, 128)).astype(np.float32)
     bkg = measure_background(flat, box=32)
-    cat = extract_sources(flat, background=bkg, pixel_scale=0.8, threshold=5.0)
+    cat = extract_sources(
+        flat, background=bkg, pixel_scale=0.8, config=ExtractionConfig(threshold=5.0)
+    )
     assert len(cat) == 0
     assert tuple(cat.colnames) == CATALOG_COLUMNS
 

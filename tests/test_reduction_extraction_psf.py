@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from surveydm.reduction.extraction import extract_sources, measure_background, psf_flux_floor
+from surveydm.reduction.extraction import (
+    ExtractionConfig,
+    extract_sources,
+    measure_background,
+    psf_flux_floor,
+)
 from surveydm.reduction.psf import MoffatPsf, psf_photometry
 from surveydm.reduction.stamps import moffat_pixel_profile
 
@@ -150,7 +155,9 @@ def test_deblending_overflow_degrades_instead_of_failing():
     pattern = 60.0 * (np.sin(xx / 2.5) * np.sin(yy / 3.1) > 0.2)
     image = (rng.poisson(SKY + pattern) - 0.0).astype(np.float32)
     bkg = measure_background(image, box=256)
-    cat = extract_sources(image, background=bkg, pixel_scale=0.5, psf_model=False)
+    cat = extract_sources(
+        image, background=bkg, pixel_scale=0.5, config=ExtractionConfig(psf_model=False)
+    )
     assert len(cat) > 0
 
 

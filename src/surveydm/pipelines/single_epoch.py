@@ -22,11 +22,12 @@ from scipy.spatial import cKDTree
 
 from surveydm.instruments import CCD, Filter
 from surveydm.reduction.assemble import assemble_ccd
-from surveydm.reduction.astrometry import solve_astrometry
+from surveydm.reduction.astrometry import AstrometryConfig, solve_astrometry
 from surveydm.reduction.cosmics import find_cosmic_rays
 from surveydm.reduction.detrend import detrend
 from surveydm.reduction.extraction import (
     Background,
+    ExtractionConfig,
     extract_sources,
     level_background,
     measure_background,
@@ -141,10 +142,9 @@ def reduce_ccd(
             science,
             background=background,
             mask=base_mask,
-            threshold=10.0,
             pixel_scale=pixel_scale,
             saturation=sat_e,
-            psf_model=True,
+            config=ExtractionConfig(threshold=10.0, psf_model=True),
         )
         psf0 = estimate_psf_fwhm(bright, pixel_scale=pixel_scale)
         cr_mask, science = find_cosmic_rays(
@@ -165,20 +165,24 @@ def reduce_ccd(
         mask=mask,
         weight=weight,
         weight_kind="background",
-        threshold=config.detect_threshold,
-        aperture_radius_arcsec=config.aperture_radius_arcsec,
         pixel_scale=pixel_scale,
         saturation=sat_e,
+        config=ExtractionConfig(
+            threshold=config.detect_threshold,
+            aperture_radius_arcsec=config.aperture_radius_arcsec,
+        ),
     )
     psf = estimate_psf_fwhm(catalog, pixel_scale=pixel_scale)
     astro = solve_astrometry(
         catalog,
         reference,
         initial_wcs,
-        max_offset_arcsec=config.max_offset_arcsec,
-        max_rotation_deg=config.max_rotation_deg,
-        sip_degree=config.sip_degree,
         image_shape=shape,
+        config=AstrometryConfig(
+            max_offset_arcsec=config.max_offset_arcsec,
+            max_rotation_deg=config.max_rotation_deg,
+            sip_degree=config.sip_degree,
+        ),
     )
     wcs = astro.wcs
     if len(catalog):

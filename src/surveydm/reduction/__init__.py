@@ -5,6 +5,12 @@ and the master bias, dark and flat when given, in one compiled pass), :func:`com
 (bounded-memory sigma-clipped stacking), :func:`master_bias` / :func:`master_flat`,
 :func:`detrend` (bias, dark, flat, fringe), :func:`find_cosmic_rays`, :func:`build_mask` with
 :class:`MaskBit` codes, and :func:`weight_map`. See docs/reduction-detrending.md.
+
+Catalogs (imported from their packages, each function the list of its steps and configured by
+one frozen dataclass): :mod:`surveydm.reduction.extraction` (``extract_sources``,
+``ExtractionConfig``), :mod:`surveydm.reduction.psf`, :mod:`surveydm.reduction.astrometry`
+(``solve_astrometry``, ``AstrometryConfig``) and :mod:`surveydm.reduction.photometry`. See
+docs/reduction-catalogs.md.
 """
 
 from surveydm.reduction.assemble import AssembledCCD, assemble_ccd

@@ -334,19 +334,8 @@ def master_flat(
         return part
 
     levels = [frame_level(read, i, shp, chunk_rows=chunk, good=good) for i in range(n)]
-    rejected: dict[int, str] = {}
-    for i, lev in enumerate(levels):
-        if not np.isfinite(lev) or lev < min_level:
-            rejected[i] = f"level {lev:.1f} e- below min_level {min_level}"
-        elif max_level is not None and lev > max_level:
-            rejected[i] = f"level {lev:.1f} e- above max_level {max_level}"
+    rejected = _reject_flat_levels(levels, min_level, max_level, level_tolerance)
     ok = [i for i in range(n) if i not in rejected]
-    if ok and level_tolerance is not None:
-        typical = float(np.median([levels[i] for i in ok]))
-        for i in list(ok):
-            if abs(levels[i] / typical - 1.0) > level_tolerance:
-                rejected[i] = f"level {levels[i]:.1f} e- far from typical {typical:.1f} e-"
-        ok = [i for i in range(n) if i not in rejected]
     if len(ok) < min_frames:
         raise CalibrationError(
             f"master flat needs at least {min_frames} usable frames, got {len(ok)} of {n}"
@@ -376,24 +365,9 @@ def master_flat(
     image[~valid] = 0.0
     std = res.std / np.float32(norm)
 
-    residuals = []
-    step = (slice(None, None, LEVEL_STEP), slice(None, None, LEVEL_STEP))
-    msub = image[step]
-    msel = msub > 0
-    if good is not None:
-        msel &= good[step]
-    for i in ok:
-        sub = np.empty_like(msub)
-        for y0, _y1, part in _rows(read, i, shp[0], chunk):
-            start = (-y0) % LEVEL_STEP
-            picked = part[start::LEVEL_STEP, ::LEVEL_STEP]
-            first = (y0 + start) // LEVEL_STEP
-            sub[first : first + picked.shape[0]] = picked
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = sub[msel] / (levels[i] * norm) / msub[msel] - 1.0
-        r = r[np.isfinite(r)]
-        residuals.append(float(mad_std(r)) if r.size else float("nan"))
-
+    residuals = [
+        _flat_residual_rms(read, i, levels[i] * norm, image, good, shp[0], chunk) for i in ok
+    ]
     stats: dict[str, float] = flat_qc(image, previous, good)
     finite = [r for r in residuals if np.isfinite(r)]
     stats.update(
@@ -412,3 +386,53 @@ def master_flat(
     return MasterFrame(
         image=image, std=std, n=len(ok), stats=stats, n_used=res.n_used, details=details
     )
+
+
+def _reject_flat_levels(
+    levels: list[float], min_level: float, max_level: float | None, tolerance: float | None
+) -> dict[int, str]:
+    """Flats rejected by their median level (e-): input index -> reason (see
+    :func:`master_flat`: ``min_level``, ``max_level``, then ``level_tolerance`` about the
+    median level of the others)."""
+    rejected: dict[int, str] = {}
+    for i, lev in enumerate(levels):
+        if not np.isfinite(lev) or lev < min_level:
+            rejected[i] = f"level {lev:.1f} e- below min_level {min_level}"
+        elif max_level is not None and lev > max_level:
+            rejected[i] = f"level {lev:.1f} e- above max_level {max_level}"
+    ok = [i for i in range(len(levels)) if i not in rejected]
+    if ok and tolerance is not None:
+        typical = float(np.median([levels[i] for i in ok]))
+        for i in list(ok):
+            if abs(levels[i] / typical - 1.0) > tolerance:
+                rejected[i] = f"level {levels[i]:.1f} e- far from typical {typical:.1f} e-"
+    return rejected
+
+
+def _flat_residual_rms(
+    read: Callable[[int, slice], np.ndarray],
+    i: int,
+    scale: float,
+    master: np.ndarray,
+    good: np.ndarray | None,
+    ny: int,
+    chunk: int,
+) -> float:
+    """Robust rms (``mad_std``) of flat ``i`` divided by ``scale`` (its level times the
+    master's normalisation) and by the ``master``, minus 1, on every ``LEVEL_STEP``-th row
+    and column of the good pixels where the master is positive; NaN without such pixels."""
+    step = (slice(None, None, LEVEL_STEP), slice(None, None, LEVEL_STEP))
+    msub = master[step]
+    msel = msub > 0
+    if good is not None:
+        msel &= good[step]
+    sub = np.empty_like(msub)
+    for y0, _y1, part in _rows(read, i, ny, chunk):
+        start = (-y0) % LEVEL_STEP
+        picked = part[start::LEVEL_STEP, ::LEVEL_STEP]
+        first = (y0 + start) // LEVEL_STEP
+        sub[first : first + picked.shape[0]] = picked
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = sub[msel] / scale / msub[msel] - 1.0
+    r = r[np.isfinite(r)]
+    return float(mad_std(r)) if r.size else float("nan")

@@ -1,0 +1,192 @@
+"""The image as the extraction steps measure it: validated pixels, background-subtracted, with
+noise maps and masks (sep / SExtractor conventions, Bertin & Arnouts 1996)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from surveydm.errors import SurveydmError
+from surveydm.reduction.masks import MaskBit
+
+__all__ = ["ExtractionError", "MeasurementImage", "as_image", "as_mask", "measurement_image"]
+
+
+class ExtractionError(SurveydmError):
+    """The inputs of background estimation or source extraction are unusable."""
+
+
+def as_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """``image`` as a C-contiguous native float32 (ny, nx) array; ExtractionError otherwise."""
+    arr = np.asarray(image)
+    if arr.ndim != 2:
+        raise ExtractionError(f"{name} must be a 2-D (ny, nx) array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ExtractionError(f"{name} is empty")
+    if arr.dtype != np.float32 or not arr.dtype.isnative:
+        arr = arr.astype(np.float32)
+    return np.ascontiguousarray(arr)
+
+
+def as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``mask`` checked to be an integer (or bool) bit mask of ``shape``; None stays None."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise ExtractionError(f"mask shape {m.shape} does not match image shape {shape}")
+    if not np.issubdtype(m.dtype, np.integer) and m.dtype != np.bool_:
+        raise ExtractionError(f"mask must be an integer bit mask, got dtype {m.dtype}")
+    return m
+
+
+@dataclass(frozen=True)
+class MeasurementImage:
+    """The pixels every extraction step measures, with their noise and masks.
+
+    Attributes:
+        sub: (ny, nx) float32 background-subtracted image, e- (non-finite pixels set to 0).
+        background: (ny, nx) float32 background level that was subtracted, e-.
+        mask: (ny, nx) integer ``MaskBit`` mask (NO_DATA where the image was not finite), or
+            None.
+        err_bkg: (ny, nx) float32 background-only sigma, e- (detection threshold, PSF-fit
+            weights).
+        err_sum: (ny, nx) float32 sigma of each pixel for flux sums, e-.
+        sum_gain: gain for the source Poisson term of flux sums, or None when ``err_sum``
+            already holds it (a total-variance weight map).
+        gain: e- per image unit, for the source Poisson term of fits.
+        det_mask: (ny, nx) bool pixels hidden from detection, or None.
+        meas_mask: (ny, nx) bool pixels left out of every measurement, or None.
+    """
+
+    sub: np.ndarray
+    background: np.ndarray
+    mask: np.ndarray | None
+    err_bkg: np.ndarray
+    err_sum: np.ndarray
+    sum_gain: float | None
+    gain: float
+    det_mask: np.ndarray | None
+    meas_mask: np.ndarray | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx) of the image."""
+        return self.sub.shape
+
+
+def measurement_image(
+    image: np.ndarray,
+    background,
+    *,
+    mask: np.ndarray | None,
+    weight: np.ndarray | None,
+    weight_kind: str,
+    gain: float,
+    detection_ignored_bits: int,
+) -> MeasurementImage:
+    """Validate the inputs of ``extract_sources`` and make its :class:`MeasurementImage`.
+
+    NaN/inf pixels are measured as masked (``NO_DATA``), never propagated. Arguments as for
+    :func:`~surveydm.reduction.extraction.extract_sources`.
+
+    Raises:
+        ExtractionError: bad shapes or dtypes, a non-positive gain, an unknown ``weight_kind``,
+            or a noise map with non-positive or non-finite values.
+    """
+    data = as_image(image)
+    m = as_mask(mask, data.shape)
+    if not (gain > 0 and math.isfinite(gain)):
+        raise ExtractionError(f"gain must be positive, got {gain}")
+    finite = np.isfinite(data)
+    if not finite.all():
+        data = np.where(finite, data, np.float32(0.0))
+        m = np.where(finite, 0 if m is None else m, int(MaskBit.NO_DATA)).astype(np.uint16)
+    err_bkg, err_sum, add_poisson, det_mask, meas_mask = _noise_maps(
+        data, background, m, weight, weight_kind, detection_ignored_bits
+    )
+    sub = data - background.image
+    return MeasurementImage(
+        sub=np.ascontiguousarray(sub, dtype=np.float32),
+        background=background.image,
+        mask=m,
+        err_bkg=err_bkg,
+        err_sum=err_sum,
+        sum_gain=gain if add_poisson else None,
+        gain=gain,
+        det_mask=det_mask,
+        meas_mask=meas_mask,
+    )
+
+
+def _noise_maps(
+    data: np.ndarray,
+    background,
+    mask: np.ndarray | None,
+    weight: np.ndarray | None,
+    weight_kind: str,
+    detection_ignored_bits: int,
+) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray | None, np.ndarray | None]:
+    """Noise maps and masks for extraction.
+
+    Returns ``(err_bkg, err_sum, add_poisson, det_mask, meas_mask)``: the background-only
+    sigma (detection threshold, PSF-fit weights), the sigma for flux sums, whether the source
+    Poisson term must be added to ``err_sum``, and the detection / measurement masks.
+    """
+    if background.image.shape != data.shape or background.rms.shape != data.shape:
+        raise ExtractionError("background maps do not match the image shape")
+    if weight_kind not in ("total", "background"):
+        raise ExtractionError(f"weight_kind must be 'total' or 'background', got {weight_kind!r}")
+    rms = np.ascontiguousarray(background.rms, dtype=np.float32)
+    zero_w = None
+    if weight is not None:
+        w = np.asarray(weight, dtype=np.float32)
+        if w.shape != data.shape:
+            raise ExtractionError(f"weight shape {w.shape} does not match image {data.shape}")
+        good_w = (w > 0) & (w < np.inf)  # False for NaN
+        if good_w.all():
+            err_w = np.sqrt(w)
+            np.reciprocal(err_w, out=err_w)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err_w = np.where(good_w, 1.0 / np.sqrt(np.where(good_w, w, 1.0)), rms)
+            zero_w = ~good_w
+        err_w = np.ascontiguousarray(err_w, dtype=np.float32)
+        if weight_kind == "total":
+            err_bkg, err_sum, add_poisson = rms, err_w, False
+        else:
+            err_bkg, err_sum, add_poisson = err_w, err_w, True
+    else:
+        err_bkg, err_sum, add_poisson = rms, rms, True
+    for arr in {id(err_bkg): err_bkg, id(err_sum): err_sum}.values():
+        lo, hi = float(arr.min()), float(arr.max())
+        if not (lo > 0 and math.isfinite(hi)):
+            raise ExtractionError("noise map has non-positive or non-finite values")
+    det_mask, meas_mask = _masks(mask, zero_w, detection_ignored_bits)
+    return err_bkg, err_sum, add_poisson, det_mask, meas_mask
+
+
+def _masks(
+    mask: np.ndarray | None, zero_w: np.ndarray | None, detection_ignored_bits: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(detection mask, measurement mask) from the bit mask and the zero-weight pixels."""
+    det_mask = None
+    meas_mask = None
+    ignored = int(detection_ignored_bits)
+    if mask is not None:
+        m64 = mask.astype(np.int64, copy=False)
+        det_mask = (m64 & ~ignored) != 0
+        meas_mask = mask != 0
+    if zero_w is not None and zero_w.any():
+        # Zero weight hides a pixel from detection unless its only mask bits are ignored ones
+        # (the surveydm weight map zeroes saturated pixels, which must still be detected).
+        hide = zero_w if mask is None else (zero_w & ~((mask != 0) & ~det_mask))
+        det_mask = hide if det_mask is None else (det_mask | hide)
+        meas_mask = zero_w if meas_mask is None else (meas_mask | zero_w)
+    if det_mask is not None:
+        det_mask = np.ascontiguousarray(det_mask)
+    if meas_mask is not None:
+        meas_mask = np.ascontiguousarray(meas_mask)
+    return det_mask, meas_mask
