@@ -173,7 +173,7 @@ def test_ccd_without_reference_stars_gets_a_flag_not_a_crash(nights):
     from surveydm.instruments import load_instrument
     from surveydm.instruments.geometry import ccd_wcs
     from surveydm.pipelines.fitsio import read_raw_ccd
-    from surveydm.pipelines.single_epoch import reduce_ccd
+    from surveydm.reduction.single_epoch import reduce_ccd
 
     cam = load_instrument("paucam-mini")
     sci = sorted(p for p in nights["a"].glob("*/*.fits") if fits.getval(p, "OBSTYPE") == "SCIENCE")
@@ -192,6 +192,7 @@ def test_ccd_without_reference_stars_gets_a_flag_not_a_crash(nights):
         bias=None,
         flat=None,
     )
-    assert result.metrics["astro_status"] == "too_few_stars"
-    assert result.metrics["photo_status"] == "no_calibration"
-    assert result.metrics["n_extracted"] > 50
+    assert result.metrics.astro_status == "too_few_stars"
+    assert result.metrics.photo_status == "no_calibration"
+    assert result.metrics.zp is None and result.metrics.transparency is None
+    assert result.metrics.n_extracted > 50

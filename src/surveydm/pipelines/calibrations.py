@@ -1,15 +1,21 @@
 """Selection of master calibrations by validity range (Astro-WISE calibration timestamps,
 seed 003): a science exposure uses the best frame of the right kind whose range covers it (the
-same night by default), else the nearest valid frame in time within a limit."""
+same night by default), else the nearest valid frame in time within a limit. A frame's quality
+and validity are those of its product (``product.quality`` in the QC vocabulary,
+``product.valid`` the human flag)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from surveydm.db.models.calibration import CalibrationFrame
+from surveydm.db.models.production import Product
+from surveydm.db.models.raw import ArchiveFile
+from surveydm.orchestration.qc import QCResult
 
 #: A night's calibrations are valid from local noon to local noon (UTC noon is close enough
 #: for the observatories surveydm targets and keeps the rule instrument-independent).
@@ -38,17 +44,21 @@ def best_calibration(
 ) -> CalibrationFrame | None:
     """The master calibration to use for an exposure taken at ``when``.
 
-    Candidates are frames of ``kind`` (and ``filter_tray`` for flats) for ``instrument`` that
-    are neither flagged bad by QC nor invalidated by a human. A frame whose validity range
-    covers ``when`` wins (``ok`` before ``warn``, then the newest); otherwise the frame whose
+    Candidates are frames of ``kind`` (and ``filter_tray`` for flats) for ``instrument`` whose
+    product neither failed QC nor was invalidated by a human. A frame whose validity range
+    covers ``when`` wins (``pass`` before ``warn``, then the newest); otherwise the frame whose
     range ends or starts nearest in time, if within ``max_days``. Returns None if there is none.
     """
     when = _aware(when)
-    base = select(CalibrationFrame).where(
-        CalibrationFrame.kind == kind,
-        CalibrationFrame.instrument == instrument,
-        CalibrationFrame.quality != "bad",
-        CalibrationFrame.valid.is_(True),
+    base = (
+        select(CalibrationFrame)
+        .join(Product, Product.id == CalibrationFrame.product_id)
+        .where(
+            CalibrationFrame.kind == kind,
+            CalibrationFrame.instrument == instrument,
+            Product.quality != QCResult.FAIL,
+            Product.valid.is_(True),
+        )
     )
     if filter_tray is not None:
         base = base.where(CalibrationFrame.filter_tray == filter_tray)
@@ -56,9 +66,10 @@ def best_calibration(
         base.where(CalibrationFrame.valid_from <= when, CalibrationFrame.valid_until >= when)
     ).all()
     if covering:
-        return sorted(covering, key=lambda c: (c.quality != "ok", -_aware(c.created).timestamp()))[
-            0
-        ]
+        return min(
+            covering,
+            key=lambda c: (c.product.quality != QCResult.PASS, -_aware(c.created).timestamp()),
+        )
     before = session.scalars(
         base.where(CalibrationFrame.valid_until < when)
         .order_by(CalibrationFrame.valid_until.desc())
@@ -76,3 +87,39 @@ def best_calibration(
         candidates.append((_aware(after.valid_from) - when, after))
     candidates = [(d, c) for d, c in candidates if d <= timedelta(days=max_days)]
     return min(candidates, key=lambda dc: dc[0])[1] if candidates else None
+
+
+@dataclass(frozen=True)
+class CalibrationRef:
+    """A master calibration chosen for a task: what its I/O step reads and its lineage names.
+
+    Attributes:
+        frame_id: ``calibration_frame.id``.
+        product_id: its product (the lineage input).
+        path: its file, relative to the archive root (one image extension per CCD).
+        night: ``YYYY-MM-DD`` it was made for (QC references name it).
+    """
+
+    frame_id: int
+    product_id: int
+    path: str
+    night: str
+
+
+def find_calibration(
+    session: Session,
+    kind: str,
+    instrument: str,
+    when: datetime,
+    *,
+    filter_tray: str | None = None,
+    max_days: float = 30.0,
+) -> CalibrationRef | None:
+    """The :class:`CalibrationRef` of :func:`best_calibration` (same arguments), or None."""
+    frame = best_calibration(
+        session, kind, instrument, when, filter_tray=filter_tray, max_days=max_days
+    )
+    if frame is None:
+        return None
+    path = session.get(ArchiveFile, frame.product.file_id).path
+    return CalibrationRef(frame.id, frame.product_id, path, frame.night)

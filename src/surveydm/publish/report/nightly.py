@@ -1,7 +1,8 @@
 """Nightly report computations (seed 000 section 7.3, figures 10 and 11).
 
-The report reads the exposure-level metrics of ``mosaic`` (seeing as the mean PSF FWHM, sky
-background, transparency, nightly zero-point, astrometric RMS, airmass) and aggregates the
+The report reads the exposure-level metrics of ``mosaic`` (seeing as the median PSF FWHM over
+its CCDs, sky background, transparency, nightly zero-point, astrometric RMS, airmass) and
+aggregates the
 per-CCD metrics of ``image`` in one grouped query (worst CCD PSF FWHM, median-like mean of the
 zero-point uncertainty; exposure values missing at mosaic level fall back to the CCD means).
 Science exposures are the ``red_science`` mosaics of the nights, or the raw ``science``
@@ -28,7 +29,7 @@ from surveydm.publish.report.figures import empty_png, figure_png
 
 #: Plots of the report: name -> (attribute of :class:`ExposureQuality`, axis label).
 PLOTS: dict[str, tuple[str, str]] = {
-    "seeing": ("seeing", "seeing (mean PSF FWHM), arcsec"),
+    "seeing": ("seeing", "seeing (median PSF FWHM), arcsec"),
     "sky_background": ("sky_background", "sky background, e-/s/pixel"),
     "transparency": ("transparency", "transparency"),
     "zero_point": ("zp_nightly", "zero-point, AB mag (1 e-/s)"),
@@ -48,7 +49,7 @@ class QualityCuts:
 
     Attributes:
         min_transparency: lowest transparency (fraction of the photometric flux).
-        max_seeing: largest seeing, the exposure's mean PSF FWHM, arcsec.
+        max_seeing: largest seeing, the median PSF FWHM of the exposure's CCDs, arcsec.
         max_psf_fwhm: largest PSF FWHM of any of its CCDs, arcsec (PSF uniformity).
         max_astro_rms: largest astrometric RMS against the reference catalog, arcsec.
         max_zp_err: largest mean zero-point uncertainty of its CCDs, mag (photometry).
@@ -362,8 +363,8 @@ def build_report(
             dec=m.dec,
             exptime=m.exptime,
             airmass=m.airmass,
-            seeing=m.mean_psf_fwhm if m.mean_psf_fwhm is not None else c.get("psf"),
-            worst_psf_fwhm=c.get("worst", m.mean_psf_fwhm),
+            seeing=m.median_psf_fwhm if m.median_psf_fwhm is not None else c.get("psf"),
+            worst_psf_fwhm=c.get("worst", m.median_psf_fwhm),
             sky_background=m.sky_background,
             transparency=m.transparency if m.transparency is not None else c.get("tr"),
             zp_nightly=m.zp_nightly if m.zp_nightly is not None else c.get("zp"),
