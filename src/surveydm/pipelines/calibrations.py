@@ -29,11 +29,28 @@ def night_window(night: str) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class CalibrationRef:
+    """A master calibration chosen for a task: what its I/O step reads and its lineage names.
+
+    Attributes:
+        frame_id: ``calibration_frame.id``.
+        product_id: its product (the lineage input).
+        path: its file, relative to the archive root (one image extension per CCD).
+        night: ``YYYY-MM-DD`` it was made for (QC references name it).
+    """
+
+    frame_id: int
+    product_id: int
+    path: str
+    night: str
+
+
 def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def best_calibration(
+def find_calibration(
     session: Session,
     kind: str,
     instrument: str,
@@ -41,15 +58,30 @@ def best_calibration(
     *,
     filter_tray: str | None = None,
     max_days: float = 30.0,
-) -> CalibrationFrame | None:
-    """The master calibration to use for an exposure taken at ``when``.
+) -> CalibrationRef | None:
+    """The master calibration to use for an exposure taken at ``when``, as the
+    :class:`CalibrationRef` a task reads and records in its lineage.
 
     Candidates are frames of ``kind`` (and ``filter_tray`` for flats) for ``instrument`` whose
     product neither failed QC nor was invalidated by a human. A frame whose validity range
     covers ``when`` wins (``pass`` before ``warn``, then the newest); otherwise the frame whose
     range ends or starts nearest in time, if within ``max_days``. Returns None if there is none.
     """
-    when = _aware(when)
+    frame = _best_frame(session, kind, instrument, _aware(when), filter_tray, max_days)
+    if frame is None:
+        return None
+    path = session.get(ArchiveFile, frame.product.file_id).path
+    return CalibrationRef(frame.id, frame.product_id, path, frame.night)
+
+
+def _best_frame(
+    session: Session,
+    kind: str,
+    instrument: str,
+    when: datetime,
+    filter_tray: str | None,
+    max_days: float,
+) -> CalibrationFrame | None:
     base = (
         select(CalibrationFrame)
         .join(Product, Product.id == CalibrationFrame.product_id)
@@ -87,39 +119,3 @@ def best_calibration(
         candidates.append((_aware(after.valid_from) - when, after))
     candidates = [(d, c) for d, c in candidates if d <= timedelta(days=max_days)]
     return min(candidates, key=lambda dc: dc[0])[1] if candidates else None
-
-
-@dataclass(frozen=True)
-class CalibrationRef:
-    """A master calibration chosen for a task: what its I/O step reads and its lineage names.
-
-    Attributes:
-        frame_id: ``calibration_frame.id``.
-        product_id: its product (the lineage input).
-        path: its file, relative to the archive root (one image extension per CCD).
-        night: ``YYYY-MM-DD`` it was made for (QC references name it).
-    """
-
-    frame_id: int
-    product_id: int
-    path: str
-    night: str
-
-
-def find_calibration(
-    session: Session,
-    kind: str,
-    instrument: str,
-    when: datetime,
-    *,
-    filter_tray: str | None = None,
-    max_days: float = 30.0,
-) -> CalibrationRef | None:
-    """The :class:`CalibrationRef` of :func:`best_calibration` (same arguments), or None."""
-    frame = best_calibration(
-        session, kind, instrument, when, filter_tray=filter_tray, max_days=max_days
-    )
-    if frame is None:
-        return None
-    path = session.get(ArchiveFile, frame.product.file_id).path
-    return CalibrationRef(frame.id, frame.product_id, path, frame.night)

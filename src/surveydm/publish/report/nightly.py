@@ -101,6 +101,7 @@ class ExposureQuality:
     zp_err: float | None
     astro_rms: float | None
     statuses: dict[str, str | None] = field(default_factory=dict)
+    #: worst QC result of the exposure (``pass``, ``warn``, ``fail``), None before its QC ran.
     qc_status: str | None = None
     failed_cuts: list[str] = field(default_factory=list)
 
@@ -328,25 +329,7 @@ def build_report(
         for m, o, n in rows
         if m.kind == "red_science" or (m.obs_set_id, m.exp_num) not in reduced_exp
     ]
-    ids = [m.id for m, _, _ in chosen]
-    ccd: dict[int, dict[str, Any]] = {}
-    for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
-        stmt = (
-            select(
-                Image.mosaic_id,
-                func.max(Image.psf_fwhm),
-                func.avg(Image.psf_fwhm),
-                func.avg(Image.zp_nightly),
-                func.avg(Image.zp_nightly_err),
-                func.avg(Image.transparency),
-                func.avg(Image.astro_rms),
-            )
-            .where(Image.mosaic_id.in_(chunk), Image.amp_num.is_(None))
-            .group_by(Image.mosaic_id)
-        )
-        for mid, worst, psf, zp, zperr, tr, arms in session.execute(stmt):
-            ccd[mid] = {"worst": worst, "psf": psf, "zp": zp, "zperr": zperr, "tr": tr,
-                        "arms": arms}  # fmt: skip
+    ccd = _ccd_aggregates(session, [m.id for m, _, _ in chosen])
     exposures: list[ExposureQuality] = []
     for m, obs_set, night in chosen:
         c = ccd.get(m.id, {})
@@ -384,3 +367,27 @@ def build_report(
             e.failed_cuts = apply_cuts(e, cuts)
         exposures.append(e)
     return NightlyReport(first_night=first, last_night=last, cuts=cuts, exposures=exposures)
+
+
+def _ccd_aggregates(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per mosaic id: worst and mean CCD PSF FWHM, mean zero-point and its error, mean
+    transparency and astrometric RMS of its CCD rows (one grouped query per 5000 mosaics)."""
+    ccd: dict[int, dict[str, Any]] = {}
+    for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
+        stmt = (
+            select(
+                Image.mosaic_id,
+                func.max(Image.psf_fwhm),
+                func.avg(Image.psf_fwhm),
+                func.avg(Image.zp_nightly),
+                func.avg(Image.zp_nightly_err),
+                func.avg(Image.transparency),
+                func.avg(Image.astro_rms),
+            )
+            .where(Image.mosaic_id.in_(chunk), Image.amp_num.is_(None))
+            .group_by(Image.mosaic_id)
+        )
+        for mid, worst, psf, zp, zperr, tr, arms in session.execute(stmt):
+            ccd[mid] = {"worst": worst, "psf": psf, "zp": zp, "zperr": zperr, "tr": tr,
+                        "arms": arms}  # fmt: skip
+    return ccd
