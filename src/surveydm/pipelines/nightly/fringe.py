@@ -4,12 +4,23 @@ science exposures, in the shape of the other masters
 
 from __future__ import annotations
 
-from surveydm.orchestration import register_task
+from typing import Any
+
+import numpy as np
+
+from surveydm.instruments import CCD
+from surveydm.orchestration import JobContext, register_task
 from surveydm.pipelines.nightly.connections import Output, RawInput
-from surveydm.pipelines.nightly.masters import BIAS, FLAT, MasterCalibrationTask
+from surveydm.pipelines.nightly.masters import (
+    BIAS,
+    FLAT,
+    MasterCalibrationTask,
+    MasterCCDs,
+    MasterQuantum,
+)
 from surveydm.pipelines.nightly.plan import fringing_ccds
 from surveydm.pipelines.nightly.qc import fringe_frames_check
-from surveydm.pipelines.nightly.recording import record_checks
+from surveydm.pipelines.nightly.recording import Check, record_checks
 from surveydm.reduction.assemble import assemble_ccd
 from surveydm.reduction.fringe_frame import two_pass_fringe_frame
 
@@ -33,10 +44,10 @@ class MasterFringe(MasterCalibrationTask):
     min_frames = 2
     skip_short_ccds = True
 
-    def ccds(self, q):  # noqa: ANN001, ANN201, D102
+    def ccds(self, q: MasterQuantum) -> list[int]:
         return fringing_ccds(q.instrument, q.data_id["filter_tray"])
 
-    def cannot_make(self, ctx, q):  # noqa: ANN001, ANN201, D102
+    def cannot_make(self, ctx: JobContext, q: MasterQuantum) -> str | None:
         n = len(q.inputs)
         if n < self.min_frames:
             why = f"{n} science exposures in tray {q.data_id['filter_tray']}"
@@ -48,14 +59,18 @@ class MasterFringe(MasterCalibrationTask):
         record_checks(ctx, [fringe_frames_check(n)])
         return why
 
-    def prepare(self, amps, ccd, calib):  # noqa: ANN001, ANN201, D102
+    def prepare(
+        self, amps: dict[int, np.ndarray], ccd: CCD, calib: dict[str, np.ndarray]
+    ) -> np.ndarray:
         return assemble_ccd(amps, ccd, bias=calib["bias"], flat=calib["flat"]).image
 
-    def combine(self, frames, calib):  # noqa: ANN001, ANN201, D102
+    def combine(
+        self, frames: list[np.ndarray], calib: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, float]]:
         return two_pass_fringe_frame(frames, ~(calib["flat"] > 0)), {}
 
-    def checks(self, ctx, q, made):  # noqa: ANN001, ANN201, D102
+    def checks(self, ctx: JobContext, q: MasterQuantum, made: MasterCCDs) -> list[Check]:
         return [fringe_frames_check(len(q.inputs))]
 
-    def frame_stats(self, made):  # noqa: ANN001, ANN201, D102
+    def frame_stats(self, made: MasterCCDs) -> dict[str, Any]:
         return {"ccds": sorted(made.images)}

@@ -43,6 +43,7 @@ from surveydm.pipelines.nightly.recording import (
     Check,
     Lineage,
     OutputFile,
+    RowsWriter,
     publish,
     record_checks,
 )
@@ -99,11 +100,15 @@ class MasterCalibrationTask(Task):
     skip_short_ccds: ClassVar[bool] = False
 
     # -- pure steps ------------------------------------------------------------------------
-    def prepare(self, amps: dict[int, np.ndarray], ccd: CCD, calib: dict[str, np.ndarray]):  # noqa: ANN201
+    def prepare(
+        self, amps: dict[int, np.ndarray], ccd: CCD, calib: dict[str, np.ndarray]
+    ) -> np.ndarray:
         """One exposure's CCD ready to combine: (ny, nx) float32, e-."""
         raise NotImplementedError
 
-    def combine(self, frames: list[np.ndarray], calib: dict[str, np.ndarray]):  # noqa: ANN201
+    def combine(
+        self, frames: list[np.ndarray], calib: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, float]]:
         """The master of one CCD: ``(image, stats)``."""
         raise NotImplementedError
 
@@ -223,7 +228,8 @@ class MasterCalibrationTask(Task):
         made.used = [f for f in q.inputs if f.mosaic_id not in bad]
         return made
 
-    def _frame_row(self, q: MasterQuantum, made: MasterCCDs):  # noqa: ANN202
+    def _frame_row(self, q: MasterQuantum, made: MasterCCDs) -> RowsWriter:
+        """The ``calibration_frame`` row recorded with the master's product."""
         valid_from, valid_until = night_window(q.data_id["night"])
 
         def rows(session: Session, products: dict[str, Product], quality: QCResult) -> None:
@@ -259,13 +265,17 @@ class MasterBias(MasterCalibrationTask):
     raw_input = RawInput("bias")
     output = Output("master_bias", ("obs_set",))
 
-    def prepare(self, amps, ccd, calib):  # noqa: ANN001, ANN201, D102
+    def prepare(
+        self, amps: dict[int, np.ndarray], ccd: CCD, calib: dict[str, np.ndarray]
+    ) -> np.ndarray:
         return assemble_ccd(amps, ccd).image
 
-    def combine(self, frames, calib):  # noqa: ANN001, ANN201, D102
+    def combine(
+        self, frames: list[np.ndarray], calib: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, float]]:
         return _combined(master_bias(frames))
 
-    def checks(self, ctx, q, made):  # noqa: ANN001, ANN201, D102
+    def checks(self, ctx: JobContext, q: MasterQuantum, made: MasterCCDs) -> list[Check]:
         return bias_checks(made.stats)
 
 
@@ -279,21 +289,25 @@ class MasterFlat(MasterCalibrationTask):
     calibrations = (BIAS,)
     output = Output("master_flat", ("obs_set", "filter_tray"))
 
-    def cannot_make(self, ctx, q):  # noqa: ANN001, ANN201, D102
+    def cannot_make(self, ctx: JobContext, q: MasterQuantum) -> str | None:
         if q.inputs and q.calibrations["bias"] is None:
             ctx.log("no valid master bias: flats are combined without bias subtraction")
         return super().cannot_make(ctx, q)
 
-    def prepare(self, amps, ccd, calib):  # noqa: ANN001, ANN201, D102
+    def prepare(
+        self, amps: dict[int, np.ndarray], ccd: CCD, calib: dict[str, np.ndarray]
+    ) -> np.ndarray:
         img = assemble_ccd(amps, ccd).image
         if "bias" in calib:
             img -= calib["bias"]
         return img
 
-    def combine(self, frames, calib):  # noqa: ANN001, ANN201, D102
+    def combine(
+        self, frames: list[np.ndarray], calib: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, float]]:
         return _combined(master_flat(frames))
 
-    def checks(self, ctx, q, made):  # noqa: ANN001, ANN201, D102
+    def checks(self, ctx: JobContext, q: MasterQuantum, made: MasterCCDs) -> list[Check]:
         previous = _previous_flat(ctx, q)
         if previous is None:
             ctx.log("no previous master flat of this tray: stability not measured")

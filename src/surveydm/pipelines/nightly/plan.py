@@ -8,6 +8,7 @@ ended.
 
 from __future__ import annotations
 
+from surveydm.db.models.raw import Mosaic
 from surveydm.instruments import Instrument, load_instrument
 from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.orchestration.tasks import SubJobRef
@@ -72,7 +73,14 @@ class Nightly(Task):
         )  # fmt: skip
 
     @staticmethod
-    def _fringe_jobs(ctx, obs_name, instrument_name, science, flat_refs, after_bias):  # noqa: ANN001, ANN205
+    def _fringe_jobs(
+        ctx: JobContext,
+        obs_name: str,
+        instrument_name: str,
+        science: list[Mosaic],
+        flat_refs: dict[str, SubJobRef],
+        after_bias: list[SubJobRef],
+    ) -> dict[str, SubJobRef]:
         """One master_fringe sub-job per science tray with fringing CCDs."""
         instrument = load_instrument(instrument_name)
         refs: dict[str, SubJobRef] = {}

@@ -48,7 +48,7 @@ from surveydm.pipelines.nightly.connections import (
     require_calibrations,
 )
 from surveydm.pipelines.nightly.qc import ccd_checks, fringe_check
-from surveydm.pipelines.nightly.recording import Lineage, publish
+from surveydm.pipelines.nightly.recording import Lineage, RowsWriter, publish
 from surveydm.pipelines.refcat import query_refcat
 from surveydm.reduction.astrometry import STATUS_OK
 from surveydm.reduction.single_epoch import CCDReduction, SingleEpochConfig, reduce_ccd
@@ -226,7 +226,8 @@ class SingleEpochCCD(Task):
         return Lineage([q.raw], products)
 
     @staticmethod
-    def _rows(ctx: JobContext, q: CCDQuantum, result: CCDReduction):  # noqa: ANN205
+    def _rows(ctx: JobContext, q: CCDQuantum, result: CCDReduction) -> RowsWriter:
+        """The ``image`` row and detections recorded with the CCD's products."""
         values = image_values(result, q.band, q.exposure.exptime or 0.0)
         dets = detection_rows(
             result.catalog, q.band.name, ctx.production_id, q.instrument.pixel_scale_arcsec
