@@ -1,5 +1,6 @@
 """Photometric zero-point of one reduced CCD against a reference catalog (seed 000 section 6.1,
-``image_zp``; the aperture-corrected calibration of docs/reduction-catalogs.md).
+``image_zp``, recorded as ``image.zp_nightly``; the aperture-corrected calibration of
+docs/reduction-catalogs.md).
 
 The zero-point is fitted on the astrometric matches: unflagged point sources against reference
 magnitudes in a window, with aperture fluxes times an aperture correction measured on the
