@@ -1,7 +1,7 @@
 """Single-epoch throughput on full-size ``paucam`` CCDs (issue 6).
 
 Simulates one full-size PAUCam science exposure, then reduces CCDs end to end with
-:func:`surveydm.pipelines.single_epoch.reduce_ccd` (overscan, crosstalk, non-linearity, gain,
+:func:`surveydm.reduction.single_epoch.reduce_ccd` (overscan, crosstalk, non-linearity, gain,
 bias, flat, cosmic rays, masks, weights, background, extraction, PSF, astrometry, zero-point),
 each CCD in its own process as a CCD job runs, and prints megapixels per second per core
 (target >= 1.0) and the peak resident memory of each CCD job (target <= 1.5 GiB). The
@@ -31,7 +31,7 @@ def _reduce_one(args: tuple[str, str, int]) -> tuple[float, float, float, int, s
     from surveydm.instruments import load_instrument
     from surveydm.instruments.geometry import ccd_wcs
     from surveydm.pipelines.fitsio import read_raw_ccd
-    from surveydm.pipelines.single_epoch import reduce_ccd
+    from surveydm.reduction.single_epoch import reduce_ccd
 
     raw, refcat, num = args
     cam = load_instrument("paucam")
@@ -59,7 +59,7 @@ def _reduce_one(args: tuple[str, str, int]) -> tuple[float, float, float, int, s
     t_red = time.perf_counter() - t0
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     m = result.metrics
-    return t_read, t_red, peak_gib, m["n_extracted"], m["astro_status"], m["astro_rms"] or np.nan
+    return t_read, t_red, peak_gib, m.n_extracted, m.astro_status, m.astro_rms or np.nan
 
 
 def main() -> None:

@@ -158,7 +158,7 @@ def fill(registry: Registry, n_jobs: int, subjobs_per_root: int) -> dict[str, ob
                     exp_num=k,
                     date_obs=datetime(2026, 11, 20, 20, tzinfo=UTC) + timedelta(minutes=k),
                     airmass=1 + k / 300,
-                    mean_psf_fwhm=0.8 + (k % 17) / 10,
+                    median_psf_fwhm=0.8 + (k % 17) / 10,
                     transparency=0.95 - (k % 13) / 20,
                     sky_background=20 + k % 9,
                     zp_nightly=25.9 - (k % 5) / 50,

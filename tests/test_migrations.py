@@ -162,3 +162,111 @@ def test_0003_keeps_job_rows_keys_register_jobs_and_summarises_attempts(db_url):
         assert current(db_url) == head()
     finally:
         engine.dispose()
+
+
+def test_0004_keeps_rows_in_one_qc_vocabulary_and_one_copy_of_each_fact(db_url):
+    """0004 maps ok/bad to pass/fail, renames mean_psf_fwhm, moves calibration-frame quality and
+    validity into their product (creating one where missing) and image_zp into image, and
+    goes back without losing them."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import MetaData, create_engine, insert, text
+
+    from surveydm.db.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0002")
+    engine = create_engine(db_url)
+    now = datetime(2026, 11, 21, 12, tzinfo=UTC)
+    sqlite = engine.dialect.name == "sqlite"
+    old = MetaData()
+    old.reflect(engine)
+    t = old.tables
+
+    def add(conn, table: str, **values) -> int:  # noqa: ANN001
+        if "uuid" in t[table].c:
+            values["uuid"] = uuid.uuid4().hex if sqlite else uuid.uuid4()
+        if "created" in t[table].c:
+            values.setdefault("created", now)
+        return conn.execute(insert(t[table]).values(**values).returning(t[table].c.id)).scalar()
+
+    try:
+        with engine.begin() as conn:
+            obs = add(conn, "obs_set", obs_set="20261120_001", night=now.date(),
+                      instrument="paucam-mini", manifest={}, n_files=0)  # fmt: skip
+            prod = add(conn, "production", pipeline="nightly", release="r1",
+                       software_version="0", config={}, config_hash="h")  # fmt: skip
+            p_ok = add(conn, "product", product_type="master_bias", data_id={}, quality="ok",
+                       valid=True)  # fmt: skip
+            p_bad = add(conn, "product", product_type="reduced_sci", data_id={}, quality="bad",
+                        valid=True)  # fmt: skip
+            frame = dict(instrument="paucam-mini", night="2026-11-20", obs_set_id=obs,
+                         valid_from=now, valid_until=now, n_input=3, stats={})  # fmt: skip
+            # the frame says warn and invalid, its product ok and valid: the product learns both
+            add(conn, "calibration_frame", kind="master_bias", quality="warn", valid=False,
+                product_id=p_ok, production_id=prod, job_id=7, **frame)  # fmt: skip
+            # a frame without a product gets one
+            orphan = add(conn, "calibration_frame", kind="master_flat", quality="bad",
+                         valid=True, production_id=prod, job_id=8, **frame)  # fmt: skip
+            red = add(conn, "mosaic", obs_set_id=obs, kind="red_science", filename="a.fits",
+                      qc_status="ok", mean_psf_fwhm=1.25, production_id=prod)  # fmt: skip
+            bad = add(conn, "mosaic", obs_set_id=obs, kind="red_science", filename="b.fits",
+                      qc_status="bad")  # fmt: skip
+            no_zp = add(conn, "image", mosaic_id=red, ccd_num=1, product_id=p_bad)
+            has_zp = add(conn, "image", mosaic_id=red, ccd_num=2, zp_nightly=25.5,
+                         zp_nightly_err=0.01, zp_nightly_stars=40)  # fmt: skip
+            for image_id, zp in ((no_zp, 25.1), (no_zp, 25.2), (has_zp, 99.0)):
+                add(conn, "image_zp", image_id=image_id, production_id=prod,
+                    calib_method="refcat-aperture", refcat="pixelsim", zp=zp, zp_error=0.02,
+                    n_stars=30, transparency=0.9)  # fmt: skip
+
+        upgrade(db_url)
+        assert current(db_url) == head()
+        with engine.begin() as conn:
+            quality = dict(conn.execute(text("SELECT id, quality FROM product")).all())
+            assert quality[p_ok] == "warn" and quality[p_bad] == "fail"
+            valid = dict(conn.execute(text("SELECT id, valid FROM product")).all())
+            assert not valid[p_ok] and valid[p_bad]
+            new = conn.execute(
+                text(
+                    "SELECT p.product_type, p.quality, p.valid, p.production_id, p.job_id "
+                    "FROM calibration_frame c JOIN product p ON p.id = c.product_id "
+                    "WHERE c.id = :c"
+                ),
+                {"c": orphan},
+            ).one()
+            assert tuple(new) == ("master_flat", "fail", True, prod, 8)
+            assert dict(conn.execute(text("SELECT id, qc_status FROM mosaic")).all()) == {
+                red: "pass",
+                bad: "fail",
+            }
+            assert (
+                conn.execute(
+                    text("SELECT median_psf_fwhm FROM mosaic WHERE id = :m"), {"m": red}
+                ).scalar()
+                == 1.25
+            )
+            zps = dict(conn.execute(text("SELECT id, zp_nightly FROM image")).all())
+            assert zps == {no_zp: 25.2, has_zp: 25.5}  # the newest image_zp; image's own kept
+        assert "image_zp" not in inspect(engine).get_table_names()
+        cols = {c["name"] for c in inspect(engine).get_columns("calibration_frame")}
+        assert not cols & {"quality", "valid", "production_id", "job_id"}
+
+        command.downgrade(alembic_config(db_url), "0002")
+        with engine.begin() as conn:
+            frames = conn.execute(
+                text("SELECT kind, quality, valid, production_id FROM calibration_frame")
+            ).all()
+            assert sorted((k, q, bool(v), p) for k, q, v, p in frames) == [
+                ("master_bias", "warn", False, prod),  # the product learnt it in the upgrade
+                ("master_flat", "bad", True, prod),
+            ]
+            assert conn.execute(
+                text("SELECT mean_psf_fwhm, qc_status FROM mosaic WHERE id = :m"), {"m": red}
+            ).one() == (1.25, "ok")
+            assert conn.execute(text("SELECT count(*) FROM image_zp")).scalar() == 2
+        upgrade(db_url)
+        assert current(db_url) == head()
+    finally:
+        engine.dispose()

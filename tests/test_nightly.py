@@ -94,6 +94,25 @@ def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights
             )
         }
         assert {"raw", "bias", "flat", "refcat"} <= roles
+        # one QC vocabulary: products and exposures are pass/warn/fail; a calibration frame's
+        # quality is its product's; the zero-point is recorded once, on the image row
+        qualities = set(s.scalars(select(Product.quality).distinct()))
+        assert qualities <= {"pass", "warn", "fail"} and "pass" in qualities, qualities
+        frames = s.scalars(select(CalibrationFrame)).all()
+        assert all(f.product.quality in ("pass", "warn") and f.product.valid for f in frames)
+        assert set(s.scalars(select(Mosaic.qc_status).where(Mosaic.kind == "red_science"))) <= {
+            "pass",
+            "warn",
+            "fail",
+        }
+        images = s.scalars(
+            select(Image).where(Image.amp_num.is_(None), Image.psf_fwhm.is_not(None))
+        )
+        assert all(i.zp_nightly is not None and i.zp_nightly_stars for i in images)
+        fringed = s.scalar(
+            select(func.count()).select_from(ProductInput).where(ProductInput.role == "fringe")
+        )
+        assert fringed > 0  # the fringing CCDs name the master fringe they used
         assert s.scalar(select(func.count()).select_from(Detection)) > 54 * 50
         assert s.scalar(select(func.count()).select_from(QualityControl)) > 54 * 3
     archive_red = settings.archive_root / "red" / settings.release
@@ -173,7 +192,7 @@ def test_ccd_without_reference_stars_gets_a_flag_not_a_crash(nights):
     from surveydm.instruments import load_instrument
     from surveydm.instruments.geometry import ccd_wcs
     from surveydm.pipelines.fitsio import read_raw_ccd
-    from surveydm.pipelines.single_epoch import reduce_ccd
+    from surveydm.reduction.single_epoch import reduce_ccd
 
     cam = load_instrument("paucam-mini")
     sci = sorted(p for p in nights["a"].glob("*/*.fits") if fits.getval(p, "OBSTYPE") == "SCIENCE")
@@ -192,6 +211,7 @@ def test_ccd_without_reference_stars_gets_a_flag_not_a_crash(nights):
         bias=None,
         flat=None,
     )
-    assert result.metrics["astro_status"] == "too_few_stars"
-    assert result.metrics["photo_status"] == "no_calibration"
-    assert result.metrics["n_extracted"] > 50
+    assert result.metrics.astro_status == "too_few_stars"
+    assert result.metrics.photo_status == "no_calibration"
+    assert result.metrics.zp is None and result.metrics.transparency is None
+    assert result.metrics.n_extracted > 50

@@ -90,4 +90,4 @@ def test_every_column_is_documented(registry):
             missing = [c["name"] for c in cols if c["name"] != "id" and not c.get("comment")]
             assert missing == [], f"{table}: {missing}"
     names = {c["name"] for c in insp.get_columns("mosaic")}
-    assert {"healpix", "filter_tray", "mean_psf_fwhm", "zp_nightly", "qc_status"} <= names
+    assert {"healpix", "filter_tray", "median_psf_fwhm", "zp_nightly", "qc_status"} <= names

@@ -283,12 +283,12 @@ def test_productions_and_schema(client: TestClient, demo: DemoNight, registry: R
         tables
     )
     cols = {c["name"]: c for c in tables["mosaic"]["columns"]}
-    assert "arcsec" in cols["mean_psf_fwhm"]["description"]
+    assert "arcsec" in cols["median_psf_fwhm"]["description"]
     assert cols["id"]["primary_key"] and cols["obs_set_id"]["foreign_key"] == "obs_set.id"
     assert any(ix["columns"] == ["parent_id", "status"] for ix in tables["job"]["indexes"])
     assert tables["job"]["description"]
     page = client.get("/schema")
-    assert page.status_code == 200 and "mean_psf_fwhm" in page.text
+    assert page.status_code == 200 and "median_psf_fwhm" in page.text
 
 
 def test_sql_browser_api(client: TestClient, registry: Registry) -> None:

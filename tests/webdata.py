@@ -283,9 +283,9 @@ def build_demo_night(registry: Registry, archive_root: Path, *, seed: int = 7) -
                 continue  # its reduction crashed: no reduced mosaic
             red = Mosaic(
                 kind="red_science", parent_id=raw.id, production_id=prod.id,
-                mean_psf_fwhm=seeing, zp_nightly=zp, transparency=transp, sky_background=sky,
+                median_psf_fwhm=seeing, zp_nightly=zp, transparency=transp, sky_background=sky,
                 astro_rms=arms, astro_nstars=80, astro_status="ok", photo_status="ok",
-                detrend_status="ok", qc_status="ok", **common,
+                detrend_status="ok", qc_status="pass", **common,
             )  # fmt: skip
             s.add(red)
             s.flush()

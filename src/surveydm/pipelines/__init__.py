@@ -8,8 +8,8 @@
 * :mod:`~surveydm.pipelines.raw_exposure` -- headers and quick statistics of a raw exposure.
 * :mod:`~surveydm.pipelines.ingest` -- transfer + register with a per-obs-set summary.
 * :mod:`~surveydm.pipelines.nightly` -- the job-system tasks: register, nightly, master bias,
-  flats and fringe frames, single epoch per mosaic and per CCD (docs/nightly.md).
-* :mod:`~surveydm.pipelines.single_epoch` -- the per-CCD reduction chain those tasks run.
+  flats and fringe frames, single epoch per mosaic and per CCD, in the task shape
+  (docs/architecture.md, docs/nightly.md); their science is :mod:`surveydm.reduction`.
 * :mod:`~surveydm.pipelines.night` -- ``surveydm night``: transfer -> register -> nightly.
 * :mod:`~surveydm.pipelines.calibrations` -- master calibrations chosen by validity range.
 * :mod:`~surveydm.pipelines.refcat` -- reference catalogs: load files, query sky regions.

@@ -29,6 +29,7 @@ from surveydm.orchestration import (
     load_task_modules,
     run_local,
 )
+from surveydm.orchestration.qc import QCResult
 from surveydm.pipelines import TASK_MODULES
 from surveydm.pipelines.productions import get_or_create_production
 from surveydm.pipelines.transfer import TransferReport, transfer_buffer
@@ -149,7 +150,7 @@ def summarize_night(
         ).all()
         summary.science = len(reduced)
         summary.qc_total = sum(m.qc_status is not None for m in reduced)
-        summary.qc_pass = sum(m.qc_status in ("pass", "warn") for m in reduced)
+        summary.qc_pass = sum(m.qc_status in (QCResult.PASS, QCResult.WARN) for m in reduced)
         summary.ccds_reduced = s.scalar(
             select(func.count()).where(
                 Image.mosaic_id.in_([m.id for m in reduced]), Image.amp_num.is_(None)

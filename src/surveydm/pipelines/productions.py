@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from surveydm import __version__
 from surveydm.db import Registry
 from surveydm.db.models.production import Product, ProductInput, Production
+from surveydm.orchestration.qc import QCResult
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -70,9 +71,10 @@ def add_product(
     job_id: int | None,
     file_id: int | None = None,
     inputs: dict[str, list[int]] | None = None,
-    quality: str = "ok",
+    quality: QCResult = QCResult.PASS,
 ) -> Product:
-    """Insert a product with its lineage (``inputs``: role -> input product ids)."""
+    """Insert a product with its lineage (``inputs``: role -> input product ids) and its
+    quality (the worst QC result of the job that made it)."""
     prod = Product(
         product_type=product_type,
         data_id=data_id,

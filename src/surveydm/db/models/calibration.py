@@ -1,6 +1,12 @@
-"""Nightly products in the registry: calibration frames with validity ranges, detections, and
-per-image photometric zero-points (seed 000 tables .1 and .2; Astro-WISE calibration
-timestamps and quality flags, seed 003)."""
+"""Nightly products in the registry: calibration frames with validity ranges and detections
+(seed 000 tables .1 and .2; Astro-WISE calibration timestamps, seed 003).
+
+A calibration frame is a :class:`~surveydm.db.models.production.Product` with a validity range:
+its quality (QC), human validity flag, production and job are those of its product, recorded
+once there. The nightly zero-point of a reduced CCD is a column of its ``image`` row
+(``zp_nightly``), with the reference catalog it was measured against in the image product's
+lineage (role ``refcat``).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from surveydm.db.base import Base, BigIntPK, utcnow
+from surveydm.db.models.production import Product
 
 
 class CalibrationFrame(Base):
     """A master calibration (bias, flat, dark, fringe) with its validity time range.
 
     A science exposure at time t uses the best frame of its kind (and filter tray, for flats)
-    that is not flagged bad nor invalidated by a human: one whose range covers t (same night by
-    default), else the nearest valid one in time.
+    whose product neither failed QC nor was invalidated by a human (``product.quality``,
+    ``product.valid``): one whose range covers t (same night by default), else the nearest
+    valid one in time (:func:`surveydm.pipelines.calibrations.find_calibration`).
     """
 
     __tablename__ = "calibration_frame"
@@ -33,13 +41,15 @@ class CalibrationFrame(Base):
     valid_from: Mapped[datetime] = mapped_column(comment="start of validity (UTC)")
     valid_until: Mapped[datetime] = mapped_column(comment="end of validity (UTC)")
     n_input: Mapped[int] = mapped_column(Integer, comment="number of raw frames combined")
-    quality: Mapped[str] = mapped_column(String(8), default="ok", comment="ok, warn, bad")
-    valid: Mapped[bool] = mapped_column(default=True, comment="human validity flag")
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict, comment="QC figures per CCD")
-    production_id: Mapped[int | None] = mapped_column(ForeignKey("production.id"))
-    product_id: Mapped[int | None] = mapped_column(ForeignKey("product.id"), unique=True)
-    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("product.id"),
+        unique=True,
+        comment="the frame's product: file, production, job, quality and validity",
+    )
     created: Mapped[datetime] = mapped_column(default=utcnow)
+
+    product: Mapped[Product] = relationship()
 
 
 class Detection(Base):
@@ -73,19 +83,3 @@ class Detection(Base):
     class_star: Mapped[float | None] = mapped_column(Float, comment="stellarity 0..1")
     snr: Mapped[float | None] = mapped_column(Float)
     flags: Mapped[int] = mapped_column(Integer, default=0, comment="sep flags | mask bits")
-
-
-class ImageZeroPoint(Base):
-    """A photometric zero-point measured on one reduced CCD image (seed 000 ``image_zp``)."""
-
-    __tablename__ = "image_zp"
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), index=True)
-    production_id: Mapped[int | None] = mapped_column(ForeignKey("production.id"))
-    calib_method: Mapped[str] = mapped_column(String(32), comment="e.g. refcat-aper")
-    refcat: Mapped[str] = mapped_column(String(64))
-    zp: Mapped[float] = mapped_column(Float, comment="AB mag giving 1 e-/s")
-    zp_error: Mapped[float] = mapped_column(Float)
-    n_stars: Mapped[int] = mapped_column(Integer)
-    transparency: Mapped[float | None] = mapped_column(Float)

@@ -44,7 +44,8 @@ class Product(Base):
     """A data product: one file in the archive or one logical set of catalog rows.
 
     ``data_id`` holds the dimensions that identify it (obs set, mosaic, CCD, filter, tile...).
-    ``valid`` is the human validity flag (seed 003 ``is_valid``); ``quality`` the system flag.
+    ``valid`` is the human validity flag (seed 003 ``is_valid``); ``quality`` the system flag, a
+    :class:`~surveydm.orchestration.qc.QCResult` value (the worst QC check of its job).
     """
 
     __tablename__ = "product"
@@ -57,7 +58,11 @@ class Product(Base):
     production_id: Mapped[int | None] = mapped_column(ForeignKey("production.id"), index=True)
     job_id: Mapped[int | None] = mapped_column(BigInteger, index=True, comment="job that made it")
     file_id: Mapped[int | None] = mapped_column(ForeignKey("archive_file.id"), index=True)
-    quality: Mapped[str] = mapped_column(String(16), default="ok", comment="ok, warn, bad")
+    quality: Mapped[str] = mapped_column(
+        String(16),
+        default="pass",
+        comment="worst QC result of the job that made it: pass, warn, fail",
+    )
     valid: Mapped[bool] = mapped_column(default=True, comment="human validity flag")
     created: Mapped[datetime] = mapped_column(default=utcnow)
 

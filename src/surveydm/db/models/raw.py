@@ -37,10 +37,6 @@ from surveydm.db.base import Base, BigIntPK, utcnow
 
 #: Kinds of raw exposure files (instrument ``obstype_values`` map OBSTYPE onto these).
 RAW_KINDS = ("bias", "dark", "flat", "science", "test", "focus")
-#: Kinds of reduced mosaics written by the nightly pipeline.
-REDUCED_KINDS = ("red_science", "master_bias", "master_flat")
-#: ``archive_file.state`` values.
-FILE_STATES = ("archived", "corrupt", "missing")
 
 
 class ArchiveFile(Base):
@@ -130,8 +126,10 @@ class ObsSet(Base):
 class Mosaic(Base):
     """One exposure file, raw or reduced (seed 000 table .1 ``mosaic``).
 
-    Raw kinds: bias, dark, flat, science, test, focus. Reduced kinds: red_science, master_bias,
-    master_flat. Metric and status columns are NULL until the nightly pipeline fills them.
+    Raw kinds: bias, dark, flat, science, test, focus. Reduced kind: red_science (master
+    calibrations are ``calibration_frame`` rows). Metric and status columns are NULL until the
+    nightly pipeline fills them; ``qc_status`` is a :class:`~surveydm.orchestration.qc.QCResult`
+    value.
     """
 
     __tablename__ = "mosaic"
@@ -149,8 +147,7 @@ class Mosaic(Base):
     kind: Mapped[str] = mapped_column(
         String(16),
         index=True,
-        comment="bias, dark, flat, science, test, focus (raw); red_science, master_bias, "
-        "master_flat (reduced)",
+        comment="bias, dark, flat, science, test, focus (raw); red_science (reduced)",
     )
     filename: Mapped[str] = mapped_column(String(256), comment="file name as in the manifest")
     archive_file_id: Mapped[int | None] = mapped_column(
@@ -203,8 +200,8 @@ class Mosaic(Base):
         ForeignKey("product.id"), index=True, comment="lineage product of this file"
     )
     # -- nightly pipeline metrics (NULL until measured) --
-    mean_psf_fwhm: Mapped[float | None] = mapped_column(
-        Float, comment="mean PSF FWHM over the CCDs, arcsec"
+    median_psf_fwhm: Mapped[float | None] = mapped_column(
+        Float, comment="median PSF FWHM over the CCDs, arcsec"
     )
     zp_nightly: Mapped[float | None] = mapped_column(
         Float, comment="nightly photometric zero-point, AB mag for 1 e-/s"
@@ -227,7 +224,7 @@ class Mosaic(Base):
     )
     detrend_status: Mapped[str | None] = mapped_column(String(16), comment="detrending status")
     qc_status: Mapped[str | None] = mapped_column(
-        String(16), index=True, comment="overall quality control status: ok, warn, bad"
+        String(16), index=True, comment="worst QC result of the exposure: pass, warn, fail"
     )
     comment: Mapped[str | None] = mapped_column(Text, comment="free comment")
     created: Mapped[datetime] = mapped_column(default=utcnow, comment="time registered (UTC)")

@@ -1,7 +1,8 @@
 """Nightly report computations (seed 000 section 7.3, figures 10 and 11).
 
-The report reads the exposure-level metrics of ``mosaic`` (seeing as the mean PSF FWHM, sky
-background, transparency, nightly zero-point, astrometric RMS, airmass) and aggregates the
+The report reads the exposure-level metrics of ``mosaic`` (seeing as the median PSF FWHM over
+its CCDs, sky background, transparency, nightly zero-point, astrometric RMS, airmass) and
+aggregates the
 per-CCD metrics of ``image`` in one grouped query (worst CCD PSF FWHM, median-like mean of the
 zero-point uncertainty; exposure values missing at mosaic level fall back to the CCD means).
 Science exposures are the ``red_science`` mosaics of the nights, or the raw ``science``
@@ -28,7 +29,7 @@ from surveydm.publish.report.figures import empty_png, figure_png
 
 #: Plots of the report: name -> (attribute of :class:`ExposureQuality`, axis label).
 PLOTS: dict[str, tuple[str, str]] = {
-    "seeing": ("seeing", "seeing (mean PSF FWHM), arcsec"),
+    "seeing": ("seeing", "seeing (median PSF FWHM), arcsec"),
     "sky_background": ("sky_background", "sky background, e-/s/pixel"),
     "transparency": ("transparency", "transparency"),
     "zero_point": ("zp_nightly", "zero-point, AB mag (1 e-/s)"),
@@ -48,7 +49,7 @@ class QualityCuts:
 
     Attributes:
         min_transparency: lowest transparency (fraction of the photometric flux).
-        max_seeing: largest seeing, the exposure's mean PSF FWHM, arcsec.
+        max_seeing: largest seeing, the median PSF FWHM of the exposure's CCDs, arcsec.
         max_psf_fwhm: largest PSF FWHM of any of its CCDs, arcsec (PSF uniformity).
         max_astro_rms: largest astrometric RMS against the reference catalog, arcsec.
         max_zp_err: largest mean zero-point uncertainty of its CCDs, mag (photometry).
@@ -100,6 +101,7 @@ class ExposureQuality:
     zp_err: float | None
     astro_rms: float | None
     statuses: dict[str, str | None] = field(default_factory=dict)
+    #: worst QC result of the exposure (``pass``, ``warn``, ``fail``), None before its QC ran.
     qc_status: str | None = None
     failed_cuts: list[str] = field(default_factory=list)
 
@@ -327,25 +329,7 @@ def build_report(
         for m, o, n in rows
         if m.kind == "red_science" or (m.obs_set_id, m.exp_num) not in reduced_exp
     ]
-    ids = [m.id for m, _, _ in chosen]
-    ccd: dict[int, dict[str, Any]] = {}
-    for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
-        stmt = (
-            select(
-                Image.mosaic_id,
-                func.max(Image.psf_fwhm),
-                func.avg(Image.psf_fwhm),
-                func.avg(Image.zp_nightly),
-                func.avg(Image.zp_nightly_err),
-                func.avg(Image.transparency),
-                func.avg(Image.astro_rms),
-            )
-            .where(Image.mosaic_id.in_(chunk), Image.amp_num.is_(None))
-            .group_by(Image.mosaic_id)
-        )
-        for mid, worst, psf, zp, zperr, tr, arms in session.execute(stmt):
-            ccd[mid] = {"worst": worst, "psf": psf, "zp": zp, "zperr": zperr, "tr": tr,
-                        "arms": arms}  # fmt: skip
+    ccd = _ccd_aggregates(session, [m.id for m, _, _ in chosen])
     exposures: list[ExposureQuality] = []
     for m, obs_set, night in chosen:
         c = ccd.get(m.id, {})
@@ -362,8 +346,8 @@ def build_report(
             dec=m.dec,
             exptime=m.exptime,
             airmass=m.airmass,
-            seeing=m.mean_psf_fwhm if m.mean_psf_fwhm is not None else c.get("psf"),
-            worst_psf_fwhm=c.get("worst", m.mean_psf_fwhm),
+            seeing=m.median_psf_fwhm if m.median_psf_fwhm is not None else c.get("psf"),
+            worst_psf_fwhm=c.get("worst", m.median_psf_fwhm),
             sky_background=m.sky_background,
             transparency=m.transparency if m.transparency is not None else c.get("tr"),
             zp_nightly=m.zp_nightly if m.zp_nightly is not None else c.get("zp"),
@@ -383,3 +367,27 @@ def build_report(
             e.failed_cuts = apply_cuts(e, cuts)
         exposures.append(e)
     return NightlyReport(first_night=first, last_night=last, cuts=cuts, exposures=exposures)
+
+
+def _ccd_aggregates(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per mosaic id: worst and mean CCD PSF FWHM, mean zero-point and its error, mean
+    transparency and astrometric RMS of its CCD rows (one grouped query per 5000 mosaics)."""
+    ccd: dict[int, dict[str, Any]] = {}
+    for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
+        stmt = (
+            select(
+                Image.mosaic_id,
+                func.max(Image.psf_fwhm),
+                func.avg(Image.psf_fwhm),
+                func.avg(Image.zp_nightly),
+                func.avg(Image.zp_nightly_err),
+                func.avg(Image.transparency),
+                func.avg(Image.astro_rms),
+            )
+            .where(Image.mosaic_id.in_(chunk), Image.amp_num.is_(None))
+            .group_by(Image.mosaic_id)
+        )
+        for mid, worst, psf, zp, zperr, tr, arms in session.execute(stmt):
+            ccd[mid] = {"worst": worst, "psf": psf, "zp": zp, "zperr": zperr, "tr": tr,
+                        "arms": arms}  # fmt: skip
+    return ccd

@@ -300,7 +300,10 @@ class ExposureRow(BaseModel):
     zp_nightly: float | None
     zp_err: float | None
     astro_rms: float | None
-    qc_status: str | None
+    qc_status: str | None = Field(
+        description="worst QC result of the exposure: pass, warn or fail (orchestration.qc."
+        "QCResult); null before its single-epoch QC ran"
+    )
     passed: bool
     failed_cuts: list[str]
 
