@@ -33,7 +33,6 @@ from surveydm.orchestration import (
     submit,
     task_stats,
 )
-from surveydm.orchestration.records import aware
 from surveydm.orchestration.status import ACTIVE, FINAL, Phase
 from surveydm.orchestration.status import JobStatus as S
 
@@ -118,14 +117,14 @@ def test_fault_is_retried_with_exponential_backoff(registry):
     with registry.session(write=False) as s:
         j = s.get(Job, job)
         assert j.status == S.QUEUED and j.attempts == 1 and "attempt 1" in j.fault
-        first_delay = aware(j.not_before) - aware(j.queued)
+        first_delay = j.not_before - j.queued
     assert first_delay == timedelta(seconds=0.1)  # Flaky.retry_backoff
     time.sleep(0.15)
     assert w.step() == 1
     with registry.session(write=False) as s:
         j = s.get(Job, job)
         assert j.status == S.QUEUED and j.attempts == 2
-        assert aware(j.not_before) - aware(j.queued) == timedelta(seconds=0.2)  # doubled
+        assert j.not_before - j.queued == timedelta(seconds=0.2)  # doubled
     assert w.step() == 0  # not ready during the back-off
     time.sleep(0.25)
     assert w.step() == 1

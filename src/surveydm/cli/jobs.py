@@ -97,9 +97,7 @@ def _load_json_file(path: Path | None, option: str) -> dict[str, Any] | None:
 def _fmt_time(dt: datetime | None) -> str:
     if dt is None:
         return ""
-    from surveydm.orchestration.records import aware
-
-    return aware(dt).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]
+    return dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _styled(status: str) -> str:

@@ -33,7 +33,6 @@ from surveydm.orchestration.records import (
     TagRecord,
     TaskStats,
     TreeRow,
-    aware,
 )
 from surveydm.orchestration.status import (
     ACTIVE,
@@ -213,7 +212,7 @@ def next_ready_time(session: Session, *, root_id: int | None = None) -> datetime
     q = select(func.min(J.c.not_before)).where(J.c.status == JobStatus.QUEUED)
     if root_id is not None:
         q = q.where(J.c.root_id == root_id)
-    return aware(session.execute(q).scalar_one())
+    return session.execute(q).scalar_one()
 
 
 # ------------------------------------------------------------------------------------------

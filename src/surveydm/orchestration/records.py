@@ -47,13 +47,6 @@ class LeaseLostError(Exception):
     """The job is no longer held under this claim (aborted, or lease expired and re-claimed)."""
 
 
-def aware(dt: datetime | None) -> datetime | None:
-    """``dt`` as a timezone-aware UTC datetime (SQLite returns naive UTC values)."""
-    if dt is None:
-        return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
 def clip(text: str | None) -> str | None:
     """``text`` cut to :data:`MAX_MESSAGE` characters (``...`` marks a cut)."""
     if text is None:
@@ -159,7 +152,7 @@ class QCRecord:
             reference=r.reference,
             plot_file=r.plot_file,
             result=QCResult(r.result),
-            time=aware(r.time),  # type: ignore[arg-type]
+            time=r.time,
             id=r.id,
             job_id=r.job_id,
         )
@@ -275,11 +268,11 @@ class JobRecord:
             config=r.config or {},
             input=r.input or {},
             output=r.output,
-            created=aware(r.created),  # type: ignore[arg-type]
-            queued=aware(r.queued),
-            started=aware(r.started),
-            claimed=aware(r.claimed),
-            ended=aware(r.ended),
+            created=r.created,
+            queued=r.queued,
+            started=r.started,
+            claimed=r.claimed,
+            ended=r.ended,
             attempts=r.attempts,
             max_attempts=r.max_attempts,
             lost=r.lost,
@@ -287,7 +280,7 @@ class JobRecord:
             worker=r.worker,
             host=r.host,
             pid=r.pid,
-            lease_expires=aware(r.lease_expires),
+            lease_expires=r.lease_expires,
             fault=r.fault,
             quality=r.quality,
             reason=r.reason,
@@ -333,8 +326,8 @@ class AttemptRecord:
             worker=r.worker,
             host=r.host,
             pid=r.pid,
-            started=aware(r.started),
-            ended=aware(r.ended),
+            started=r.started,
+            ended=r.ended,
             outcome=AttemptOutcome(r.outcome),
             fault=r.fault,
             wall_time=r.wall_time,
@@ -354,7 +347,7 @@ class TagRecord:
     @classmethod
     def from_row(cls, r: Any) -> TagRecord:
         """From a ``tag`` row."""
-        return cls(name=r.name, value=r.value or "", attempt=r.attempt, time=aware(r.time))  # type: ignore[arg-type]
+        return cls(name=r.name, value=r.value or "", attempt=r.attempt, time=r.time)
 
 
 @dataclass(frozen=True)

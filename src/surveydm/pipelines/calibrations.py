@@ -46,10 +46,6 @@ class CalibrationRef:
     night: str
 
 
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def find_calibration(
     session: Session,
     kind: str,
@@ -67,7 +63,7 @@ def find_calibration(
     covers ``when`` wins (``pass`` before ``warn``, then the newest); otherwise the frame whose
     range ends or starts nearest in time, if within ``max_days``. Returns None if there is none.
     """
-    frame = _best_frame(session, kind, instrument, _aware(when), filter_tray, max_days)
+    frame = _best_frame(session, kind, instrument, when, filter_tray, max_days)
     if frame is None:
         return None
     path = session.get(ArchiveFile, frame.product.file_id).path
@@ -100,7 +96,7 @@ def _best_frame(
     if covering:
         return min(
             covering,
-            key=lambda c: (c.product.quality != QCResult.PASS, -_aware(c.created).timestamp()),
+            key=lambda c: (c.product.quality != QCResult.PASS, -c.created.timestamp()),
         )
     before = session.scalars(
         base.where(CalibrationFrame.valid_until < when)
@@ -114,8 +110,8 @@ def _best_frame(
     ).first()
     candidates = []
     if before is not None:
-        candidates.append((when - _aware(before.valid_until), before))
+        candidates.append((when - before.valid_until, before))
     if after is not None:
-        candidates.append((_aware(after.valid_from) - when, after))
+        candidates.append((after.valid_from - when, after))
     candidates = [(d, c) for d, c in candidates if d <= timedelta(days=max_days)]
     return min(candidates, key=lambda dc: dc[0])[1] if candidates else None

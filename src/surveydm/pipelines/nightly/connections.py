@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +95,6 @@ def archive() -> Archive:
     return Archive(load_settings().archive_root)
 
 
-def aware(t: datetime) -> datetime:
-    """``t`` as a UTC-aware datetime (naive values are UTC, as SQLite returns them)."""
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def obs_set(session: Session, name: str) -> ObsSet:
     """The registered observation set ``name``.
 
@@ -126,7 +121,7 @@ def mosaics(session: Session, obs_set_id: int, kind: str) -> list[Mosaic]:
 def raw_frame(store: Archive, m: Mosaic) -> RawFrame:
     """The :class:`RawFrame` of a registered raw mosaic."""
     return RawFrame(
-        m.id, m.archive_file_id, m.filename, store.abspath(m.archive_file.path), aware(m.date_obs)
+        m.id, m.archive_file_id, m.filename, store.abspath(m.archive_file.path), m.date_obs
     )
 
 

@@ -15,7 +15,7 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -285,10 +285,6 @@ def latest_night(session: Session) -> date | None:
     )
 
 
-def _aware(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
-
-
 def build_report(
     session: Session,
     first_night: date | str,
@@ -339,7 +335,7 @@ def build_report(
             night=night.isoformat() if isinstance(night, date) else str(night),
             filename=m.filename,
             exp_num=m.exp_num,
-            date_obs=_aware(m.date_obs),
+            date_obs=m.date_obs,
             filter_tray=m.filter_tray,
             object=m.object,
             ra=m.ra,

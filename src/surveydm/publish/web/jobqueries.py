@@ -56,12 +56,6 @@ class NotFound(SurveydmError):
     http_status = 404
 
 
-def _aware(t: datetime | None) -> datetime | None:
-    if t is not None and t.tzinfo is None:
-        return t.replace(tzinfo=UTC)
-    return t
-
-
 def _query(filters: JobFilters) -> JobQuery:
     """The job system's query for the page's filters: top-level jobs unless ``parent``."""
     return JobQuery(
@@ -245,9 +239,9 @@ def status_evolution(
         return ObsSetStatus(obs_set=obs_set, n_jobs=0, root_ids=[], series=[])
     now = datetime.now(UTC).timestamp()
     inf = np.inf
-    created = np.array([_aware(j[2]).timestamp() for j in jobs])
-    started = np.array([_aware(j[3]).timestamp() if j[3] else inf for j in jobs])
-    ended = np.array([_aware(j[4]).timestamp() if j[4] else inf for j in jobs])
+    created = np.array([j[2].timestamp() for j in jobs])
+    started = np.array([j[3].timestamp() if j[3] else inf for j in jobs])
+    ended = np.array([j[4].timestamp() if j[4] else inf for j in jobs])
     status = np.array([j[1] for j in jobs])
     t0 = float(created.min())
     t1 = max(float(np.where(np.isfinite(ended), ended, now).max()), t0)
