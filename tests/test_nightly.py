@@ -14,6 +14,7 @@ import yaml
 from astropy.table import Table
 from sqlalchemy import func, select
 
+from surveydm.archive import Archive
 from surveydm.config import Settings
 from surveydm.db import Registry
 from surveydm.db.models.calibration import CalibrationFrame, Detection
@@ -75,8 +76,16 @@ def _count(reg: Registry, stmt) -> int:  # noqa: ANN001
 
 def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights):
     _load_refcat(settings, nights["truth_a"])
+    # a pilot killed while writing a product of this obs set left its temporary file behind
+    store = Archive(settings.archive_root)
+    red_dir = store.abspath(store.red_path(settings.release, "20261120_001", "x")).parent
+    red_dir.mkdir(parents=True)
+    host = store._tmp_path(red_dir / "x").name.split(".")[2]
+    orphan = red_dir / f".tmp.{host}.999999999.0badc0de.ccd01.fits"
+    orphan.write_bytes(b"half a product")
     summary = run_night(settings, nights["a"], processes=2)
     reg = Registry(settings.resolved_database_url)
+    assert not orphan.exists()  # the nightly job's epilog removed it
 
     assert summary.science == 3 and summary.ccds_reduced == 54
     assert summary.jobs_by_status.get("failed", 0) == 0, summary.failures

@@ -8,11 +8,12 @@ ended.
 
 from __future__ import annotations
 
+from surveydm.config import load_settings
 from surveydm.db.models.raw import Mosaic
 from surveydm.instruments import Instrument, load_instrument
 from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.orchestration.tasks import SubJobRef
-from surveydm.pipelines.nightly.connections import mosaics, obs_set
+from surveydm.pipelines.nightly.connections import archive, mosaics, obs_set
 
 
 def fringing_ccds(instrument: Instrument, tray: str) -> list[int]:
@@ -95,7 +96,14 @@ class Nightly(Task):
         return refs
 
     def epilog(self, ctx: JobContext) -> None:
+        """Count how the sub-jobs ended, and remove the temporary files that pilots killed
+        while writing this obs set's products left behind (their writers are gone)."""
         counts: dict[str, int] = {}
         for j in ctx.subjobs():
             counts[f"{j.task}:{j.status}"] = counts.get(f"{j.task}:{j.status}", 0) + 1
-        ctx.output = {**(ctx.output or {}), "subjobs": counts}
+        store = archive()
+        red_dir = store.red_path(load_settings().release, ctx.config["obs_set"], "").rstrip("/")
+        removed = store.clean_temporaries(red_dir)
+        if removed:
+            ctx.log(f"removed {len(removed)} temporary file(s) of killed writers in {red_dir}")
+        ctx.output = {**(ctx.output or {}), "subjobs": counts, "temporaries_removed": len(removed)}
