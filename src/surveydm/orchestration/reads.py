@@ -36,6 +36,7 @@ from surveydm.orchestration.records import (
 )
 from surveydm.orchestration.status import (
     ACTIVE,
+    ALL,
     FINAL,
     AttemptOutcome,
     JobStatus,
@@ -464,11 +465,5 @@ def task_stats(
     return out
 
 
-_STATS_STATUSES = (
-    JobStatus.DONE,
-    JobStatus.DONE_PARTIAL,
-    JobStatus.FAILED,
-    JobStatus.FAILED_QUALITY,
-    JobStatus.SKIPPED,
-    JobStatus.ABORTED,
-)
+#: The final statuses, in the order of :class:`JobStatus` (the columns of the task table).
+_STATS_STATUSES = tuple(s for s in ALL if s in FINAL)
