@@ -139,3 +139,33 @@ def test_edited_yaml_makes_a_new_instrument_version(registry, tmp_path):
         assert not obs_set_instrument(s, rows["20261120_001"]).description.startswith("edited")
     assert versions == {"20261120_001": ("mosaicam-mini", 1), "20261121_001": ("mosaicam-mini", 2)}
     assert pin_instrument(registry, "20261120_001").description == first.description
+
+
+@pytest.mark.slow
+def test_night_summary_and_report_name_a_truncated_and_a_missing_file(settings, tmp_path):
+    from surveydm.db import Registry
+    from surveydm.pipelines.night import run_night
+    from surveydm.publish.report import build_report
+
+    sim = simulate_night(
+        "mosaicam-mini", tmp_path / "buffer", seed=7, n_bias=3, n_flats_per_tray=1,
+        n_science=1, n_test=0, n_focus=0, trays=["r"],
+    )  # fmt: skip
+    science = sim.files_of("science")[0].path
+    science.write_bytes(science.read_bytes()[: 2880 * 40])  # the DAQ died while writing it
+    missing = sim.files_of("bias")[0].path
+    missing.unlink()
+    summary = run_night(settings, tmp_path / "buffer", processes=1, settle_seconds=0)
+    named = dict(summary.rejected)
+    obs = sim.obs_set
+    assert {f"{obs}/{science.name}", f"{obs}/{missing.name}"} <= set(named), named
+    assert all(named[f"{obs}/{f.name}"] for f in (science, missing))
+    assert summary.mosaics == 3  # two biases and the flat were registered
+    reg = Registry(settings.resolved_database_url)
+    with reg.session(write=False) as s:
+        report = build_report(s, sim.night)
+    reg.dispose()
+    assert {r.filename for r in report.rejected} == {science.name, missing.name}
+    csv = report.failing_csv()
+    assert science.name in csv and missing.name in csv and "rejected (science)" in csv
+    assert report.failed_by_cut()["rejected"] == 2
