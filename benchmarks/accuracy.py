@@ -1,12 +1,14 @@
 """Accuracy of the nightly pipeline against the simulator's truth (issue 6).
 
-Simulates the demo night (``paucam-mini``), runs ``surveydm night`` on it with the embedded
+Simulates the demo night (``paucam-mini``, or any built-in camera or YAML path with
+``--instrument``), runs ``surveydm night`` on it with the embedded
 default (SQLite + local archive in a temporary home) and prints, for bright unsaturated stars
 and every reduced CCD: astrometric RMS against the true positions (target <= 0.03 arcsec),
 zero-point error per CCD (target |dZP| <= 0.01 mag), completeness at S/N 10 (target >= 0.9)
 and the width of the flux pull distribution (target 1.0 +- 0.1).
 
-    python benchmarks/accuracy.py [--science 4] [--seed 1] [--processes 2]
+    python benchmarks/accuracy.py [--instrument dcam-mini] [--science 4] [--seed 1]
+        [--processes 2] [--seeing ARCSEC]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from surveydm.db.migrate import upgrade
 from surveydm.pipelines.accuracy import night_accuracy
 from surveydm.pipelines.night import run_night
 from surveydm.pipelines.refcat import load_refcat
-from surveydm.simulation import simulate_night
+from surveydm.simulation import SimulationConfig, simulate_night
 
 
 def main() -> None:
@@ -32,17 +34,25 @@ def main() -> None:
     parser.add_argument("--science", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--instrument", default="paucam-mini", help="built-in name or YAML path")
+    parser.add_argument(
+        "--seeing", type=float, default=None, help="seeing, arcsec (default: 0.7-1.3 drawn)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="surveydm-accuracy-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
+        config = None
+        if args.seeing is not None:
+            config = SimulationConfig(seeing_range_arcsec=(args.seeing, args.seeing))
         sim = simulate_night(
-            "paucam-mini",
+            args.instrument,
             root / "buffer",
             seed=args.seed,
             n_science=args.science,
             n_bias=3,
             n_flats_per_tray=3,
+            config=config,
         )
         t_sim = time.perf_counter() - t0
         settings = Settings(home=root / "home")
@@ -53,6 +63,7 @@ def main() -> None:
         summary = run_night(settings, root / "buffer", processes=args.processes)
         t_night = time.perf_counter() - t0
         report = night_accuracy(registry, sim.truth_dir)
+        print(f"instrument: {args.instrument}")
         print(
             f"simulation: {t_sim:.1f} s; night: {t_night:.1f} s "
             f"({summary.ccds_reduced} CCDs, jobs {summary.jobs_by_status})"

@@ -37,7 +37,8 @@ def _reduce_one(args: tuple[str, str, int]) -> tuple[float, float, float, int, s
     cam = load_instrument("paucam")
     ccd = cam.ccd(num)
     t0 = time.perf_counter()
-    header, amps = read_raw_ccd(Path(raw), cam, num)
+    raw_ccd = read_raw_ccd(Path(raw), cam, num)
+    header, amps = raw_ccd.header, raw_ccd.amps
     t_read = time.perf_counter() - t0
     band = cam.filter(cam.tray(header["FILTRAY"]).filters[num])
     ref = Table.read(refcat)

@@ -205,7 +205,8 @@ def test_ccd_without_reference_stars_gets_a_flag_not_a_crash(nights):
 
     cam = load_instrument("paucam-mini")
     sci = sorted(p for p in nights["a"].glob("*/*.fits") if fits.getval(p, "OBSTYPE") == "SCIENCE")
-    header, amps = read_raw_ccd(sci[0], cam, 10)
+    raw = read_raw_ccd(sci[0], cam, 10)
+    header, amps = raw.header, raw.amps
     empty = Table(names=["ra", "dec", "mag", "mag_error"], dtype=[float] * 4)
     band = cam.filter(cam.tray(header["FILTRAY"]).filters[10])
     result = reduce_ccd(

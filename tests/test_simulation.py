@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from surveydm.instruments import load_instrument
 from surveydm.instruments.model import CCD, Instrument
+from surveydm.instruments.sections import extension_sections
 from surveydm.simulation import SimulationConfig, SimulationError, simulate_night
 from surveydm.simulation.detector import DetectorModel
 from surveydm.simulation.truth import read_exposures, read_objects, read_refcat
@@ -134,7 +135,9 @@ def test_raw_files_verify_and_carry_the_header_mapping(night, inst) -> None:
             assert ext.header[m.ccd_num.keyword] == 7 and ext.header[m.amp_num.keyword] == 3
             assert ext.data.shape == amp.raw_shape
             for key, value in [("DATASEC", amp.datasec), ("BIASSEC", amp.biassec),
-                               ("PRESCAN", amp.prescan), ("CCDSEC", amp.ccdsec),
+                               ("PRESCAN", amp.prescan),
+                               ("CCDSEC", extension_sections(amp)["ccdsec"]),  # IRAF: reversed
+
                                ("GAIN", amp.gain), ("RDNOISE", amp.read_noise),
                                ("SATURATE", amp.saturation)]:  # fmt: skip
                 assert ext.header[key] == value

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from surveydm.cli.common import clear_errors, console, registry
+from surveydm.cli.common import clear_errors, console, exit_if_rejected, registry
 from surveydm.cli.common import settings as settings_
 from surveydm.orchestration.status import FINAL
 
@@ -51,7 +51,7 @@ def refcat_list() -> None:
     console.print(table)
 
 
-def _run_night(buffer_dir: Path, processes: int, refcat: str) -> int:
+def _run_night(buffer_dir: Path, processes: int, refcat: str, settle: float = 300.0) -> int:
     """Run the main job with live progress; print the summary; return the exit status."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -91,16 +91,16 @@ def _run_night(buffer_dir: Path, processes: int, refcat: str) -> int:
             buffer_dir,
             processes=processes,
             refcat=refcat,
+            settle_seconds=settle,
             transfer_progress=on_transfer,
             job_progress=on_jobs,
         )
     _print_summary(result, s)
-    rejected = any(
-        f.status not in ("archived", "reused", "ok")
-        for o in result.transfer.obs_sets
-        for f in o.files
-    )
-    return 1 if rejected or result.failures else 0
+    try:  # every file not reduced, one line each on stderr (README: exit status)
+        exit_if_rejected(f"{what}: {why}" for what, why in result.rejected)
+    except typer.Exit as exc:
+        return exc.exit_code
+    return 1 if result.failures else 0
 
 
 def _print_summary(result, s) -> None:  # noqa: ANN001
@@ -113,6 +113,8 @@ def _print_summary(result, s) -> None:  # noqa: ANN001
     table.add_row("CCDs reduced", str(result.ccds_reduced))
     table.add_row("jobs", ", ".join(f"{k}: {v}" for k, v in sorted(result.jobs_by_status.items())))
     table.add_row("faults (retried or failed)", str(result.faults))
+    n_rej = len(result.rejected)
+    table.add_row("not reduced", f"{n_rej} (named on stderr)" if n_rej else "0")
     rate = result.qc_pass_rate
     table.add_row(
         "QC pass rate", "n/a" if rate is None else f"{100 * rate:.0f}% of {result.qc_total}"
@@ -122,8 +124,6 @@ def _print_summary(result, s) -> None:  # noqa: ANN001
     table.add_row("registry", s.resolved_database_url)
     table.add_row("report", "surveydm serve, then http://127.0.0.1:8000/report")
     console.print(table)
-    for name, reason in result.failures[:20]:
-        console.print(f"[red]failed[/] {name}: {reason}")
 
 
 @clear_errors
@@ -131,9 +131,11 @@ def night(
     buffer_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="observatory buffer"),
     processes: int = typer.Option(2, "--processes", "-p", min=1, help="local worker processes"),
     refcat: str = typer.Option("pixelsim", help="reference catalog for calibration"),
+    settle: float = typer.Option(300.0, help="seconds a short file must be quiet to be truncated"),
 ) -> None:
-    """Transfer, register and reduce a night: the survey's morning job."""
-    raise typer.Exit(_run_night(buffer_dir, processes, refcat))
+    """Transfer, register and reduce a night: the survey's morning job. Every file not
+    reduced is named with its reason on stderr (exit status 1)."""
+    raise typer.Exit(_run_night(buffer_dir, processes, refcat, settle))
 
 
 @clear_errors

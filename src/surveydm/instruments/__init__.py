@@ -7,7 +7,10 @@
 
 from surveydm.instruments.loader import (
     InstrumentError,
+    InstrumentText,
     builtin_instruments,
+    instrument_from_text,
+    instrument_text,
     load_instrument,
     read_keyword,
 )
@@ -18,11 +21,13 @@ from surveydm.instruments.model import (
     Filter,
     FilterTray,
     HeaderMapping,
+    Identifier,
     Instrument,
     KeywordSpec,
-    parse_section,
-    section_shape,
+    LayoutKeywords,
+    RawLayout,
 )
+from surveydm.instruments.sections import parse_section, section_shape
 
 __all__ = [
     "CCD",
@@ -31,10 +36,16 @@ __all__ = [
     "Filter",
     "FilterTray",
     "HeaderMapping",
+    "Identifier",
     "Instrument",
     "InstrumentError",
+    "InstrumentText",
     "KeywordSpec",
+    "LayoutKeywords",
+    "RawLayout",
     "builtin_instruments",
+    "instrument_from_text",
+    "instrument_text",
     "load_instrument",
     "parse_section",
     "read_keyword",

@@ -379,9 +379,13 @@ def _dump(doc: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    """Write paucam, paucam-mini, t80cam and t80cam-mini YAML files into ``data/``."""
+    """Write paucam, t80cam, dcam and mosaicam and their -mini variants into ``data/``."""
+    from surveydm.instruments.builtin_layouts import dcam, mosaicam
+
     DATA_DIR.mkdir(exist_ok=True)
-    for doc in (paucam(False), paucam(True), t80cam(False), t80cam(True)):
+    docs = [paucam(False), paucam(True), t80cam(False), t80cam(True)]
+    docs += [make(mini, _filter) for make in (dcam, mosaicam) for mini in (False, True)]
+    for doc in docs:
         _dump(doc, DATA_DIR / f"{doc['name']}.yaml")
 
 

@@ -6,13 +6,16 @@ expects; products are written without timestamps so that a re-run writes identic
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
 from surveydm.errors import SurveydmError
-from surveydm.instruments import Instrument
+from surveydm.instruments import CCD, Instrument
+from surveydm.instruments.sections import cut_amp
+from surveydm.pipelines.raw_layout import LayoutError, locate_amps, resolved_ccd
 
 
 class RawFileError(SurveydmError):
@@ -24,29 +27,44 @@ def ccd_extname(ccd_num: int) -> str:
     return f"CCD{ccd_num:02d}"
 
 
-def read_raw_ccd(path: Path, instrument: Instrument, ccd_num: int):
-    """Primary header and raw amplifier arrays of CCD ``ccd_num`` in a raw mosaic, found
-    through the instrument's CCD and amplifier number keywords.
+@dataclass(frozen=True)
+class RawCCD:
+    """One CCD of a raw file: the primary header, the raw amplifier arrays in the amplifier
+    frame (``{amp_num: (ny, nx) int32}``, readout order, ``amp.raw_shape``) and the CCD's
+    description completed from the file's headers (pass it to the assembly)."""
 
-    Returns ``(primary_header, {amp_num: (ny, nx) int32 array})``.
+    header: fits.Header
+    amps: dict[int, np.ndarray]
+    ccd: CCD
+
+
+def read_raw_ccd(path: Path, instrument: Instrument, ccd_num: int) -> RawCCD:
+    """CCD ``ccd_num`` of a raw file, in any layout the instrument describes (one extension
+    per amplifier, per CCD, or the primary HDU; see :mod:`surveydm.pipelines.raw_layout`).
 
     Raises:
-        RawFileError: the file is unreadable or truncated, or holds no extension of that CCD.
+        RawFileError: the file is unreadable or truncated, holds no extension of that CCD, or
+            an extension does not fit the instrument's layout.
     """
-    ccd_key = instrument.header.ccd_num.keyword
-    amp_key = instrument.header.amp_num.keyword
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             primary = hdul[0].header.copy()
-            amps: dict[int, np.ndarray] = {}
-            for hdu in hdul[1:]:
-                if hdu.header.get(ccd_key) == ccd_num:
-                    amps[int(hdu.header[amp_key])] = np.asarray(hdu.data, dtype=np.int32)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+            located = locate_amps(hdul, instrument, ccd_num)
+            amps = {
+                r.amp.num: np.asarray(cut_amp(hdul[r.hdu].data, r.amp.region), dtype=np.int32)
+                for r in located
+            }
+    except LayoutError as exc:
+        raise RawFileError(f"{path.name}: {exc}") from exc
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise RawFileError(f"{path.name}: cannot read raw mosaic ({exc})") from exc
     if not amps:
-        raise RawFileError(f"{path.name}: no extension with {ccd_key} = {ccd_num}")
-    return primary, amps
+        raise RawFileError(f"{path.name}: no extension of CCD {ccd_num}")
+    try:
+        ccd = resolved_ccd(instrument, ccd_num, located)
+    except LayoutError as exc:
+        raise RawFileError(f"{path.name}: {exc}") from exc
+    return RawCCD(primary, amps, ccd)
 
 
 def read_ccd_image(path: Path, ccd_num: int) -> np.ndarray:

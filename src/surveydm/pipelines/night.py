@@ -32,7 +32,8 @@ from surveydm.orchestration import (
 from surveydm.orchestration.qc import QCResult
 from surveydm.pipelines import TASK_MODULES
 from surveydm.pipelines.productions import get_or_create_production
-from surveydm.pipelines.transfer import TransferReport, transfer_buffer
+from surveydm.pipelines.transfer import DEFAULT_SETTLE_SECONDS, TransferReport, transfer_buffer
+from surveydm.publish.report.rejected import rejected_files
 
 
 @dataclass
@@ -53,6 +54,9 @@ class NightSummary:
     qc_total: int = 0
     elapsed_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: every file or obs set not reduced, with why: (``<obs set>/<file>``, reason), in the
+    #: order transfer (still arriving, quarantined, missing), registration, failed jobs
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def qc_pass_rate(self) -> float | None:
@@ -72,10 +76,15 @@ def run_night(
     *,
     processes: int = 2,
     refcat: str = "pixelsim",
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     transfer_progress: Callable[..., None] | None = None,
     job_progress: Callable[..., None] | None = None,
 ) -> NightSummary:
     """Transfer, register and reduce every complete observation set in ``buffer_dir``.
+
+    ``settle_seconds``: how long a short file must stay unchanged before the transfer takes it
+    as truncated rather than still arriving (:func:`~surveydm.pipelines.transfer.transfer_buffer`).
+    The summary's ``rejected`` names every file not reduced, with its reason.
 
     Raises:
         surveydm.errors.SurveydmError: the buffer cannot be read or the registry is unusable.
@@ -89,7 +98,10 @@ def run_night(
     registry = Registry(url)
     archive = Archive(settings.archive_root)
     load_task_modules(TASK_MODULES)
-    report = transfer_buffer(registry, archive, Path(buffer_dir), progress=transfer_progress)
+    report = transfer_buffer(
+        registry, archive, Path(buffer_dir), settle_seconds=settle_seconds,
+        progress=transfer_progress,
+    )  # fmt: skip
     config = nightly_config(refcat)
     production_id = get_or_create_production(registry, "nightly", settings.release, config)
     # every obs set of the buffer that is in the registry (transferred now or by a past run)
@@ -169,5 +181,35 @@ def summarize_night(
         ):
             summary.failures.append((name, (reason or "")[:200]))
         summary.faults = s.scalar(select(func.count()).where(in_tree, Job.fault.is_not(None)))
+        nights = s.scalars(select(ObsSet.night).where(ObsSet.obs_set.in_(names))).all()
+        registered = rejected_files(s, min(nights), max(nights)) if nights else []
         summary.quality_failures = summary.jobs_by_status.get("failed_quality", 0)
+    summary.rejected = _rejections(report, names, registered, summary.failures)
     return summary
+
+
+def _rejections(
+    report: TransferReport,
+    names: list[str],
+    unregistered: list,
+    failures: list[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """(what, why) of everything the night did not reduce: obs sets still arriving or with a
+    malformed manifest, files the transfer rejected, files not registered, then failed jobs
+    not about a file already named."""
+    out: dict[str, str] = {}
+    for o in report.obs_sets:
+        if o.status in ("pending", "rejected") and not o.files:
+            out[o.obs_set] = o.reason or o.status
+        for f in o.rejected:
+            out[f"{o.obs_set}/{f.name}"] = f.reason or f.status
+        if o.status == "pending" and o.files:
+            out.setdefault(o.obs_set, o.reason or "still arriving")
+    for r in unregistered:
+        if r.obs_set in names:
+            out.setdefault(f"{r.obs_set}/{r.filename}", r.reason)
+    named = {what.rsplit("/", 1)[-1] for what in out}
+    for job, why in failures:
+        if job.removeprefix("register ") not in named:
+            out.setdefault(job, why)
+    return list(out.items())

@@ -17,7 +17,9 @@ from astropy.io import fits
 from astropy.time import Time
 
 from surveydm.errors import SurveydmError
-from surveydm.instruments import Instrument, parse_section, read_keyword
+from surveydm.instruments import HeaderMapping, Instrument, read_keyword
+from surveydm.instruments.sections import cut_amp
+from surveydm.pipelines.raw_layout import LayoutError, RawAmp, locate_amps
 
 #: Target number of pixels sampled per amplifier data section.
 SAMPLE_PIXELS = 40_000
@@ -76,33 +78,69 @@ def _float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _parse_date(value: Any, filename: str) -> datetime:
+def _from_date(hdr: Any, mapping: HeaderMapping) -> datetime:
+    """DATE-OBS as date and time, or as a date completed by TIME-OBS / UT. Raises ValueError."""
+    spec = mapping.date_obs
+    if spec is None or spec.keyword not in hdr:
+        raise ValueError(f"no {spec.keyword if spec else 'DATE-OBS'}")
+    text = str(hdr[spec.keyword]).strip()
+    if len(text) == 10 and mapping.time_obs is not None:
+        if mapping.time_obs.keyword not in hdr:
+            raise ValueError(f"{spec.keyword} {text!r} has no time and there is no "
+                             f"{mapping.time_obs.keyword}")  # fmt: skip
+        text = f"{text}T{str(hdr[mapping.time_obs.keyword]).strip()}"
     try:
-        dt = datetime.fromisoformat(str(value).strip())
+        dt = datetime.fromisoformat(text)
     except ValueError:
-        raise RegistrationError(filename, f"DATE-OBS {value!r} is not an ISO date") from None
+        raise ValueError(f"{spec.keyword} {text!r} is not an ISO date and time") from None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _section(header: Any, key: str, fallback: str, filename: str, ext: int) -> tuple:
-    text = header.get(key, fallback)
-    try:
-        return parse_section(str(text))
-    except ValueError as exc:
-        raise RegistrationError(filename, f"extension {ext}: bad {key} ({exc})") from None
+def _mjd(hdr: Any, mapping: HeaderMapping) -> float:
+    """MJD-OBS. Raises ValueError when absent or not an MJD."""
+    spec = mapping.mjd_obs
+    if spec is None or spec.keyword not in hdr:
+        raise ValueError(f"no {spec.keyword if spec else 'MJD-OBS'}")
+    mjd = _float(hdr[spec.keyword])
+    if mjd is None or not 10_000 < mjd < 100_000:
+        raise ValueError(f"{spec.keyword} {hdr[spec.keyword]!r} is not an MJD")
+    return mjd
+
+
+def _from_mjd(hdr: Any, mapping: HeaderMapping) -> datetime:
+    """MJD-OBS as a UTC datetime. Raises ValueError."""
+    return Time(_mjd(hdr, mapping), format="mjd", scale="utc").to_datetime(timezone=UTC)
+
+
+def observation_time(hdr: Any, mapping: HeaderMapping, filename: str) -> tuple[datetime, float]:
+    """When the exposure started: (UTC datetime, MJD), from the first valid source of
+    ``mapping.time_order`` (``date_obs``: DATE-OBS with date and time, or a date with
+    TIME-OBS/UT; ``mjd_obs``: MJD-OBS). The MJD is MJD-OBS when the header has a valid one.
+
+    Raises:
+        RegistrationError: no source is valid (the message gives each one's problem).
+    """
+    problems = []
+    for source in mapping.time_order:
+        try:
+            dt = _from_date(hdr, mapping) if source == "date_obs" else _from_mjd(hdr, mapping)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        try:
+            mjd = _mjd(hdr, mapping)
+        except ValueError:
+            mjd = float(Time(dt).mjd)
+        return dt, mjd
+    raise RegistrationError(filename, "no valid observation time: " + "; ".join(problems))
 
 
 def _stride(shape: tuple[int, int]) -> int:
     return max(1, int(math.sqrt(shape[0] * shape[1] / SAMPLE_PIXELS)))
 
 
-def _read_amps(
-    hdul: fits.HDUList, inst: Instrument, filename: str, file_size: int
-) -> list[AmpStats]:
-    mapping = inst.header
-    amps: list[AmpStats] = []
-    seen: set[tuple[int, int]] = set()
-    for ext in range(1, len(hdul)):
+def _check_complete(hdul: fits.HDUList, filename: str, file_size: int) -> None:
+    for ext in range(len(hdul)):
         info = hdul.fileinfo(ext)
         if info["datLoc"] + info["datSpan"] > file_size:
             raise RegistrationError(
@@ -110,59 +148,58 @@ def _read_amps(
                 f"truncated FITS file: extension {ext} ends at byte "
                 f"{info['datLoc'] + info['datSpan']}, the file has {file_size}",
             )
-        hdu = hdul[ext]
-        hdr = hdu.header
-        where = f"extension {ext} header"
-        ccd_num = _kw(hdr, mapping.ccd_num, "CCD number", filename, where)
-        amp_num = _kw(hdr, mapping.amp_num, "amplifier number", filename, where)
-        try:
-            ccd_num, amp_num = int(ccd_num), int(amp_num)
-            amp = inst.ccd(ccd_num).amp(amp_num)
-        except (KeyError, TypeError, ValueError):
-            raise RegistrationError(
-                filename,
-                f"extension {ext}: CCD {ccd_num} amplifier {amp_num} is not in instrument "
-                f"{inst.name}",
-            ) from None
-        if (ccd_num, amp_num) in seen:
-            raise RegistrationError(
-                filename, f"extension {ext}: CCD {ccd_num} amplifier {amp_num} appears twice"
-            )
-        seen.add((ccd_num, amp_num))
-        data = hdu.data
-        if data is None or data.ndim != 2:
-            raise RegistrationError(filename, f"extension {ext} holds no 2-d image")
-        dy, dx = _section(hdr, "DATASEC", amp.datasec, filename, ext)
-        by, bx = _section(hdr, "BIASSEC", amp.biassec, filename, ext)
-        if dy.stop > data.shape[0] or dx.stop > data.shape[1]:
-            raise RegistrationError(filename, f"extension {ext}: DATASEC outside the image")
-        bscale, bzero = float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0))
-        step = _stride((dy.stop - dy.start, dx.stop - dx.start))
-        sample = data[dy, dx][::step, ::step].astype(np.float64) * bscale + bzero
-        overscan = None
-        if by.stop <= data.shape[0] and bx.stop <= data.shape[1]:
-            ostep = max(1, step // 2)
-            bias = data[by, bx][::ostep].astype(np.float64) * bscale + bzero
-            overscan = float(np.median(bias)) if bias.size else None
-        amps.append(
-            AmpStats(
-                ccd_num,
-                amp_num,
-                ext,
-                int(data.shape[1]),
-                int(data.shape[0]),
-                _float(hdr.get("GAIN", amp.gain)),
-                _float(hdr.get("RDNOISE", amp.read_noise)),
-                sample,
-                overscan,
-            )
+
+
+def _amp_stats(r: RawAmp, data: np.ndarray, hdr: Any, filename: str) -> AmpStats:
+    """Quick statistics of one amplifier (``data``: its HDU's pixels, scaled by hand)."""
+    amp = r.amp
+    frame = cut_amp(data, amp.region)
+    if tuple(frame.shape) != tuple(amp.raw_shape):
+        raise RegistrationError(
+            filename,
+            f"{r.where}: amplifier {amp.name} is {frame.shape[0]} x {frame.shape[1]} pixels, "
+            f"the instrument says raw_shape {tuple(amp.raw_shape)}",
         )
+    (dy, dx), (by, bx) = amp.data_slices, amp.bias_slices
+    bscale, bzero = float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0))
+    step = _stride((dy.stop - dy.start, dx.stop - dx.start))
+    sample = frame[dy, dx][::step, ::step].astype(np.float64) * bscale + bzero
+    ostep = max(1, step // 2)
+    bias = frame[by, bx][::ostep].astype(np.float64) * bscale + bzero
+    overscan = float(np.median(bias)) if bias.size else None
+    return AmpStats(
+        r.ccd_num, amp.num, r.hdu, int(frame.shape[1]), int(frame.shape[0]),
+        amp.gain, amp.read_noise, sample, overscan,
+    )  # fmt: skip
+
+
+def _read_amps(
+    hdul: fits.HDUList, inst: Instrument, filename: str, file_size: int
+) -> list[AmpStats]:
+    _check_complete(hdul, filename, file_size)
+    try:
+        located = locate_amps(hdul, inst)
+    except LayoutError as exc:
+        raise RegistrationError(filename, str(exc)) from None
+    amps: list[AmpStats] = []
+    seen: set[tuple[int, int]] = set()
+    for r in located:
+        key = (r.ccd_num, r.amp.num)
+        if key in seen:
+            raise RegistrationError(
+                filename, f"{r.where}: CCD {key[0]} amplifier {key[1]} appears twice"
+            )
+        seen.add(key)
+        data = hdul[r.hdu].data
+        if data is None or data.ndim != 2:
+            raise RegistrationError(filename, f"{r.where} holds no 2-d image")
+        amps.append(_amp_stats(r, data, hdul[r.hdu].header, filename))
     expected = {(c.num, a.num) for c in inst.ccds for a in c.amplifiers}
     if seen != expected:
         missing = sorted(expected - seen)
         raise RegistrationError(
             filename,
-            f"{len(seen)} amplifier extensions, instrument {inst.name} has {len(expected)}; "
+            f"{len(seen)} amplifiers found, instrument {inst.name} has {len(expected)}; "
             f"missing (CCD, amp) {missing[:6]}{'...' if len(missing) > 6 else ''}"
             " (truncated file?)",
         )
@@ -204,13 +241,9 @@ def read_raw_exposure(path: Path, inst: Instrument, filename: str) -> RawExposur
                 raise RegistrationError(filename, str(exc.args[0])) from None
             values: dict[str, Any] = {
                 "exptime": _float(_kw(hdr, mapping.exptime, "exposure time", filename, where)),
-                "date_obs": _parse_date(
-                    _kw(hdr, mapping.date_obs, "date of observation", filename, where), filename
-                ),
                 "filter_tray": _kw(hdr, mapping.filter_tray, "filter tray", filename, where),
                 "ra": _float(_kw(hdr, mapping.ra, "right ascension", filename, where)),
                 "dec": _float(_kw(hdr, mapping.dec, "declination", filename, where)),
-                "mjd_obs": _float(_kw(hdr, mapping.mjd_obs, "MJD", filename, where)),
                 "airmass": _float(_kw(hdr, mapping.airmass, "airmass", filename, where)),
                 "object": _kw(hdr, mapping.object, "object", filename, where),
                 "amb_temp": _float(_kw(hdr, mapping.ambient_temp, "ambient", filename, where)),
@@ -219,14 +252,13 @@ def read_raw_exposure(path: Path, inst: Instrument, filename: str) -> RawExposur
                 "wind_spd": _float(_kw(hdr, mapping.wind_speed, "wind speed", filename, where)),
                 "wind_dir": _float(_kw(hdr, mapping.wind_dir, "wind direction", filename, where)),
             }
+            values["date_obs"], values["mjd_obs"] = observation_time(hdr, mapping, filename)
             amps = _read_amps(hdul, inst, filename, file_size)
             nextend = len(hdul) - 1
     except SurveydmError:
         raise
     except (OSError, ValueError, TypeError, IndexError, fits.VerifyError) as exc:
         raise RegistrationError(filename, f"not a readable FITS file ({exc})") from None
-    if values["mjd_obs"] is None:
-        values["mjd_obs"] = float(Time(values["date_obs"]).mjd)
     tray = values["filter_tray"]
     values["filter_tray"] = None if tray in (None, "") else str(tray).strip()
     values["object"] = None if values["object"] in (None, "") else str(values["object"])

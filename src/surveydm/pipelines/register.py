@@ -44,7 +44,8 @@ from surveydm.db import Registry
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
 from surveydm.db.spatial import healpix_index
-from surveydm.instruments import Instrument, load_instrument
+from surveydm.instruments import Instrument
+from surveydm.pipelines.instrument_versions import InstrumentVersionConflict, pin_instrument
 from surveydm.pipelines.raw_exposure import (
     AmpStats,
     RawExposure,
@@ -100,7 +101,7 @@ def _filters(inst: Instrument, kind: str, tray: str | None, filename: str) -> di
         tray_obj = None
     if tray_obj is None:
         if kind in KINDS_NEEDING_TRAY:
-            known = ", ".join(t.name for t in inst.trays)
+            known = ", ".join(inst.tray_names)
             raise RegistrationError(
                 filename, f"unknown filter tray {tray!r} for a {kind} exposure; known: {known}"
             )
@@ -162,10 +163,26 @@ def _image_rows(inst: Instrument, parsed: RawExposure, filters: dict[int, Any]) 
 # -- registration -------------------------------------------------------------------------
 
 
-def _resolve_instrument(instrument: Instrument | str | None, obs: ObsSet) -> Instrument:
+def _resolve_instrument(
+    registry: Registry, instrument: Instrument | str | None, obs: ObsSet
+) -> Instrument:
+    """The given instrument object, else the obs set's description pinned in the registry
+    (pinned now at the first registration, from ``instrument`` or the obs set's name/path).
+
+    Raises:
+        RegistrationError: ``instrument`` differs from the description already pinned.
+    """
     if isinstance(instrument, Instrument):
         return instrument
-    return load_instrument(instrument or obs.instrument)
+    for attempt in range(2):
+        try:
+            return pin_instrument(registry, obs.obs_set, instrument)
+        except InstrumentVersionConflict as exc:
+            raise RegistrationError(obs.obs_set, str(exc)) from None
+        except IntegrityError:  # a concurrent registration pinned the same text first
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _existing(registry: Registry, file_id: int) -> RegisteredMosaic | None:
@@ -225,7 +242,7 @@ def register_file(
     existing = _existing(registry, located.file.id)
     if existing is not None:
         return existing
-    inst = _resolve_instrument(instrument, located.obs)
+    inst = _resolve_instrument(registry, instrument, located.obs)
     parsed, sums = _read_verified(archive, located.file, inst)
     try:
         with registry.session() as s:
@@ -419,7 +436,7 @@ def register_obs_set(
     files = obs_set_files(registry, obs_set)
     with registry.session(write=False) as s:
         obs = s.scalars(select(ObsSet).where(ObsSet.obs_set == obs_set)).one()
-    inst = _resolve_instrument(instrument, obs)
+    inst = _resolve_instrument(registry, instrument, obs)
     report = RegisterReport(obs_set)
     log: list[str] = []
     for i, (name, _path, file_id) in enumerate(files):

@@ -44,6 +44,9 @@ def primary_header(
     m = instrument.header
     hours = m.ra.unit == "hourangle"
     iso = Time(e.mjd, format="mjd", scale="utc").isot
+    if m.time_obs is not None:  # DATE-OBS with the date only, the time apart (TIME-OBS, UT)
+        h[m.time_obs.keyword] = (iso[11:], "UTC time of the start of exposure")
+        iso = iso[:10]
     values = {
         "obstype": obstype_value(instrument, e.kind),
         "exptime": float(e.exptime),
@@ -80,7 +83,7 @@ def primary_header(
             h[spec.keyword] = (value, comments[key])
     h["EXPNUM"] = (expnum, "exposure number in the night")
     h["OBSSET"] = (obs_set, "observation set")
-    h["NEXTEND"] = (instrument.n_amplifiers, "number of amplifier extensions")
+    h["NEXTEND"] = (instrument.n_extensions, "number of image extensions")
     if e.kind == "focus":
         h["FOCSTEPS"] = (focus[0], "stacked focus: images per frame")
         h["FOCSHIFT"] = (focus[1], "[arcsec] shift between focus images (+y)")
@@ -89,26 +92,4 @@ def primary_header(
     h["EQUINOX"] = 2000.0
     h["FILENAME"] = filename
     h["ORIGIN"] = "surveydm pixelsim (simulated)"
-    return h
-
-
-def amp_header(instrument: Instrument, ccd, amp) -> fits.Header:
-    h = fits.Header()
-    m = instrument.header
-    h[m.ccd_num.keyword] = (ccd.num, "CCD number")
-    h[m.amp_num.keyword] = (amp.num, "amplifier number")
-    h["CCDNAME"] = ccd.name
-    h["AMPNAME"] = amp.name
-    h["DATASEC"] = (amp.datasec, "image pixels in this extension")
-    h["BIASSEC"] = (amp.biassec, "serial overscan")
-    if amp.prescan:
-        h["PRESCAN"] = (amp.prescan, "serial prescan")
-    h["CCDSEC"] = (amp.ccdsec, "where DATASEC goes in the assembled CCD")
-    h["FLIPX"] = (amp.flip_x, "DATASEC columns reversed w.r.t. CCDSEC")
-    h["FLIPY"] = (amp.flip_y, "DATASEC rows reversed w.r.t. CCDSEC")
-    h["DETSIZE"] = f"[1:{ccd.shape[1]},1:{ccd.shape[0]}]"
-    h["GAIN"] = (amp.gain, "[e-/ADU] nominal gain")
-    h["RDNOISE"] = (amp.read_noise, "[e-] nominal read noise")
-    h["SATURATE"] = (amp.saturation, "[ADU] saturation level")
-    h["BUNIT"] = "adu"
     return h

@@ -33,7 +33,8 @@ from surveydm.simulation.detector import (
     bleed,
     electrons_to_raw,
 )
-from surveydm.simulation.headers import amp_header, primary_header
+from surveydm.simulation.headers import primary_header
+from surveydm.simulation.layout import ccd_hdus, ccd_header, ccd_pixels
 from surveydm.simulation.plan import (
     Exposure,
     ExposureCounts,
@@ -337,17 +338,14 @@ class _NightSimulator:
             row["n_saturated"] = n_sat
             row["bias_offsets_adu"] = ",".join(f"{offsets[a.num]:.3f}" for a in ccd.amplifiers)
             self.truth_rows.append(row)
-            for amp in ccd.amplifiers:
-                hdu = fits.ImageHDU(
-                    data=raws[amp.num],
-                    header=amp_header(self.inst, ccd, amp),
-                    name=f"{ccd.name}_{amp.name}",
-                )
-                hdus.append(hdu)
+            hdus.extend(ccd_hdus(self.inst, ccd, raws))
         focus = (self.cfg.focus_steps, self.cfg.focus_shift_arcsec, self.cfg.focus_defocus_arcsec)
-        primary = fits.PrimaryHDU(
-            header=primary_header(self.inst, e, obs_set, expnum, filename, focus)
-        )
+        header = primary_header(self.inst, e, obs_set, expnum, filename, focus)
+        primary = fits.PrimaryHDU(header=header)
+        if self.inst.layout.extensions == "primary":  # the one CCD in the primary HDU
+            ccd = self.inst.ccds[0]
+            header.update(ccd_header(self.inst, ccd))
+            primary = fits.PrimaryHDU(ccd_pixels(ccd, raws), header=header)
         return fits.HDUList([primary, *hdus])
 
 
@@ -413,6 +411,13 @@ def simulate_night(
     """
     t_start = time.perf_counter()
     inst = load_instrument(instrument) if isinstance(instrument, str | Path) else instrument
+    if not all(c.complete for c in inst.ccds):
+        raise SimulationError(
+            f"{inst.name}: the simulator needs every amplifier's sections, gain, read noise "
+            "and saturation in the instrument file"
+        )
+    # the manifest names the camera as the DAQ knows it: a built-in name or its file's path
+    named = str(Path(instrument).resolve()) if _is_path(instrument) else inst.name
     cfg = config or SimulationConfig()
     if "T80" in inst.telescope.upper() and config is None:
         cfg = cfg.model_copy(update={"site_lat_deg": JAVALAMBRE[0], "site_lon_deg": JAVALAMBRE[1]})
@@ -442,7 +447,7 @@ def simulate_night(
         if progress is not None:
             progress(i + 1, len(plan))
     objects_path, exposures_path, refcat_path = _write_truth(truth, sim, sky_model, inst, cfg)
-    manifest_path = _write_manifest(set_dir, night_date, inst, cfg, seed, trays, plan, files)
+    manifest_path = _write_manifest(set_dir, night_date, named, cfg, seed, trays, plan, files)
     return SimulatedNight(
         instrument=inst.name,
         night=night_date.isoformat(),
@@ -456,6 +461,10 @@ def simulate_night(
         exposures=exposures_path,
         elapsed_s=time.perf_counter() - t_start,
     )
+
+
+def _is_path(instrument: Instrument | str | Path) -> bool:
+    return isinstance(instrument, str | Path) and bool(Path(instrument).suffix)
 
 
 def _night_date(night: str) -> dt.date:
@@ -473,7 +482,7 @@ def _checked_counts(counts: ExposureCounts) -> None:
 
 def _checked_trays(inst: Instrument, trays: list[str] | None) -> list[str]:
     trays = list(trays) if trays else default_trays(inst)
-    known = [t.name for t in inst.trays]
+    known = inst.tray_names
     for tr in trays:
         if tr not in known:
             raise SimulationError(
@@ -552,7 +561,7 @@ def _write_truth(
 def _write_manifest(
     set_dir: Path,
     night_date: dt.date,
-    inst: Instrument,
+    instrument: str,
     cfg: SimulationConfig,
     seed: int,
     trays: list[str],
@@ -563,7 +572,7 @@ def _write_manifest(
     manifest = {
         "obs_set": set_dir.name,
         "night": night_date.isoformat(),
-        "instrument": inst.name,
+        "instrument": instrument,
         "operator": cfg.operator,
         "project": cfg.project,
         "comments": f"simulated night (surveydm pixelsim, seed {seed}); trays {', '.join(trays)}",

@@ -70,7 +70,7 @@ def airmass(mjd: float, ra: float, dec: float, lat: float, lon: float) -> float:
 
 def default_trays(instrument: Instrument) -> list[str]:
     """The first tray and, when the camera has one, the r tray."""
-    names = [t.name for t in instrument.trays]
+    names = instrument.tray_names
     out = [names[0]]
     if "r" in names and "r" not in out:
         out.append("r")

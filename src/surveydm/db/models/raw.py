@@ -83,6 +83,29 @@ class Project(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow, comment="time registered (UTC)")
 
 
+class InstrumentVersion(Base):
+    """An instrument description as it was when first used (``instrument_version``): its YAML
+    text and sha256, so that every task, on every worker, reads the camera from the registry
+    and an edited file makes a new version instead of a silent mix."""
+
+    __tablename__ = "instrument_version"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), comment="instrument name (its name field)")
+    version: Mapped[int] = mapped_column(
+        Integer, comment="1, 2, ... in order of first use of each distinct text of that name"
+    )
+    sha256: Mapped[str] = mapped_column(
+        String(64), unique=True, comment="sha256 of the text, 64 lowercase hex"
+    )
+    text: Mapped[str] = mapped_column(Text, comment="the instrument description (YAML) as read")
+    source: Mapped[str] = mapped_column(
+        String(512), comment="where it was read: built-in name or file path"
+    )
+    created: Mapped[datetime] = mapped_column(default=utcnow, comment="time recorded (UTC)")
+
+
 class ObsSet(Base):
     """An observation set: contiguous exposures of one night taken in one configuration and
     collected in one directory, described by the data acquisition's YAML manifest (seed 000
@@ -99,6 +122,11 @@ class ObsSet(Base):
     )
     instrument: Mapped[str] = mapped_column(
         String(128), comment="instrument description (built-in name or YAML path)"
+    )
+    instrument_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instrument_version.id"),
+        index=True,
+        comment="the description every task of this obs set uses, fixed at first registration",
     )
     operator: Mapped[str | None] = mapped_column(String(128), comment="telescope operator")
     project_id: Mapped[int | None] = mapped_column(
@@ -120,6 +148,7 @@ class ObsSet(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow, comment="time registered (UTC)")
 
     project: Mapped[Project | None] = relationship()
+    instrument_version: Mapped[InstrumentVersion | None] = relationship()
     mosaics: Mapped[list[Mosaic]] = relationship(back_populates="obs_set")
 
 

@@ -23,11 +23,12 @@ from surveydm.archive import Archive
 from surveydm.config import load_settings
 from surveydm.db.models.calibration import CalibrationFrame
 from surveydm.db.models.production import Product
-from surveydm.instruments import CCD, Instrument, load_instrument
+from surveydm.instruments import CCD, Instrument
 from surveydm.orchestration import JobContext, QualityFailure, Task, register_task
 from surveydm.orchestration.qc import QCResult
 from surveydm.pipelines.calibrations import CalibrationRef, find_calibration, night_window
 from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd, write_ccd_mosaic
+from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.connections import (
     CalibrationInput,
     Output,
@@ -173,14 +174,15 @@ class MasterCalibrationTask(Task):
             obs = obs_set(s, ctx.config["obs_set"])
             data_id = {
                 "obs_set": obs.obs_set,
-                "instrument": load_instrument(obs.instrument).name,
+                "instrument": obs_set_instrument(s, obs).name,
                 "night": obs.night.isoformat(),
                 "filter_tray": ctx.config.get("filter_tray"),
             }
             inputs = raw_frames(s, store, self.raw_input, data_id)
             when = inputs[0].when if inputs else None
             calibs = lookup_calibrations(s, self.calibrations, data_id, when)
-        return MasterQuantum(data_id, obs.id, load_instrument(obs.instrument), inputs, calibs)
+            instrument = obs_set_instrument(s, obs)
+        return MasterQuantum(data_id, obs.id, instrument, inputs, calibs)
 
     def cannot_make(self, ctx: JobContext, q: MasterQuantum) -> str | None:
         """Why no master can be made (the job then ends done without one), or None.
@@ -204,7 +206,6 @@ class MasterCalibrationTask(Task):
         """
         made, bad = MasterCCDs(), set()
         for num in self.ccds(q):
-            ccd = q.instrument.ccd(num)
             calib = {
                 role: read_ccd_image(store.abspath(ref.path), num)
                 for role, ref in q.calibrations.items()
@@ -215,8 +216,8 @@ class MasterCalibrationTask(Task):
                 if f.mosaic_id in bad:
                     continue
                 try:
-                    _, amps = read_raw_ccd(f.path, q.instrument, num)
-                    frames.append(self.prepare(amps, ccd, calib))
+                    raw = read_raw_ccd(f.path, q.instrument, num)
+                    frames.append(self.prepare(raw.amps, raw.ccd, calib))
                 except (RawFileError, ValueError) as exc:
                     ctx.log(f"{f.filename}: skipped ({exc})")
                     bad.add(f.mosaic_id)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from surveydm.config import load_settings
 from surveydm.db.models.raw import Mosaic
-from surveydm.instruments import Instrument, load_instrument
+from surveydm.instruments import Instrument
 from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.orchestration.tasks import SubJobRef
+from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.connections import archive, mosaics, obs_set
 
 
@@ -39,6 +40,7 @@ class Nightly(Task):
             biases = mosaics(s, obs.id, "bias")
             flats = mosaics(s, obs.id, "flat")
             science = mosaics(s, obs.id, "science")
+            instrument = obs_set_instrument(s, obs)
         after_bias = []
         if biases:
             after_bias = [
@@ -53,7 +55,7 @@ class Nightly(Task):
             )
             for tray in sorted({m.filter_tray for m in flats if m.filter_tray})
         }
-        fringe_refs = self._fringe_jobs(ctx, obs.obs_set, obs.instrument, science, flat_refs,
+        fringe_refs = self._fringe_jobs(ctx, obs.obs_set, instrument, science, flat_refs,
                                         after_bias)  # fmt: skip
         for m in science:
             after = [flat_refs[m.filter_tray]] if m.filter_tray in flat_refs else after_bias
@@ -77,13 +79,12 @@ class Nightly(Task):
     def _fringe_jobs(
         ctx: JobContext,
         obs_name: str,
-        instrument_name: str,
+        instrument: Instrument,
         science: list[Mosaic],
         flat_refs: dict[str, SubJobRef],
         after_bias: list[SubJobRef],
     ) -> dict[str, SubJobRef]:
         """One master_fringe sub-job per science tray with fringing CCDs."""
-        instrument = load_instrument(instrument_name)
         refs: dict[str, SubJobRef] = {}
         for tray in sorted({m.filter_tray for m in science if m.filter_tray}):
             if fringing_ccds(instrument, tray):

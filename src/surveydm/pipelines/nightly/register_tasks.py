@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from surveydm.instruments import InstrumentError
 from surveydm.orchestration import JobContext, QualityFailure, Task, register_task
+from surveydm.pipelines.instrument_versions import InstrumentVersionConflict, pin_instrument
 from surveydm.pipelines.nightly.connections import archive
 from surveydm.pipelines.register import RegistrationError, obs_set_files, register_file
 
@@ -24,6 +26,10 @@ class RegisterObsSet(Task):
             raise QualityFailure(str(exc)) from exc
         if not files:
             raise QualityFailure(f"observation set {ctx.config['obs_set']!r} has no files")
+        try:  # every sub-job and later task reads the camera from the registry
+            pin_instrument(ctx.registry, ctx.config["obs_set"])
+        except (InstrumentError, InstrumentVersionConflict) as exc:
+            raise QualityFailure(str(exc)) from exc
         for name, _path, file_id in files:
             if file_id is None:
                 ctx.log(f"{name}: listed in the manifest but not archived")

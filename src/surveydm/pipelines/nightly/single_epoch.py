@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from surveydm.db.models.raw import Image, Mosaic
-from surveydm.instruments import load_instrument
 from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.pipelines.fitsio import ccd_extname
+from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.qc import mosaic_checks
 from surveydm.pipelines.nightly.recording import record_checks
 
@@ -96,7 +96,7 @@ class SingleEpoch(Task):
         with ctx.registry.session() as s:
             raw = s.get(Mosaic, ctx.config["mosaic_id"])
             red = reduced_mosaic(s, raw, ctx.production_id)
-            instrument = load_instrument(raw.instrument or raw.obs_set.instrument)
+            instrument = obs_set_instrument(s, raw.obs_set)
             red_id = red.id
         for ccd in instrument.ccds:
             ctx.add_subjob(

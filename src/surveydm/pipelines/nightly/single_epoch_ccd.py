@@ -25,12 +25,13 @@ from surveydm.db.models.calibration import Detection
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import Image, Mosaic
 from surveydm.db.models.refcat import RefCat
-from surveydm.instruments import Filter, Instrument, load_instrument
+from surveydm.instruments import CCD, Filter, Instrument
 from surveydm.instruments.geometry import ccd_wcs
 from surveydm.orchestration import JobContext, QualityFailure, Task, register_task
 from surveydm.orchestration.qc import QCResult
 from surveydm.pipelines.calibrations import CalibrationRef
 from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd
+from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.ccd_products import (
     CCD_DIMENSIONS,
     REDUCED_OUTPUTS,
@@ -87,6 +88,7 @@ class CCDInputs:
     """The arrays and tables :func:`reduce_ccd` takes, read for one quantum."""
 
     amps: dict[int, np.ndarray]
+    ccd: CCD  # completed from the raw file's headers
     bias: np.ndarray
     flat: np.ndarray
     fringe: np.ndarray | None
@@ -116,7 +118,7 @@ class SingleEpochCCD(Task):
         inputs = self.read(ctx, store, q)
         result = reduce_ccd(
             inputs.amps,
-            q.instrument.ccd(q.data_id["ccd"]),
+            inputs.ccd,
             q.band,
             exptime=q.exposure.exptime or 0.0,
             airmass=q.exposure.airmass or 1.0,
@@ -156,7 +158,7 @@ class SingleEpochCCD(Task):
         refcat_name = cfg.get("refcat", "pixelsim")
         with ctx.registry.session(write=False) as s:
             raw = s.get(Mosaic, cfg["mosaic_id"])
-            instrument = load_instrument(raw.instrument or raw.obs_set.instrument)
+            instrument = obs_set_instrument(s, raw.obs_set)
             band = instrument.filter(instrument.tray(raw.filter_tray).filters[num])
             data_id = {
                 "obs_set": raw.obs_set.obs_set,
@@ -187,7 +189,7 @@ class SingleEpochCCD(Task):
         """
         num = q.data_id["ccd"]
         try:
-            _, amps = read_raw_ccd(q.raw.path, q.instrument, num)
+            raw = read_raw_ccd(q.raw.path, q.instrument, num)
         except RawFileError as exc:
             raise QualityFailure(str(exc)) from exc
         fringe = None
@@ -199,7 +201,8 @@ class SingleEpochCCD(Task):
                 fringe = None  # a fringe frame without this CCD: go without, QC says so
         wcs0 = ccd_wcs(q.instrument, num, *q.pointing, distortion=False)
         return CCDInputs(
-            amps,
+            raw.amps,
+            raw.ccd,
             read_ccd_image(store.abspath(q.calibrations["bias"].path), num),
             read_ccd_image(store.abspath(q.calibrations["flat"].path), num),
             fringe,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from surveydm.db.models.raw import Image, Mosaic, ObsSet
 from surveydm.errors import SurveydmError
 from surveydm.publish.report.figures import empty_png, figure_png
+from surveydm.publish.report.rejected import RejectedFile, rejected_files
 
 #: Plots of the report: name -> (attribute of :class:`ExposureQuality`, axis label).
 PLOTS: dict[str, tuple[str, str]] = {
@@ -145,6 +146,8 @@ class NightlyReport:
     last_night: date
     cuts: QualityCuts
     exposures: list[ExposureQuality]
+    #: raw files listed in the manifests and never registered (so never reduced), with why
+    rejected: list[RejectedFile] = field(default_factory=list)
 
     @property
     def n_science(self) -> int:
@@ -176,6 +179,8 @@ class NightlyReport:
         for e in self.exposures:
             for c in e.failed_cuts:
                 out[c] += 1
+        if self.rejected:
+            out["rejected"] = len(self.rejected)
         return dict(sorted(out.items()))
 
     @property
@@ -198,6 +203,10 @@ class NightlyReport:
             d["date_obs"] = e.date_obs.isoformat() if e.date_obs else ""
             d["failed_cuts"] = ";".join(e.failed_cuts)
             w.writerow(["" if d[c] is None else d[c] for c in cols])
+        for r in self.rejected:  # never registered: only what the manifest says is known
+            d = {"night": r.night, "obs_set": r.obs_set, "filename": r.filename}
+            d["failed_cuts"] = f"rejected ({r.kind or 'unknown kind'}): {r.reason}"
+            w.writerow([d.get(c, "") for c in cols])
         return buf.getvalue()
 
     # -- figures ---------------------------------------------------------------------------
@@ -362,7 +371,13 @@ def build_report(
         else:
             e.failed_cuts = apply_cuts(e, cuts)
         exposures.append(e)
-    return NightlyReport(first_night=first, last_night=last, cuts=cuts, exposures=exposures)
+    return NightlyReport(
+        first_night=first,
+        last_night=last,
+        cuts=cuts,
+        exposures=exposures,
+        rejected=rejected_files(session, first, last),
+    )
 
 
 def _ccd_aggregates(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
