@@ -52,7 +52,11 @@ from surveydm.simulation import simulate_night
 from surveydm.simulation.config import SimulationConfig
 
 SEX_SHARE = Path("/usr/share/source-extractor")
-SEX_PARAMS = ["NUMBER", "X_IMAGE", "Y_IMAGE", "XWIN_IMAGE", "YWIN_IMAGE", "FLUX_AUTO", "FLUXERR_AUTO", "FLUX_APER", "FLUXERR_APER", "KRON_RADIUS", "A_IMAGE", "B_IMAGE", "FLAGS", "IMAFLAGS_ISO", "CLASS_STAR", "FLUX_RADIUS", "ISOAREA_IMAGE"]
+SEX_PARAMS = [
+    *("NUMBER", "X_IMAGE", "Y_IMAGE", "XWIN_IMAGE", "YWIN_IMAGE", "FLUX_AUTO", "FLUXERR_AUTO"),
+    *("FLUX_APER", "FLUXERR_APER", "KRON_RADIUS", "A_IMAGE", "B_IMAGE", "FLAGS", "IMAFLAGS_ISO"),
+    *("CLASS_STAR", "FLUX_RADIUS", "ISOAREA_IMAGE"),
+]
 MAG_BINS = np.arange(15.0, 25.51, 0.5)
 SNR_BINS = ((5.0, 20.0), (20.0, 100.0), (100.0, 1000.0))
 FOUND_ARCSEC = 1.0
@@ -141,8 +145,9 @@ def truth_ccd(objects: dict, truth_row: dict, band: str, shape, scale: float) ->
     mag = objects[f"mag_{band}"][inside]
     flux = 10 ** (-0.4 * (mag - truth_row["zeropoint"])) * truth_row["exptime"]
     tree = cKDTree(np.column_stack([x, y]))
-    counts = np.array([len(n) for n in tree.query_ball_point(np.column_stack([x, y]),
-                                                             ISOLATION_ARCSEC / scale)])  # fmt: skip
+    counts = np.array(
+        [len(n) for n in tree.query_ball_point(np.column_stack([x, y]), ISOLATION_ARCSEC / scale)]
+    )
     star = objects["kind"][inside] == "star"
     return TruthCCD(x, y, mag, flux, star, counts == 1)
 
@@ -156,16 +161,32 @@ def run_sextractor(binary: str, work: Path, red, scale: float, sat: float, fwhm:
     (work / "p.param").write_text("\n".join(SEX_PARAMS) + "\n")
     cat = work / "sex.fits"
     args = {
-        "CATALOG_NAME": cat, "CATALOG_TYPE": "FITS_1.0", "PARAMETERS_NAME": work / "p.param",
-        "FILTER": "Y", "FILTER_NAME": SEX_SHARE / "default.conv",
-        "STARNNW_NAME": SEX_SHARE / "default.nnw", "DETECT_THRESH": 1.5, "ANALYSIS_THRESH": 1.5,
-        "DETECT_MINAREA": 5, "DEBLEND_NTHRESH": 32, "DEBLEND_MINCONT": 0.005,
-        "WEIGHT_TYPE": "MAP_WEIGHT", "WEIGHT_IMAGE": wgt, "FLAG_IMAGE": flg, "GAIN": 1.0,
-        "SATUR_LEVEL": sat, "PIXEL_SCALE": scale, "SEEING_FWHM": fwhm * scale,
-        "BACK_SIZE": 64, "BACK_FILTERSIZE": 3, "PHOT_AUTOPARAMS": "2.5,3.5",
-        "PHOT_APERTURES": 2 * 3.0 / scale, "CHECKIMAGE_TYPE": "NONE", "VERBOSE_TYPE": "QUIET",
+        "CATALOG_NAME": cat,
+        "CATALOG_TYPE": "FITS_1.0",
+        "PARAMETERS_NAME": work / "p.param",
+        "FILTER": "Y",
+        "FILTER_NAME": SEX_SHARE / "default.conv",
+        "STARNNW_NAME": SEX_SHARE / "default.nnw",
+        "DETECT_THRESH": 1.5,
+        "ANALYSIS_THRESH": 1.5,
+        "DETECT_MINAREA": 5,
+        "DEBLEND_NTHRESH": 32,
+        "DEBLEND_MINCONT": 0.005,
+        "WEIGHT_TYPE": "MAP_WEIGHT",
+        "WEIGHT_IMAGE": wgt,
+        "FLAG_IMAGE": flg,
+        "GAIN": 1.0,
+        "SATUR_LEVEL": sat,
+        "PIXEL_SCALE": scale,
+        "SEEING_FWHM": fwhm * scale,
+        "BACK_SIZE": 64,
+        "BACK_FILTERSIZE": 3,
+        "PHOT_AUTOPARAMS": "2.5,3.5",
+        "PHOT_APERTURES": 2 * 3.0 / scale,
+        "CHECKIMAGE_TYPE": "NONE",
+        "VERBOSE_TYPE": "QUIET",
         "NTHREADS": 1,
-    }  # fmt: skip
+    }
     cmd = [binary, str(img)] + [v for k, val in args.items() for v in (f"-{k}", str(val))]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=work)
@@ -174,10 +195,16 @@ def run_sextractor(binary: str, work: Path, red, scale: float, sat: float, fwhm:
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(t["FLUXERR_AUTO"] > 0, t["FLUX_AUTO"] / t["FLUXERR_AUTO"], 0.0)
     return ToolCCD(
-        np.asarray(t["XWIN_IMAGE"]) - 1, np.asarray(t["YWIN_IMAGE"]) - 1, np.asarray(snr),
+        np.asarray(t["XWIN_IMAGE"]) - 1,
+        np.asarray(t["YWIN_IMAGE"]) - 1,
+        np.asarray(snr),
         np.asarray(t["FLAGS"]) | (np.asarray(t["IMAFLAGS_ISO"]) != 0),
-        np.asarray(t["FLUX_AUTO"]), np.asarray(t["FLUXERR_AUTO"]), None, None, seconds,
-    )  # fmt: skip
+        np.asarray(t["FLUX_AUTO"]),
+        np.asarray(t["FLUXERR_AUTO"]),
+        None,
+        None,
+        seconds,
+    )
 
 
 def ours(red, scale: float, sat: float) -> ToolCCD:
@@ -185,17 +212,28 @@ def ours(red, scale: float, sat: float) -> ToolCCD:
     t0 = time.perf_counter()
     bkg = measure_background(red.science, mask=red.mask)
     extract_sources(
-        red.science, background=bkg, mask=red.mask, weight=red.weight,
-        weight_kind="background", pixel_scale=scale, saturation=sat,
+        red.science,
+        background=bkg,
+        mask=red.mask,
+        weight=red.weight,
+        weight_kind="background",
+        pixel_scale=scale,
+        saturation=sat,
         config=ExtractionConfig(threshold=1.5, aperture_radius_arcsec=3.0),
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - t0
     c = red.catalog
     return ToolCCD(
-        np.asarray(c["x"]), np.asarray(c["y"]), np.asarray(c["snr"]), np.asarray(c["flags"]),
-        np.asarray(c["flux_auto"]), np.asarray(c["flux_err_auto"]),
-        np.asarray(c["flux_psf"]), np.asarray(c["flux_err_psf"]), seconds,
-    )  # fmt: skip
+        np.asarray(c["x"]),
+        np.asarray(c["y"]),
+        np.asarray(c["snr"]),
+        np.asarray(c["flags"]),
+        np.asarray(c["flux_auto"]),
+        np.asarray(c["flux_err_auto"]),
+        np.asarray(c["flux_psf"]),
+        np.asarray(c["flux_err_psf"]),
+        seconds,
+    )
 
 
 def tally_ccd(tally: Tally, tool: ToolCCD, truth: TruthCCD, scale: float, label: str) -> None:
@@ -218,8 +256,10 @@ def tally_ccd(tally: Tally, tool: ToolCCD, truth: TruthCCD, scale: float, label:
     m = (dist <= FOUND_ARCSEC / scale) & (tool.flags == 0)
     jj = np.where(m, j, 0)
     good = m & truth.star[jj] & truth.isolated[jj]
-    for kind, flux, err in (("kron", tool.flux_auto, tool.err_auto),
-                            ("psf", tool.flux_psf, tool.err_psf)):  # fmt: skip
+    for kind, flux, err in (
+        ("kron", tool.flux_auto, tool.err_auto),
+        ("psf", tool.flux_psf, tool.err_psf),
+    ):
         if flux is None:
             continue
         ok = good & np.isfinite(flux) & (err > 0)
@@ -265,26 +305,41 @@ def print_report(tallies: dict[str, Tally], truths: list[TruthCCD], mpix: float)
     found = {k: np.concatenate(v.found) for k, v in tallies.items()}
     names = list(tallies)
     print("\ncompleteness per magnitude bin (stars | galaxies)")
-    print("  mag    " + "  ".join(f"{n:>9s}" for n in names) + " |" +
-          "  ".join(f"{n:>9s}" for n in names) + "    n*   ngal")  # fmt: skip
+    print(
+        "  mag    "
+        + "  ".join(f"{n:>9s}" for n in names)
+        + " |"
+        + "  ".join(f"{n:>9s}" for n in names)
+        + "    n*   ngal"
+    )
     for lo, hi in zip(MAG_BINS[:-1], MAG_BINS[1:], strict=True):
         s = (mag >= lo) & (mag < hi)
         st, ga = s & star, s & ~star
         row = [f"{found[n][st].mean():9.3f}" if st.any() else f"{'-':>9s}" for n in names]
         row2 = [f"{found[n][ga].mean():9.3f}" if ga.any() else f"{'-':>9s}" for n in names]
-        print(f"  {lo:4.1f}-{hi:4.1f} " + "  ".join(row) + " |" + "  ".join(row2)
-              + f" {st.sum():5d} {ga.sum():6d}")  # fmt: skip
+        print(
+            f"  {lo:4.1f}-{hi:4.1f} "
+            + "  ".join(row)
+            + " |"
+            + "  ".join(row2)
+            + f" {st.sum():5d} {ga.sum():6d}"
+        )
     for n in names:
-        print(f"{n:>11s}: m50 {m_limit(mag, found[n], 0.5):.2f}  m90 {m_limit(mag, found[n], 0.9):.2f}"
-              f" (all objects); stars m50 {m_limit(mag[star], found[n][star], 0.5):.2f}"
-              f" m90 {m_limit(mag[star], found[n][star], 0.9):.2f}")  # fmt: skip
+        print(
+            f"{n:>11s}: m50 {m_limit(mag, found[n], 0.5):.2f}"
+            f"  m90 {m_limit(mag, found[n], 0.9):.2f}"
+            f" (all objects); stars m50 {m_limit(mag[star], found[n][star], 0.5):.2f}"
+            f" m90 {m_limit(mag[star], found[n][star], 0.9):.2f}"
+        )
     if len(names) == 2:
         a, b = names
         bright = mag < 21.5
-        print(f"bright (mag < 21.5, {bright.sum()} objects): missed by {a} and found by {b}: "
-              f"{(bright & ~found[a] & found[b]).sum()}; missed by {b} and found by {a}: "
-              f"{(bright & ~found[b] & found[a]).sum()}; missed by both: "
-              f"{(bright & ~found[a] & ~found[b]).sum()}")  # fmt: skip
+        print(
+            f"bright (mag < 21.5, {bright.sum()} objects): missed by {a} and found by {b}: "
+            f"{(bright & ~found[a] & found[b]).sum()}; missed by {b} and found by {a}: "
+            f"{(bright & ~found[b] & found[a]).sum()}; missed by both: "
+            f"{(bright & ~found[a] & ~found[b]).sum()}"
+        )
     for n, t in tallies.items():
         f5 = t.false5[0] / max(t.false5[1], 1)
         f10 = t.false10[0] / max(t.false10[1], 1)
@@ -311,8 +366,10 @@ def print_report(tallies: dict[str, Tally], truths: list[TruthCCD], mpix: float)
     for n, t in tallies.items():
         off = np.concatenate(t.offsets)
         rms = float(np.sqrt(np.mean(np.sum(off**2, axis=1)))) if len(off) else np.nan
-        print(f"{n:>11s}: positional RMS (S/N > 100 isolated stars, n={len(off)}) {rms:.4f}\"; "
-              f"{mpix / t.seconds:.2f} Mpix/s ({t.seconds:.1f} s)")  # fmt: skip
+        print(
+            f'{n:>11s}: positional RMS (S/N > 100 isolated stars, n={len(off)}) {rms:.4f}"; '
+            f"{mpix / t.seconds:.2f} Mpix/s ({t.seconds:.1f} s)"
+        )
 
 
 def main() -> None:
@@ -325,8 +382,10 @@ def main() -> None:
     args = p.parse_args()
     binary = sextractor_binary()
     if binary is None:
-        print("SExtractor not found: install the Debian package with "
-              "`apt-get install source-extractor` (binary `source-extractor`); skipping.")  # fmt: skip
+        print(
+            "SExtractor not found: install the Debian package with "
+            "`apt-get install source-extractor` (binary `source-extractor`); skipping."
+        )
         return
     inst = load_instrument(args.instrument)
     cfg = SimulationConfig()
@@ -334,8 +393,15 @@ def main() -> None:
         cfg = cfg.model_copy(update={"seeing_range_arcsec": tuple(args.seeing)})
     with tempfile.TemporaryDirectory(prefix="surveydm-vs-sex-") as tmp:
         root = Path(tmp)
-        sim = simulate_night(inst, root / "buffer", seed=args.seed, n_science=args.science,
-                             n_bias=3, n_flats_per_tray=3, config=cfg)  # fmt: skip
+        sim = simulate_night(
+            inst,
+            root / "buffer",
+            seed=args.seed,
+            n_science=args.science,
+            n_bias=3,
+            n_flats_per_tray=3,
+            config=cfg,
+        )
         compare_night(sim, inst, binary, root, args.ccds)
 
 
@@ -344,8 +410,10 @@ def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
     table = pq.read_table(sim.truth_dir / "objects.parquet")
     objects = {k: np.asarray(v) for k, v in table.to_pydict().items()}
     objects["epoch"] = float((table.schema.metadata or {}).get(b"epoch", b"2016.0"))
-    rows = {(r["file"], r["ccd_num"]): r
-            for r in pq.read_table(sim.truth_dir / "exposures.parquet").to_pylist()}  # fmt: skip
+    rows = {
+        (r["file"], r["ccd_num"]): r
+        for r in pq.read_table(sim.truth_dir / "exposures.parquet").to_pylist()
+    }
     refcat = Table.read(sim.refcat)
     tallies = {"surveydm": Tally(), "SExtractor": Tally()}
     truths, mpix, scale = [], 0.0, inst.pixel_scale_arcsec
@@ -357,10 +425,17 @@ def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
             ref["mag"], ref["mag_error"] = ref[f"mag_{band.name}"], ref[f"magerr_{band.name}"]
             bias, flats = cal[ccd.num]
             red = reduce_ccd(
-                amps, ccd, band, exptime=header["EXPTIME"], airmass=header["AIRMASS"],
-                pixel_scale=scale, initial_wcs=ccd_wcs(inst, ccd.num, header["RA"], header["DEC"]),
-                reference=ref, bias=bias, flat=flats[header["FILTRAY"]],
-            )  # fmt: skip
+                amps,
+                ccd,
+                band,
+                exptime=header["EXPTIME"],
+                airmass=header["AIRMASS"],
+                pixel_scale=scale,
+                initial_wcs=ccd_wcs(inst, ccd.num, header["RA"], header["DEC"]),
+                reference=ref,
+                bias=bias,
+                flat=flats[header["FILTRAY"]],
+            )
             row = rows[(f.path.name, ccd.num)]
             truth = truth_ccd(objects, row, band.name, red.science.shape, scale)
             truths.append(truth)
@@ -371,9 +446,11 @@ def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
             sex = run_sextractor(binary, root, red, scale, sat, fwhm)
             tally_ccd(tallies["SExtractor"], sex, truth, scale, label)
             mpix += red.science.size / 1e6
-            print(f"{label:>14s}: FWHM {fwhm:.2f} px, ours {red.metrics.n_extracted} "
-                  f"SExtractor {len(sex.x)} detections, true objects {len(truth.x)}, "
-                  f"CR masked px {int((red.mask & 8 != 0).sum())}")  # fmt: skip
+            print(
+                f"{label:>14s}: FWHM {fwhm:.2f} px, ours {red.metrics.n_extracted} "
+                f"SExtractor {len(sex.x)} detections, true objects {len(truth.x)}, "
+                f"CR masked px {int((red.mask & 8 != 0).sum())}"
+            )
     print_report(tallies, truths, mpix)
 
 
