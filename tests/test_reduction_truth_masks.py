@@ -63,7 +63,7 @@ def reduced(tmp_path_factory):
 
 
 def test_truth_masks_are_written_per_ccd(reduced):
-    for red, truth, row, _, _ in reduced:
+    for _red, truth, row, _, _ in reduced:
         cr = (truth & TRUTH_COSMIC_RAY) != 0
         _, n_events = ndimage.label(cr, structure=np.ones((3, 3)))
         assert row["n_cosmic_rays"] > 5
