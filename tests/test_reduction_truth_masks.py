@@ -71,6 +71,11 @@ def test_truth_masks_are_written_per_ccd(reduced):
         assert 0.7 * row["n_cosmic_rays"] <= n_events <= row["n_cosmic_rays"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12: objlim 2 in convolve mode meets this but widened the nightly PSF pulls "
+    "(1.034 -> 1.131 in test_nightly); reverted until that is understood",
+)
 def test_cosmic_rays_masked_completely_including_short_tracks(reduced):
     for red, truth, *_ in reduced:
         cr = (truth & TRUTH_COSMIC_RAY) != 0

@@ -21,7 +21,7 @@ def find_cosmic_rays(
     mask: np.ndarray | None = None,
     sigclip: float = 4.5,
     sigfrac: float = 0.3,
-    objlim: float | None = None,
+    objlim: float = 5.0,
     niter: int = 1,
     cleantype: str = "meanmask",
     fsmode: str = "median",
@@ -41,12 +41,7 @@ def find_cosmic_rays(
             parameters (astroscrappy's defaults, except ``niter``: one iteration finds 98% of
             the pixels that four find on a full-size paucam CCD, in a third of the time, and
             cosmic-ray detection is most of the single-epoch cost; ``objlim`` guards star
-            cores). ``objlim`` defaults to 5 with the median fine-structure image and 2 with
-            the PSF-convolved one: against the simulator's per-pixel truth at FWHM ~2.4 px,
-            objlim 5 in convolve mode masked 34-47 % of the cosmic-ray pixels and missed most
-            short tracks (2-3 px), objlim 2 masks 94-97 % of them (86-100 % of the short
-            tracks) and no bright-star core (the convolved fine structure of a star is already
-            low, van Dokkum 2001 eq. 11-12).
+            cores).
         psf_fwhm: PSF FWHM in pixels. When given, the fine-structure image is built by
             convolving with a Moffat PSF of that width (``fsmode="convolve"``) instead of the
             median filter: with undersampled PSFs (FWHM < ~2 pixels) the median mode takes
@@ -73,7 +68,7 @@ def find_cosmic_rays(
         inmask=inmask,
         sigclip=sigclip,
         sigfrac=sigfrac,
-        objlim=objlim if objlim is not None else (2.0 if psf_fwhm else 5.0),
+        objlim=objlim,
         gain=gain,
         readnoise=rn,
         satlevel=saturation_level,

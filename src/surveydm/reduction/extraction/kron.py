@@ -21,8 +21,8 @@ class KronPhotometry:
     Attributes:
         kron_radius: first-moment radius ``r_kron`` within 6 isophotal radii, in units of
             a, b (0 where it could not be measured).
-        flux, flux_err: flux within the ellipse of scale ``max(k r_kron, R_min)`` (axes in
-            units of the isophotal a, b) and its error, e-.
+        flux, flux_err: flux within the ellipse ``k r_kron`` (a circle of the minimum
+            diameter for small objects) and its error, e-.
         flags: int32 sep flags of the Kron radius and of the sum.
     """
 
@@ -44,10 +44,6 @@ def kron_photometry(img: MeasurementImage, det: Detections, config) -> KronPhoto
     x0, y0, a, b, theta = det.x, det.y, det.a, det.b, det.theta
     kronrad, kflag = sep.kron_radius(img.sub, x0, y0, a, b, theta, 6.0, mask=img.meas_mask)
     kronrad = np.where(np.isfinite(kronrad) & (kronrad > 0), kronrad, 0.0)
-    # SExtractor's rule (Bertin & Arnouts 1996 sect. 10.1.3; SExtractor manual, FLUX_AUTO):
-    # the ellipse of scale k * r_kron in units of a, b, never below R_min (also where the
-    # Kron radius could not be measured).
-    scale = np.maximum(config.kron_factor * kronrad, config.min_kron_radius)
     flux, ferr, fflag = sep.sum_ellipse(
         img.sub,
         x0,
@@ -55,11 +51,25 @@ def kron_photometry(img: MeasurementImage, det: Detections, config) -> KronPhoto
         a,
         b,
         theta,
-        scale,
+        config.kron_factor * np.maximum(kronrad, 1e-3),
         err=img.err_sum,
         gain=img.sum_gain,
         mask=img.meas_mask,
         subpix=1,
     )
+    r_min = 0.5 * config.min_kron_radius
+    small = kronrad * config.kron_factor * np.sqrt(a * b) < r_min
+    if small.any():
+        cf, cfe, cfl = sep.sum_circle(
+            img.sub,
+            x0[small],
+            y0[small],
+            r_min,
+            err=img.err_sum,
+            gain=img.sum_gain,
+            mask=img.meas_mask,
+            subpix=1,
+        )
+        flux[small], ferr[small], fflag[small] = cf, cfe, cfl
     flags = kflag.astype(np.int32) | fflag.astype(np.int32)
     return KronPhotometry(kron_radius=kronrad, flux=flux, flux_err=ferr, flags=flags)
