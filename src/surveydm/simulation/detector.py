@@ -232,12 +232,15 @@ def add_cosmic_rays(
     exposure_s: float,
     pixel_size_um: float,
     config: SimulationConfig,
+    hits: np.ndarray | None = None,
 ) -> int:
     """Add cosmic-ray tracks (electrons) in place; returns their number.
 
     Rate ``config.cosmic_ray_rate_cm2_s`` per cm^2 of silicon; zenith angles follow cos^2
     (muons), the projected track length is thickness * tan(theta) and the charge
     ``cosmic_ray_charge_e_um`` per um of path with 30 % lognormal fluctuations along the track.
+    ``hits``, a (ny, nx) bool array, gets True on every pixel a track deposits charge in (the
+    per-pixel truth mask; the random draws are the same with or without it).
     """
     ny, nx = image.shape
     area_cm2 = ny * nx * (pixel_size_um * 1e-4) ** 2
@@ -264,7 +267,49 @@ def add_cosmic_rays(
     q = charge[idx] / steps[idx] * rng.lognormal(0, 0.3, idx.size)
     ok = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
     np.add.at(image, (ys[ok], xs[ok]), q[ok].astype(image.dtype))
+    if hits is not None:
+        hits[ys[ok], xs[ok]] = True
     return n
+
+
+#: Codes of the per-pixel truth masks (``truth_masks.parquet``).
+TRUTH_COSMIC_RAY = 1
+TRUTH_SATURATED = 2
+
+
+def truth_mask_rows(
+    file: str, ccd_num: int, cosmic_rays: np.ndarray, saturated: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Sparse rows of one CCD's truth mask: ``file, ccd_num, y, x, code`` arrays, one row per
+    pixel hit by a cosmic ray (code 1) or at full well after bleeding (code 2)."""
+    parts = [
+        (np.nonzero(m), code)
+        for m, code in ((cosmic_rays, TRUTH_COSMIC_RAY), (saturated, TRUTH_SATURATED))
+    ]
+    y = np.concatenate([p[0][0] for p in parts]).astype(np.int32)
+    x = np.concatenate([p[0][1] for p in parts]).astype(np.int32)
+    code = np.concatenate([np.full(len(p[0]), c, np.int8) for p, c in parts])
+    return {
+        "file": np.full(len(y), file),
+        "ccd_num": np.full(len(y), ccd_num, np.int32),
+        "y": y,
+        "x": x,
+        "code": code,
+    }
+
+
+def truth_mask(table, file: str, ccd_num: int, shape: tuple[int, int]) -> np.ndarray:
+    """(ny, nx) uint8 truth mask of one CCD (OR of the codes) from the rows of
+    ``truth_masks.parquet`` (an astropy Table or a dict of arrays)."""
+    f = np.asarray(table["file"])
+    sel = (f == file) & (np.asarray(table["ccd_num"]) == ccd_num)
+    out = np.zeros(shape, np.uint8)
+    np.bitwise_or.at(
+        out,
+        (np.asarray(table["y"])[sel], np.asarray(table["x"])[sel]),
+        np.asarray(table["code"])[sel].astype(np.uint8),
+    )
+    return out
 
 
 def bleed(image: np.ndarray, full_well: float) -> int:

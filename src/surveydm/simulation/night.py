@@ -32,6 +32,7 @@ from surveydm.simulation.detector import (
     add_cosmic_rays,
     bleed,
     electrons_to_raw,
+    truth_mask_rows,
 )
 from surveydm.simulation.headers import primary_header
 from surveydm.simulation.layout import ccd_hdus, ccd_header, ccd_pixels
@@ -140,6 +141,7 @@ class _NightSimulator:
         self.pix_area = instrument.pixel_scale_arcsec**2
         self.field_radius = field_radius_deg(instrument)
         self.truth_rows: list[dict] = []
+        self.mask_rows: list[dict] = []
 
     def _psf_fwhm(self, e: Exposure, ccd, flt, x=None, y=None):
         """PSF FWHM (arcsec): seeing x airmass^0.6 x (lambda/500 nm)^-0.2 with a mild
@@ -323,15 +325,20 @@ class _NightSimulator:
                 electrons = noisy
             else:
                 electrons = expected
+            hits = np.zeros(electrons.shape, bool) if sky is not None else None
             n_cr = add_cosmic_rays(
                 electrons,
                 rng,
                 e.exptime + self.cfg.readout_time_s,
                 self.inst.pixel_size_um,
                 self.cfg,
+                hits,
             )
             full_well = self.detector.full_well_e(ccd)
             n_sat = bleed(electrons, full_well)
+            if hits is not None:  # per-pixel truth of on-sky exposures
+                sat = electrons >= np.float32(full_well * (1 - 1e-6))
+                self.mask_rows.append(truth_mask_rows(filename, ccd.num, hits, sat))
             offsets = {a.num: float(rng.normal(0, self.cfg.bias_drift_adu)) for a in ccd.amplifiers}
             raws = electrons_to_raw(ccd, electrons, self.detector, rng, offsets, full_well)
             row["n_cosmic_rays"] = n_cr
@@ -553,6 +560,14 @@ def _write_truth(
         old = old[~np.isin(np.asarray(old["file"]), np.asarray(table["file"]))]
         table = vstack([old, table]) if len(old) else table
     write_parquet(table, exposures_path)
+    if sim.mask_rows:
+        masks = Table({k: np.concatenate([r[k] for r in sim.mask_rows]) for k in sim.mask_rows[0]})
+        masks_path = truth / "truth_masks.parquet"
+        if masks_path.exists():
+            old = read_parquet(masks_path)
+            old = old[~np.isin(np.asarray(old["file"]), np.asarray(masks["file"]))]
+            masks = vstack([old, masks]) if len(old) else masks
+        write_parquet(masks, masks_path)
     refcat_path = truth / "refcat.fits"
     write_refcat(refcat_table(sky_model, inst, cfg), refcat_path)
     return objects_path, exposures_path, refcat_path

@@ -1,0 +1,458 @@
+"""surveydm's single-epoch catalogs against SExtractor's on the same reduced images (issue 12).
+
+Simulates a night, builds the master bias and flat, reduces every science CCD with
+``reduce_ccd`` (detrending, masks, cosmic rays, weight, extraction, astrometry, zero-point),
+then runs SExtractor on the same reduced image, weight map and mask with the same detection
+settings (DETECT_THRESH 1.5, DETECT_MINAREA 5, the 3x3 ``default.conv`` filter, 32 deblending
+levels at contrast 0.005, BACK_SIZE 64, PHOT_AUTOPARAMS 2.5, 3.5, MAP_WEIGHT, FLAG_IMAGE) and
+prints both against the simulator's truth: completeness per magnitude bin (stars, galaxies),
+m50/m90, bright objects found by one tool only, false detections, flux ratio and pull width per
+S/N bin (PSF and Kron fluxes), per-CCD PSF-flux bias, positional RMS and Mpix/s.
+
+SExtractor is the Debian package ``source-extractor`` (``apt-get install source-extractor``,
+binary ``source-extractor``; ``sex`` on other systems). Without it the script says so and
+exits 0.
+
+    python benchmarks/compare_sextractor.py                       # paucam-mini, 2 exposures
+    python benchmarks/compare_sextractor.py --instrument t80cam-mini --seeing 2.2 2.5 \\
+        --science 2                                                # ~2 px FWHM
+
+Definitions: a detection is *false* when no true object (star or galaxy, any magnitude) lies
+within 1.5"; a true object is *found* when a detection lies within 1" of it. Flux ratios are
+medians of measured / true flux of isolated (no other true object within 3"), unflagged stars;
+pull widths are 1.4826 MAD of ``(flux - r * true) / error`` with ``r`` the bin's median ratio
+(the width measures the errors; the ratio the bias, e.g. the light outside a Kron aperture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy.spatial import cKDTree
+
+from surveydm.instruments import load_instrument
+from surveydm.instruments.geometry import ccd_wcs
+from surveydm.pipelines.fitsio import read_raw_ccd
+from surveydm.reduction.assemble import assemble_ccd
+from surveydm.reduction.calibration_frames import master_bias, master_flat
+from surveydm.reduction.extraction import ExtractionConfig, extract_sources, measure_background
+from surveydm.reduction.single_epoch import reduce_ccd
+from surveydm.simulation import simulate_night
+from surveydm.simulation.config import SimulationConfig
+
+SEX_SHARE = Path("/usr/share/source-extractor")
+SEX_PARAMS = [
+    *("NUMBER", "X_IMAGE", "Y_IMAGE", "XWIN_IMAGE", "YWIN_IMAGE", "FLUX_AUTO", "FLUXERR_AUTO"),
+    *("FLUX_APER", "FLUXERR_APER", "KRON_RADIUS", "A_IMAGE", "B_IMAGE", "FLAGS", "IMAFLAGS_ISO"),
+    *("CLASS_STAR", "FLUX_RADIUS", "ISOAREA_IMAGE"),
+]
+MAG_BINS = np.arange(15.0, 25.51, 0.5)
+SNR_BINS = ((5.0, 20.0), (20.0, 100.0), (100.0, 1000.0))
+FOUND_ARCSEC = 1.0
+FALSE_ARCSEC = 1.5
+ISOLATION_ARCSEC = 3.0
+
+
+def sextractor_binary() -> str | None:
+    """Path of the SExtractor executable, or None."""
+    return shutil.which("source-extractor") or shutil.which("sex")
+
+
+@dataclass
+class ToolCCD:
+    """One tool's detections on one CCD, reduced to what the figures need."""
+
+    x: np.ndarray
+    y: np.ndarray
+    snr: np.ndarray
+    flags: np.ndarray
+    flux_auto: np.ndarray
+    err_auto: np.ndarray
+    flux_psf: np.ndarray | None
+    err_psf: np.ndarray | None
+    seconds: float
+
+
+@dataclass
+class TruthCCD:
+    """True objects on one CCD in its pixel frame."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mag: np.ndarray
+    flux: np.ndarray
+    star: np.ndarray
+    isolated: np.ndarray
+
+
+@dataclass
+class Tally:
+    """Per-tool accumulators over the night."""
+
+    found: list[np.ndarray] = field(default_factory=list)  # per truth object
+    false5: list[int] = field(default_factory=lambda: [0, 0])  # false, all (S/N >= 5)
+    false10: list[int] = field(default_factory=lambda: [0, 0])
+    ratio: dict[str, list[np.ndarray]] = field(default_factory=dict)  # kind -> [ratio, pull*, snr]
+    offsets: list[np.ndarray] = field(default_factory=list)
+    psf_bias: list[tuple[str, float, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def masters(sim, inst) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(master bias, {tray: master flat}) per CCD from the night's raw calibrations."""
+    out = {}
+    biases = [f.path for f in sim.files if f.kind == "bias"]
+    flats: dict[str, list[Path]] = {}
+    for f in sim.files:
+        if f.kind == "flat":
+            tray = fits.getheader(f.path)["FILTRAY"]
+            flats.setdefault(tray, []).append(f.path)
+    for ccd in inst.ccds:
+        mb = master_bias(
+            [assemble_ccd(read_raw_ccd(p, inst, ccd.num)[1], ccd).image for p in biases]
+        )
+        mf = {
+            tray: master_flat(
+                [assemble_ccd(read_raw_ccd(p, inst, ccd.num)[1], ccd).image - mb.image for p in ps]
+            ).image
+            for tray, ps in flats.items()
+        }
+        out[ccd.num] = (mb.image, mf)
+    return out
+
+
+def truth_ccd(objects: dict, truth_row: dict, band: str, shape, scale: float) -> TruthCCD:
+    """True objects inside the CCD (true WCS of the exposure), fluxes in e-."""
+    wcs = WCS(fits.Header.fromstring(truth_row["wcs_header"], sep="\n"))
+    years = 2000.0 + (truth_row["mjd"] - 51544.5) / 365.25 - objects["epoch"]
+    dec = objects["dec"] + np.nan_to_num(objects["pmdec"]) * years / 3.6e6
+    ra = objects["ra"] + np.nan_to_num(objects["pmra"]) * years / 3.6e6 / np.cos(np.radians(dec))
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    ny, nx = shape
+    inside = (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+    x, y = x[inside], y[inside]
+    mag = objects[f"mag_{band}"][inside]
+    flux = 10 ** (-0.4 * (mag - truth_row["zeropoint"])) * truth_row["exptime"]
+    tree = cKDTree(np.column_stack([x, y]))
+    counts = np.array(
+        [len(n) for n in tree.query_ball_point(np.column_stack([x, y]), ISOLATION_ARCSEC / scale)]
+    )
+    star = objects["kind"][inside] == "star"
+    return TruthCCD(x, y, mag, flux, star, counts == 1)
+
+
+def run_sextractor(binary: str, work: Path, red, scale: float, sat: float, fwhm: float) -> ToolCCD:
+    """SExtractor on the reduced image with the pipeline's weight and mask."""
+    img, wgt, flg = work / "sci.fits", work / "wgt.fits", work / "flg.fits"
+    fits.writeto(img, red.science.astype(np.float32), overwrite=True)
+    fits.writeto(wgt, red.weight.astype(np.float32), overwrite=True)
+    fits.writeto(flg, red.mask.astype(np.int32), overwrite=True)
+    (work / "p.param").write_text("\n".join(SEX_PARAMS) + "\n")
+    cat = work / "sex.fits"
+    args = {
+        "CATALOG_NAME": cat,
+        "CATALOG_TYPE": "FITS_1.0",
+        "PARAMETERS_NAME": work / "p.param",
+        "FILTER": "Y",
+        "FILTER_NAME": SEX_SHARE / "default.conv",
+        "STARNNW_NAME": SEX_SHARE / "default.nnw",
+        "DETECT_THRESH": 1.5,
+        "ANALYSIS_THRESH": 1.5,
+        "DETECT_MINAREA": 5,
+        "DEBLEND_NTHRESH": 32,
+        "DEBLEND_MINCONT": 0.005,
+        "WEIGHT_TYPE": "MAP_WEIGHT",
+        "WEIGHT_IMAGE": wgt,
+        "FLAG_IMAGE": flg,
+        "GAIN": 1.0,
+        "SATUR_LEVEL": sat,
+        "PIXEL_SCALE": scale,
+        "SEEING_FWHM": fwhm * scale,
+        "BACK_SIZE": 64,
+        "BACK_FILTERSIZE": 3,
+        "PHOT_AUTOPARAMS": "2.5,3.5",
+        "PHOT_APERTURES": 2 * 3.0 / scale,
+        "CHECKIMAGE_TYPE": "NONE",
+        "VERBOSE_TYPE": "QUIET",
+        "NTHREADS": 1,
+    }
+    cmd = [binary, str(img)] + [v for k, val in args.items() for v in (f"-{k}", str(val))]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=work)
+    seconds = time.perf_counter() - t0
+    t = Table.read(cat, hdu=2 if len(fits.open(cat)) > 2 else 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(t["FLUXERR_AUTO"] > 0, t["FLUX_AUTO"] / t["FLUXERR_AUTO"], 0.0)
+    return ToolCCD(
+        np.asarray(t["XWIN_IMAGE"]) - 1,
+        np.asarray(t["YWIN_IMAGE"]) - 1,
+        np.asarray(snr),
+        np.asarray(t["FLAGS"]) | (np.asarray(t["IMAFLAGS_ISO"]) != 0),
+        np.asarray(t["FLUX_AUTO"]),
+        np.asarray(t["FLUXERR_AUTO"]),
+        None,
+        None,
+        seconds,
+    )
+
+
+def ours(red, scale: float, sat: float) -> ToolCCD:
+    """Our catalog of the reduction, timed by re-running background + extraction alone."""
+    t0 = time.perf_counter()
+    bkg = measure_background(red.science, mask=red.mask)
+    extract_sources(
+        red.science,
+        background=bkg,
+        mask=red.mask,
+        weight=red.weight,
+        weight_kind="background",
+        pixel_scale=scale,
+        saturation=sat,
+        config=ExtractionConfig(threshold=1.5, aperture_radius_arcsec=3.0),
+    )
+    seconds = time.perf_counter() - t0
+    c = red.catalog
+    return ToolCCD(
+        np.asarray(c["x"]),
+        np.asarray(c["y"]),
+        np.asarray(c["snr"]),
+        np.asarray(c["flags"]),
+        np.asarray(c["flux_auto"]),
+        np.asarray(c["flux_err_auto"]),
+        np.asarray(c["flux_psf"]),
+        np.asarray(c["flux_err_psf"]),
+        seconds,
+    )
+
+
+def tally_ccd(tally: Tally, tool: ToolCCD, truth: TruthCCD, scale: float, label: str) -> None:
+    """Add one CCD's figures of one tool to ``tally``."""
+    tally.seconds += tool.seconds
+    det_xy = np.column_stack([tool.x, tool.y])
+    t_tree = cKDTree(np.column_stack([truth.x, truth.y]))
+    dist, j = t_tree.query(det_xy, distance_upper_bound=FALSE_ARCSEC / scale)
+    false = ~np.isfinite(dist)
+    for lim, acc in ((5, tally.false5), (10, tally.false10)):
+        sel = tool.snr >= lim
+        acc[0] += int((false & sel).sum())
+        acc[1] += int(sel.sum())
+    found = np.zeros(len(truth.x), bool)
+    if len(det_xy):
+        d2, _ = cKDTree(det_xy).query(np.column_stack([truth.x, truth.y]))
+        found = d2 <= FOUND_ARCSEC / scale
+    tally.found.append(found)
+    # nearest-truth match for fluxes and positions
+    m = (dist <= FOUND_ARCSEC / scale) & (tool.flags == 0)
+    jj = np.where(m, j, 0)
+    good = m & truth.star[jj] & truth.isolated[jj]
+    for kind, flux, err in (
+        ("kron", tool.flux_auto, tool.err_auto),
+        ("psf", tool.flux_psf, tool.err_psf),
+    ):
+        if flux is None:
+            continue
+        ok = good & np.isfinite(flux) & (err > 0)
+        tf = truth.flux[j[ok]]
+        tally.ratio.setdefault(kind, []).append(
+            np.column_stack([flux[ok] / tf, (flux[ok] - tf) / err[ok], tf / err[ok], tool.snr[ok]])
+        )
+        if kind == "psf":
+            sel = ok & (flux / np.where(err > 0, err, 1) >= 20)
+            r = flux[sel] / truth.flux[j[sel]]
+            tally.psf_bias.append((label, float(np.median(r) - 1) if len(r) else np.nan, len(r)))
+    bright = good & (tool.snr > 100)
+    off = det_xy[bright] - np.column_stack([truth.x[j[bright]], truth.y[j[bright]]])
+    tally.offsets.append(off * scale)
+
+
+def m_limit(mag: np.ndarray, found: np.ndarray, level: float) -> float:
+    """Faintest bin centre (0.25-mag bins from 16) before completeness drops below ``level``,
+    linearly interpolated."""
+    edges = np.arange(16.0, 26.01, 0.25)
+    centres, comp = [], []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        s = (mag >= lo) & (mag < hi)
+        if s.sum() >= 5:
+            centres.append((lo + hi) / 2)
+            comp.append(found[s].mean())
+    comp = np.asarray(comp)
+    below = np.flatnonzero(comp < level)
+    if not len(below) or below[0] == 0:
+        return float("nan")
+    i = below[0]
+    c0, c1, m0, m1 = comp[i - 1], comp[i], centres[i - 1], centres[i]
+    return float(m0 + (c0 - level) / (c0 - c1) * (m1 - m0))
+
+
+def robust_width(v: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(v - np.median(v)))) if len(v) >= 5 else float("nan")
+
+
+def print_report(tallies: dict[str, Tally], truths: list[TruthCCD], mpix: float) -> None:
+    mag = np.concatenate([t.mag for t in truths])
+    star = np.concatenate([t.star for t in truths])
+    found = {k: np.concatenate(v.found) for k, v in tallies.items()}
+    names = list(tallies)
+    print("\ncompleteness per magnitude bin (stars | galaxies)")
+    print(
+        "  mag    "
+        + "  ".join(f"{n:>9s}" for n in names)
+        + " |"
+        + "  ".join(f"{n:>9s}" for n in names)
+        + "    n*   ngal"
+    )
+    for lo, hi in zip(MAG_BINS[:-1], MAG_BINS[1:], strict=True):
+        s = (mag >= lo) & (mag < hi)
+        st, ga = s & star, s & ~star
+        row = [f"{found[n][st].mean():9.3f}" if st.any() else f"{'-':>9s}" for n in names]
+        row2 = [f"{found[n][ga].mean():9.3f}" if ga.any() else f"{'-':>9s}" for n in names]
+        print(
+            f"  {lo:4.1f}-{hi:4.1f} "
+            + "  ".join(row)
+            + " |"
+            + "  ".join(row2)
+            + f" {st.sum():5d} {ga.sum():6d}"
+        )
+    for n in names:
+        print(
+            f"{n:>11s}: m50 {m_limit(mag, found[n], 0.5):.2f}"
+            f"  m90 {m_limit(mag, found[n], 0.9):.2f}"
+            f" (all objects); stars m50 {m_limit(mag[star], found[n][star], 0.5):.2f}"
+            f" m90 {m_limit(mag[star], found[n][star], 0.9):.2f}"
+        )
+    if len(names) == 2:
+        a, b = names
+        bright = mag < 21.5
+        print(
+            f"bright (mag < 21.5, {bright.sum()} objects): missed by {a} and found by {b}: "
+            f"{(bright & ~found[a] & found[b]).sum()}; missed by {b} and found by {a}: "
+            f"{(bright & ~found[b] & found[a]).sum()}; missed by both: "
+            f"{(bright & ~found[a] & ~found[b]).sum()}"
+        )
+    for n, t in tallies.items():
+        f5 = t.false5[0] / max(t.false5[1], 1)
+        f10 = t.false10[0] / max(t.false10[1], 1)
+        print(
+            f"{n:>11s}: false detections S/N>=5 {t.false5[0]}/{t.false5[1]} = {f5:.4f}; "
+            f"S/N>=10 {t.false10[0]}/{t.false10[1]} = {f10:.4f}"
+        )
+    print("\nflux / truth (median) and pull width by S/N bin, isolated unflagged stars")
+    for n, t in tallies.items():
+        for kind, parts in t.ratio.items():
+            arr = np.concatenate(parts)
+            cells = []
+            for lo, hi in SNR_BINS:
+                s = (arr[:, 2] >= lo) & (arr[:, 2] < hi)
+                r = np.median(arr[s, 0]) if s.sum() else np.nan
+                pull = (arr[s, 0] - r) * arr[s, 2]  # (flux - r true)/err = (ratio - r) * true/err
+                cells.append(f"{lo:.0f}-{hi:.0f}: {r:.4f} / {robust_width(pull):.2f} (n={s.sum()})")
+            print(f"  {n:>10s} {kind:4s} " + "; ".join(cells))
+    for n, t in tallies.items():
+        if t.psf_bias:
+            vals = ", ".join(f"{lab} {b * 100:+.2f}%" for lab, b, _ in t.psf_bias)
+            worst = np.nanmax(np.abs([b for _, b, _ in t.psf_bias]))
+            print(f"\n{n}: PSF-flux bias per CCD (S/N >= 20), worst {worst * 100:.2f}%: {vals}")
+    for n, t in tallies.items():
+        off = np.concatenate(t.offsets)
+        rms = float(np.sqrt(np.mean(np.sum(off**2, axis=1)))) if len(off) else np.nan
+        print(
+            f'{n:>11s}: positional RMS (S/N > 100 isolated stars, n={len(off)}) {rms:.4f}"; '
+            f"{mpix / t.seconds:.2f} Mpix/s ({t.seconds:.1f} s)"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--instrument", default="paucam-mini")
+    p.add_argument("--science", type=int, default=2)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeing", type=float, nargs=2, default=None, help="arcsec range")
+    p.add_argument("--ccds", type=int, default=0, help="at most this many CCDs per exposure")
+    args = p.parse_args()
+    binary = sextractor_binary()
+    if binary is None:
+        print(
+            "SExtractor not found: install the Debian package with "
+            "`apt-get install source-extractor` (binary `source-extractor`); skipping."
+        )
+        return
+    inst = load_instrument(args.instrument)
+    cfg = SimulationConfig()
+    if args.seeing:
+        cfg = cfg.model_copy(update={"seeing_range_arcsec": tuple(args.seeing)})
+    with tempfile.TemporaryDirectory(prefix="surveydm-vs-sex-") as tmp:
+        root = Path(tmp)
+        sim = simulate_night(
+            inst,
+            root / "buffer",
+            seed=args.seed,
+            n_science=args.science,
+            n_bias=3,
+            n_flats_per_tray=3,
+            config=cfg,
+        )
+        compare_night(sim, inst, binary, root, args.ccds)
+
+
+def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
+    cal = masters(sim, inst)
+    table = pq.read_table(sim.truth_dir / "objects.parquet")
+    objects = {k: np.asarray(v) for k, v in table.to_pydict().items()}
+    objects["epoch"] = float((table.schema.metadata or {}).get(b"epoch", b"2016.0"))
+    rows = {
+        (r["file"], r["ccd_num"]): r
+        for r in pq.read_table(sim.truth_dir / "exposures.parquet").to_pylist()
+    }
+    refcat = Table.read(sim.refcat)
+    tallies = {"surveydm": Tally(), "SExtractor": Tally()}
+    truths, mpix, scale = [], 0.0, inst.pixel_scale_arcsec
+    for f in [f for f in sim.files if f.kind == "science"]:
+        for ccd in inst.ccds[: max_ccds or None]:
+            header, amps = read_raw_ccd(f.path, inst, ccd.num)
+            band = inst.filter(inst.tray(header["FILTRAY"]).filters[ccd.num])
+            ref = refcat.copy()
+            ref["mag"], ref["mag_error"] = ref[f"mag_{band.name}"], ref[f"magerr_{band.name}"]
+            bias, flats = cal[ccd.num]
+            red = reduce_ccd(
+                amps,
+                ccd,
+                band,
+                exptime=header["EXPTIME"],
+                airmass=header["AIRMASS"],
+                pixel_scale=scale,
+                initial_wcs=ccd_wcs(inst, ccd.num, header["RA"], header["DEC"]),
+                reference=ref,
+                bias=bias,
+                flat=flats[header["FILTRAY"]],
+            )
+            row = rows[(f.path.name, ccd.num)]
+            truth = truth_ccd(objects, row, band.name, red.science.shape, scale)
+            truths.append(truth)
+            sat = 0.9 * min((a.saturation - a.bias_level) * a.gain for a in ccd.amplifiers)
+            fwhm = (red.metrics.psf_fwhm or 1.0) / scale
+            label = f"{f.expnum}/{ccd.num}:{band.name}"
+            tally_ccd(tallies["surveydm"], ours(red, scale, sat), truth, scale, label)
+            sex = run_sextractor(binary, root, red, scale, sat, fwhm)
+            tally_ccd(tallies["SExtractor"], sex, truth, scale, label)
+            mpix += red.science.size / 1e6
+            print(
+                f"{label:>14s}: FWHM {fwhm:.2f} px, ours {red.metrics.n_extracted} "
+                f"SExtractor {len(sex.x)} detections, true objects {len(truth.x)}, "
+                f"CR masked px {int((red.mask & 8 != 0).sum())}"
+            )
+    print_report(tallies, truths, mpix)
+
+
+if __name__ == "__main__":
+    main()
