@@ -45,7 +45,7 @@ from surveydm.simulation.plan import (
 )
 from surveydm.simulation.render import render_galaxies, render_stars
 from surveydm.simulation.sky import SkyModel, make_sky, refcat_table, write_refcat
-from surveydm.simulation.truth import read_parquet, write_parquet
+from surveydm.simulation.truth import exposures_table, read_parquet, write_parquet
 
 KINDS = ("bias", "flat", "science", "test", "focus")
 _OBSSET_RE = re.compile(r"^(\d{8})_(\d{3})$")
@@ -356,28 +356,6 @@ class _NightSimulator:
         return fits.HDUList([primary, *hdus])
 
 
-_TRUTH_COLUMNS = [
-    "obs_set", "file", "expnum", "kind", "ccd_num", "filter", "tray", "mjd", "exptime",
-    "airmass", "seeing_arcsec", "fwhm_pix", "psf_beta", "transparency", "sky", "zeropoint",
-    "median_response", "ra_true", "dec_true", "rotation_deg", "ra_header", "dec_header",
-    "pointing_error_ra_arcsec", "pointing_error_dec_arcsec", "n_stars", "n_galaxies",
-    "n_cosmic_rays", "n_saturated", "bias_offsets_adu", "wcs_header",
-]  # fmt: skip
-
-
-def _truth_table(rows: list[dict]) -> Table:
-    cols = {}
-    for name in _TRUTH_COLUMNS:
-        vals = [r.get(name) for r in rows]
-        if name in ("obs_set", "file", "kind", "filter", "tray", "bias_offsets_adu", "wcs_header"):
-            cols[name] = np.array([v if v is not None else "" for v in vals], dtype=str)
-        elif name in ("expnum", "ccd_num", "n_stars", "n_galaxies", "n_cosmic_rays", "n_saturated"):
-            cols[name] = np.array([v if v is not None else -1 for v in vals], dtype=np.int64)
-        else:
-            cols[name] = np.array([v if v is not None else np.nan for v in vals], dtype=float)
-    return Table(cols)
-
-
 def simulate_night(
     instrument: Instrument | str,
     out_dir: Path,
@@ -554,7 +532,7 @@ def _write_truth(
     objects_path = truth / "objects.parquet"
     write_parquet(sky_model.to_table(), objects_path)
     exposures_path = truth / "exposures.parquet"
-    table = _truth_table(sim.truth_rows)
+    table = exposures_table(sim.truth_rows)
     if exposures_path.exists():
         old = read_parquet(exposures_path)
         old = old[~np.isin(np.asarray(old["file"]), np.asarray(table["file"]))]

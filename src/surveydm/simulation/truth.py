@@ -62,3 +62,27 @@ def read_refcat(path: Path) -> Table:
     if not path.is_file():
         raise FileNotFoundError(f"no reference catalog {path}")
     return Table.read(path, hdu="REFCAT")
+
+
+_TRUTH_COLUMNS = [
+    "obs_set", "file", "expnum", "kind", "ccd_num", "filter", "tray", "mjd", "exptime",
+    "airmass", "seeing_arcsec", "fwhm_pix", "psf_beta", "transparency", "sky", "zeropoint",
+    "median_response", "ra_true", "dec_true", "rotation_deg", "ra_header", "dec_header",
+    "pointing_error_ra_arcsec", "pointing_error_dec_arcsec", "n_stars", "n_galaxies",
+    "n_cosmic_rays", "n_saturated", "bias_offsets_adu", "wcs_header",
+]  # fmt: skip
+
+
+def exposures_table(rows: list[dict]) -> Table:
+    """The ``exposures.parquet`` table of truth rows, one per exposure and CCD (missing
+    values: empty string, -1 or NaN by column type; docs/simulate.md)."""
+    cols = {}
+    for name in _TRUTH_COLUMNS:
+        vals = [r.get(name) for r in rows]
+        if name in ("obs_set", "file", "kind", "filter", "tray", "bias_offsets_adu", "wcs_header"):
+            cols[name] = np.array([v if v is not None else "" for v in vals], dtype=str)
+        elif name in ("expnum", "ccd_num", "n_stars", "n_galaxies", "n_cosmic_rays", "n_saturated"):
+            cols[name] = np.array([v if v is not None else -1 for v in vals], dtype=np.int64)
+        else:
+            cols[name] = np.array([v if v is not None else np.nan for v in vals], dtype=float)
+    return Table(cols)
