@@ -8,8 +8,8 @@ import pytest
 from surveydm.orchestration import QualityFailure
 from surveydm.orchestration.qc import QCResult
 from surveydm.orchestration.tasks import TASKS
+from surveydm.pipelines.base.connections import Output, require_calibrations
 from surveydm.pipelines.nightly import QC_LIMITS, SingleEpochCCD
-from surveydm.pipelines.nightly.connections import Output, require_calibrations
 from surveydm.pipelines.nightly.qc import bias_checks, ccd_checks, mosaic_checks
 from surveydm.reduction.single_epoch import CCDMetrics, SingleEpochConfig
 

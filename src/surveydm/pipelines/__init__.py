@@ -7,6 +7,7 @@
 * :mod:`~surveydm.pipelines.register` -- archived raw file -> ``mosaic`` + ``image`` rows.
 * :mod:`~surveydm.pipelines.raw_exposure` -- headers and quick statistics of a raw exposure.
 * :mod:`~surveydm.pipelines.ingest` -- transfer + register with a per-obs-set summary.
+* :mod:`~surveydm.pipelines.base` -- the task shape: connections and the one recording helper.
 * :mod:`~surveydm.pipelines.nightly` -- the job-system tasks: register, nightly, master bias,
   flats and fringe frames, single epoch per mosaic and per CCD, in the task shape
   (docs/architecture.md, docs/nightly.md); their science is :mod:`surveydm.reduction`.

@@ -12,10 +12,10 @@ Per observation set::
 
 Every task that makes products has the same shape (Rubin ``pipe_base``'s ``PipelineTask``):
 it declares its inputs, calibrations and outputs by product type and data ID
-(:mod:`~surveydm.pipelines.nightly.connections`); its science is a pure function of
+(:mod:`~surveydm.pipelines.base.connections`); its science is a pure function of
 :mod:`surveydm.reduction` (arrays in, typed dataclass out); its I/O step reads through the
 registry and records product files, lineage and QC through one helper
-(:func:`~surveydm.pipelines.nightly.recording.publish`) in the transaction that marks the job
+(:func:`~surveydm.pipelines.base.recording.publish`) in the transaction that marks the job
 done, so a re-run never duplicates them.
 
 Modules: ``connections`` (declarations and registry look-ups), ``recording`` (the shared

@@ -15,9 +15,9 @@ from astropy.table import Table
 from surveydm.archive import Archive
 from surveydm.db.spatial import healpix_index
 from surveydm.instruments import Filter
+from surveydm.pipelines.base.connections import Output
+from surveydm.pipelines.base.recording import OutputFile
 from surveydm.pipelines.fitsio import ccd_extname, write_image
-from surveydm.pipelines.nightly.connections import Output
-from surveydm.pipelines.nightly.recording import OutputFile
 from surveydm.reduction.single_epoch import CCDReduction
 
 #: Data-ID dimensions of a reduced CCD's products.

@@ -10,7 +10,8 @@ import numpy as np
 
 from surveydm.instruments import CCD
 from surveydm.orchestration import JobContext, register_task
-from surveydm.pipelines.nightly.connections import Output, RawInput
+from surveydm.pipelines.base.connections import Output, RawInput
+from surveydm.pipelines.base.recording import Check, record_checks
 from surveydm.pipelines.nightly.masters import (
     BIAS,
     FLAT,
@@ -20,7 +21,6 @@ from surveydm.pipelines.nightly.masters import (
 )
 from surveydm.pipelines.nightly.plan import fringing_ccds
 from surveydm.pipelines.nightly.qc import fringe_frames_check
-from surveydm.pipelines.nightly.recording import Check, record_checks
 from surveydm.reduction.assemble import assemble_ccd
 from surveydm.reduction.fringe_frame import two_pass_fringe_frame
 

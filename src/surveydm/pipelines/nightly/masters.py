@@ -6,7 +6,7 @@ raw inputs and calibrations of its quantum (an observation set, and a filter tra
 CCD of every exposure at a time, hands the arrays to the task's pure steps (``prepare`` one
 frame, ``combine`` the stack: :mod:`surveydm.reduction` functions), and publishes the master
 with its ``calibration_frame`` row, lineage and QC through
-:func:`~surveydm.pipelines.nightly.recording.publish`.
+:func:`~surveydm.pipelines.base.recording.publish`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,7 @@ from surveydm.db.models.production import Product
 from surveydm.instruments import CCD, Instrument
 from surveydm.orchestration import JobContext, QualityFailure, Task, register_task
 from surveydm.orchestration.qc import QCResult
-from surveydm.pipelines.calibrations import CalibrationRef, find_calibration, night_window
-from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd, write_ccd_mosaic
-from surveydm.pipelines.instrument_versions import obs_set_instrument
-from surveydm.pipelines.nightly.connections import (
+from surveydm.pipelines.base.connections import (
     CalibrationInput,
     Output,
     RawFrame,
@@ -39,8 +36,7 @@ from surveydm.pipelines.nightly.connections import (
     obs_set,
     raw_frames,
 )
-from surveydm.pipelines.nightly.qc import bias_checks, flat_checks
-from surveydm.pipelines.nightly.recording import (
+from surveydm.pipelines.base.recording import (
     Check,
     Lineage,
     OutputFile,
@@ -48,6 +44,10 @@ from surveydm.pipelines.nightly.recording import (
     publish,
     record_checks,
 )
+from surveydm.pipelines.calibrations import CalibrationRef, find_calibration, night_window
+from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd, write_ccd_mosaic
+from surveydm.pipelines.instrument_versions import obs_set_instrument
+from surveydm.pipelines.nightly.qc import bias_checks, flat_checks
 from surveydm.reduction.assemble import assemble_ccd
 from surveydm.reduction.calibration_frames import flat_qc, master_bias, master_flat
 

@@ -13,8 +13,8 @@ from surveydm.db.models.raw import Mosaic
 from surveydm.instruments import Instrument
 from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.orchestration.tasks import SubJobRef
+from surveydm.pipelines.base.connections import archive, mosaics, obs_set
 from surveydm.pipelines.instrument_versions import obs_set_instrument
-from surveydm.pipelines.nightly.connections import archive, mosaics, obs_set
 
 
 def fringing_ccds(instrument: Instrument, tray: str) -> list[int]:

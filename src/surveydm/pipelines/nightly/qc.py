@@ -2,8 +2,8 @@
 
 Every limit is a :class:`~surveydm.orchestration.qc.QCLimit` field of :class:`NightlyLimits`
 (``QC_LIMITS.psf_fwhm.max``, never a position in a tuple nor a number inline). The functions
-here are pure: figures in, :class:`~surveydm.pipelines.nightly.recording.Check` values out; the
-tasks record them through :func:`~surveydm.pipelines.nightly.recording.publish`.
+here are pure: figures in, :class:`~surveydm.pipelines.base.recording.Check` values out; the
+tasks record them through :func:`~surveydm.pipelines.base.recording.publish`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from surveydm.orchestration.qc import QCLimit
-from surveydm.pipelines.nightly.recording import Check
+from surveydm.pipelines.base.recording import Check
 from surveydm.reduction.single_epoch import PHOTO_OK, CCDMetrics
 
 

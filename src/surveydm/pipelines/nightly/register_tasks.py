@@ -7,8 +7,8 @@ from typing import Any
 
 from surveydm.instruments import InstrumentError
 from surveydm.orchestration import JobContext, QualityFailure, Task, register_task
+from surveydm.pipelines.base.connections import archive
 from surveydm.pipelines.instrument_versions import InstrumentVersionConflict, pin_instrument
-from surveydm.pipelines.nightly.connections import archive
 from surveydm.pipelines.register import RegistrationError, obs_set_files, register_file
 
 

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from surveydm.db.models.raw import Image, Mosaic
 from surveydm.orchestration import JobContext, Task, register_task
+from surveydm.pipelines.base.recording import record_checks
 from surveydm.pipelines.fitsio import ccd_extname
 from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.qc import mosaic_checks
-from surveydm.pipelines.nightly.recording import record_checks
 
 #: Columns a reduced mosaic copies from its raw mosaic.
 _COPIED = (

@@ -4,7 +4,7 @@
 master bias, flat and fringe frame by validity range, the reference catalog);
 :meth:`SingleEpochCCD.read` reads their arrays; the science is
 :func:`surveydm.reduction.single_epoch.reduce_ccd` (pure); and
-:func:`~surveydm.pipelines.nightly.recording.publish` writes the science, weight and mask files
+:func:`~surveydm.pipelines.base.recording.publish` writes the science, weight and mask files
 and records their products, lineage, QC, the ``image`` row and the detections.
 """
 
@@ -29,6 +29,15 @@ from surveydm.instruments import CCD, Filter, Instrument
 from surveydm.instruments.geometry import ccd_wcs
 from surveydm.orchestration import JobContext, QualityFailure, Task, register_task
 from surveydm.orchestration.qc import QCResult
+from surveydm.pipelines.base.connections import (
+    CalibrationInput,
+    RawFrame,
+    archive,
+    lookup_calibrations,
+    raw_frame,
+    require_calibrations,
+)
+from surveydm.pipelines.base.recording import Lineage, RowsWriter, publish
 from surveydm.pipelines.calibrations import CalibrationRef
 from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd
 from surveydm.pipelines.instrument_versions import obs_set_instrument
@@ -40,16 +49,7 @@ from surveydm.pipelines.nightly.ccd_products import (
     image_values,
     reduced_files,
 )
-from surveydm.pipelines.nightly.connections import (
-    CalibrationInput,
-    RawFrame,
-    archive,
-    lookup_calibrations,
-    raw_frame,
-    require_calibrations,
-)
 from surveydm.pipelines.nightly.qc import ccd_checks, fringe_check
-from surveydm.pipelines.nightly.recording import Lineage, RowsWriter, publish
 from surveydm.pipelines.refcat import query_refcat
 from surveydm.reduction.astrometry import STATUS_OK
 from surveydm.reduction.single_epoch import CCDReduction, SingleEpochConfig, reduce_ccd

@@ -1,4 +1,4 @@
-"""What a nightly task reads and writes, declared by product type and data ID.
+"""What a pipeline task reads and writes, declared by product type and data ID.
 
 The model is Rubin ``pipe_base`` connections: a task class lists its raw inputs
 (:class:`RawInput`), the master calibrations it needs (:class:`CalibrationInput`, Rubin's
@@ -6,7 +6,7 @@ prerequisite inputs) and its products (:class:`Output`), each by product type an
 dimensions that select it (``obs_set``, ``filter_tray``, ``mosaic_id``, ``ccd``, ``filter``...).
 The functions here resolve those declarations against the registry for one quantum (one job's
 data ID): :func:`raw_frames` and :func:`lookup_calibrations`. Writing and recording outputs is
-:mod:`surveydm.pipelines.nightly.recording`.
+:mod:`surveydm.pipelines.base.recording`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one helper through which every nightly task records what it made: QC checks, product
+"""The one helper through which every pipeline task records what it made: QC checks, product
 files written through the archive, product rows with their lineage and quality, and any
 task-specific rows, all in the transaction that marks the job done (``ctx.on_commit``), so a
 re-run never duplicates them.
@@ -25,7 +25,7 @@ from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile
 from surveydm.orchestration import JobContext
 from surveydm.orchestration.qc import QCLimit, QCResult
-from surveydm.pipelines.nightly.connections import Output, RawFrame
+from surveydm.pipelines.base.connections import Output, RawFrame
 from surveydm.pipelines.productions import add_product, raw_product
 
 
