@@ -9,14 +9,13 @@ describes everything the pages show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DBAPIError
@@ -26,58 +25,9 @@ from surveydm.config import Settings
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import DEFAULT_TIME_LIMIT_S, SqlBrowser, SqlBrowserError
+from surveydm.publish.web.portal import Portal
 
 HERE = Path(__file__).parent
-
-
-class PageNotFound(SurveydmError):
-    """A job, file, exposure or page that does not exist (HTTP 404)."""
-
-    http_status = 404
-
-
-@dataclass
-class Portal:
-    """What the request handlers share: settings, registry, archive root, SQL browser."""
-
-    settings: Settings
-    registry: Registry
-    archive_root: Path
-    sql: SqlBrowser | None
-    sql_error: str | None
-    templates: Jinja2Templates
-
-    def render(self, request: Request, name: str, **context: Any) -> HTMLResponse:
-        """Render template ``name`` with ``context`` (plus the request and the version)."""
-        return self.templates.TemplateResponse(
-            request, name, {"version": __version__, "engine": self.registry.dialect, **context}
-        )
-
-
-def portal(request: Request) -> Portal:
-    """The :class:`Portal` of the app serving ``request``."""
-    return request.app.state.portal
-
-
-def parse_when(value: str | None, *, end_of_day: bool = False) -> datetime | None:
-    """Parse a form date (``YYYY-MM-DD``) or ISO timestamp into an aware UTC datetime.
-
-    An empty value gives None; a bare date means its start (or its end with ``end_of_day``).
-
-    Raises:
-        SurveydmError: the value is neither a date nor an ISO timestamp.
-    """
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        if len(value) == 10:
-            d = date.fromisoformat(value)
-            return datetime.combine(d, time.max if end_of_day else time.min, tzinfo=UTC)
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise SurveydmError(f"not a date (YYYY-MM-DD) or ISO time: {value!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _format_duration(seconds: float | None) -> str:

@@ -17,8 +17,8 @@ from surveydm.db.models.production import Production
 from surveydm.db.models.raw import ArchiveFile
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import MAX_ROW_LIMIT, QueryResult, SqlBrowserError, check_limit
-from surveydm.publish.web.app import PageNotFound, Portal, portal
 from surveydm.publish.web.plots import histogram_png, scatter_png
+from surveydm.publish.web.portal import PageNotFound, Portal, portal
 from surveydm.publish.web.safepath import safe_archive_path
 from surveydm.publish.web.schemas import (
     ArchiveEntry,

@@ -12,8 +12,8 @@ from surveydm.db.models.jobs import QualityControl
 from surveydm.errors import SurveydmError
 from surveydm.orchestration import status as job_status
 from surveydm.publish.web import jobqueries as jq
-from surveydm.publish.web.app import Portal, parse_when, portal
 from surveydm.publish.web.plots import pie_png, status_evolution_png
+from surveydm.publish.web.portal import Portal, parse_when, portal
 from surveydm.publish.web.safepath import safe_archive_path
 from surveydm.publish.web.schemas import (
     ErrorBody,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import ArchiveFile, Image, Mosaic, ObsSet
 from surveydm.publish.report import PLOTS, NightlyReport, QualityCuts, build_report, latest_night
-from surveydm.publish.web.app import PageNotFound, Portal, portal
+from surveydm.publish.web.portal import PageNotFound, Portal, portal
 from surveydm.publish.web.quicklook import MAX_BIN, CcdFile, ccd_png, mosaic_png
 from surveydm.publish.web.safepath import safe_archive_path
 from surveydm.publish.web.schemas import (
