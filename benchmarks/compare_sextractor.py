@@ -120,11 +120,14 @@ def masters(sim, inst) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]:
             flats.setdefault(tray, []).append(f.path)
     for ccd in inst.ccds:
         mb = master_bias(
-            [assemble_ccd(read_raw_ccd(p, inst, ccd.num)[1], ccd).image for p in biases]
+            [assemble_ccd(read_raw_ccd(p, inst, ccd.num).amps, ccd).image for p in biases]
         )
         mf = {
             tray: master_flat(
-                [assemble_ccd(read_raw_ccd(p, inst, ccd.num)[1], ccd).image - mb.image for p in ps]
+                [
+                    assemble_ccd(read_raw_ccd(p, inst, ccd.num).amps, ccd).image - mb.image
+                    for p in ps
+                ]
             ).image
             for tray, ps in flats.items()
         }
@@ -419,7 +422,8 @@ def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
     truths, mpix, scale = [], 0.0, inst.pixel_scale_arcsec
     for f in [f for f in sim.files if f.kind == "science"]:
         for ccd in inst.ccds[: max_ccds or None]:
-            header, amps = read_raw_ccd(f.path, inst, ccd.num)
+            raw = read_raw_ccd(f.path, inst, ccd.num)
+            header, amps = raw.header, raw.amps
             band = inst.filter(inst.tray(header["FILTRAY"]).filters[ccd.num])
             ref = refcat.copy()
             ref["mag"], ref["mag_error"] = ref[f"mag_{band.name}"], ref[f"magerr_{band.name}"]

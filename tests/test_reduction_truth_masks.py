@@ -40,14 +40,14 @@ def reduced(tmp_path_factory):
     refcat = Table.read(sim.refcat)
     out = []
     for num in CCDS:
-        ccd = inst.ccd(num)
-        header, amps = read_raw_ccd(sci.path, inst, num)
+        raw = read_raw_ccd(sci.path, inst, num)
+        header, amps, ccd = raw.header, raw.amps, raw.ccd
         tray = header["FILTRAY"]
         flats = [f.path for f in sim.files if f.kind == "flat" and f.path.name and
                  fits.getheader(f.path)["FILTRAY"] == tray]  # fmt: skip
         biases = [f.path for f in sim.files if f.kind == "bias"]
-        mb = master_bias([assemble_ccd(read_raw_ccd(p, inst, num)[1], ccd).image for p in biases])
-        mf = master_flat([assemble_ccd(read_raw_ccd(p, inst, num)[1], ccd).image - mb.image
+        mb = master_bias([assemble_ccd(read_raw_ccd(p, inst, num).amps, ccd).image for p in biases])
+        mf = master_flat([assemble_ccd(read_raw_ccd(p, inst, num).amps, ccd).image - mb.image
                           for p in flats])  # fmt: skip
         band = inst.filter(inst.tray(tray).filters[num])
         ref = refcat.copy()
