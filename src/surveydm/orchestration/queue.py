@@ -16,12 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Integer,
     and_,
     bindparam,
     insert,
-    literal,
     select,
     text,
     update,
@@ -205,11 +203,6 @@ def _copy_subjobs(
                 for d in deps:
                     copy.write_row(d)
     return ids
-
-
-def tree_filter(root_id: int | None) -> ColumnElement[bool]:
-    """Condition on ``job``: in the tree of ``root_id`` (always true when None)."""
-    return J.c.root_id == root_id if root_id is not None else literal(True)
 
 
 _CLAIM_RETURNING = (

@@ -71,15 +71,6 @@ def get_row(session: Session, job_id: int) -> Any:
     return row
 
 
-def get_job(session: Session, job_id: int) -> JobRecord:
-    """The job ``job_id``.
-
-    Raises:
-        JobNotFoundError: no such job.
-    """
-    return JobRecord.from_row(get_row(session, job_id))
-
-
 def tree_select(job_id: int, *, include_self: bool = True) -> Select[Any]:
     """SELECT of the ids of ``job_id``'s descendants (recursive CTE over ``parent_id``)."""
     base = select(J.c.id).where(J.c.parent_id == job_id).cte("tree", recursive=True)
@@ -206,14 +197,6 @@ def count_active(
     if tasks is not None:
         q = q.where(J.c.task.in_(list(tasks)))
     return int(session.execute(q).scalar_one())
-
-
-def next_ready_time(session: Session, *, root_id: int | None = None) -> datetime | None:
-    """Earliest ``not_before`` of a queued job (for idle pilots to sleep until), or None."""
-    q = select(func.min(J.c.not_before)).where(J.c.status == JobStatus.QUEUED)
-    if root_id is not None:
-        q = q.where(J.c.root_id == root_id)
-    return session.execute(q).scalar_one()
 
 
 # ------------------------------------------------------------------------------------------

@@ -41,11 +41,6 @@ class JobStatus(StrEnum):
     ABORTED = "aborted"  # stopped by an operator
 
     @property
-    def final(self) -> bool:
-        """True when the job will not change again unless an operator retries it."""
-        return self in FINAL
-
-    @property
     def result(self) -> QCResult:
         """What this status says about the data, in the QC vocabulary (from which the job-tree
         colour is derived): ``fail`` for ``failed``/``failed_quality`` (something is missing or

@@ -348,6 +348,7 @@ class _ObsSetCopy:
         self.directory = result.directory
         self.entries = [_Entry(f.name, f.size, f.adler32) for f in manifest.files]
         self.entries.append(_Entry(MANIFEST_NAME))
+        self.names = frozenset(e.name for e in self.entries)
         self.log: list[str] = []
         self.inflight: tuple[Future[StoredFile], str] | None = None
 
@@ -470,8 +471,7 @@ class _ObsSetCopy:
 
     def _tick(self, fname: str, nbytes: int = 0) -> None:
         if self.progress:
-            names = {e.name for e in self.entries}
-            done = len({f.name for f in self.result.files} & names)
+            done = len({f.name for f in self.result.files} & self.names)
             event = ProgressEvent(
                 "transfer", self.result.obs_set, fname, done, len(self.entries), nbytes
             )
@@ -504,9 +504,8 @@ class _ObsSetCopy:
         self._tick(fname, 0 if stored.reused else stored.size)
 
     def _quarantine_unlisted(self) -> None:
-        listed = {e.name for e in self.entries}
         for extra in sorted(p for p in self.directory.iterdir() if p.is_file()):
-            if extra.name in listed or extra.name.startswith("."):
+            if extra.name in self.names or extra.name.startswith("."):
                 continue
             reason = "present in the buffer but not listed in the manifest"
             q = self.archive.quarantine(extra, self.result.obs_set, reason, stamp=self.stamp)
