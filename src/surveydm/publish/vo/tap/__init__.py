@@ -1,0 +1,1 @@
+"""TAP 1.1 service: metadata, execution, output formats, UWS jobs and the HTTP router."""
