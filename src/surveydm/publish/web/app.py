@@ -137,4 +137,9 @@ def create_app(
     app.include_router(routes_ops.router)
     app.include_router(routes_report.router)
     app.include_router(routes_data.router)
+    if sql is not None:  # TAP reads through the SQL browser's read-only connections
+        from surveydm.publish.vo.tap.routes import install
+        from surveydm.publish.vo.tap.service import TapService
+
+        install(app, TapService(sql), Path(settings.archive_root) / "tap-jobs")
     return app

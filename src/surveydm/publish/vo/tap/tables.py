@@ -145,8 +145,8 @@ PUBLISHED: tuple[PublishedTable, ...] = (
     PublishedTable("production", "Processing productions: pipeline, release, software version."),
 )
 
-_POS_RA = ("pos.eq.ra;meta.main", "deg")
-_POS_DEC = ("pos.eq.dec;meta.main", "deg")
+_POS_RA = ("deg", "pos.eq.ra;meta.main")
+_POS_DEC = ("deg", "pos.eq.dec;meta.main")
 
 #: Unit and UCD by column name (``table.column`` entries win over bare ``column`` ones).
 ANNOTATIONS: dict[str, tuple[str | None, str | None]] = {

@@ -1,0 +1,193 @@
+"""The TAP service object: limits, the catalog ADQL sees, and query preparation + execution
+shared by the synchronous endpoint and the asynchronous jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from surveydm.errors import SurveydmError
+from surveydm.publish.sqlbrowser import SqlBrowser
+from surveydm.publish.vo.adql.translate import Translation, translate
+from surveydm.publish.vo.tap import output
+from surveydm.publish.vo.tap.execute import run_sql
+from surveydm.publish.vo.tap.tables import Catalog, TableMeta, registry_tables
+from surveydm.publish.vo.tap.tap_schema import VirtualTable, build_catalog
+
+
+class TapRequestError(SurveydmError):
+    """A bad TAP request (parameter missing or invalid); answered with an error VOTable."""
+
+
+@dataclass(frozen=True)
+class TapLimits:
+    """Service limits (DaCHS-like defaults; docs/vo.md).
+
+    Attributes:
+        maxrec_default: rows returned when the request gives no MAXREC.
+        maxrec_hard: the most rows any request may ask for.
+        sync_time_limit_s: statement time limit of a synchronous query, s.
+        async_time_limit_s: default execution duration of an asynchronous job, s.
+        async_time_limit_hard_s: the longest execution duration a job may ask for, s.
+        destruction_days: days an asynchronous job is kept after creation.
+        max_running_jobs: asynchronous jobs running at once (others wait QUEUED).
+    """
+
+    maxrec_default: int = 20_000
+    maxrec_hard: int = 16_000_000
+    sync_time_limit_s: float = 60.0
+    async_time_limit_s: float = 3600.0
+    async_time_limit_hard_s: float = 4 * 3600.0
+    destruction_days: float = 7.0
+    max_running_jobs: int = 2
+
+
+@dataclass(frozen=True)
+class TapQuery:
+    """A validated TAP query: its translation, output format and row limit."""
+
+    adql: str
+    translation: Translation
+    fmt: output.OutputFormat
+    maxrec: int
+
+
+def param(params: dict[str, str], name: str) -> str | None:
+    """A TAP parameter by case-insensitive name (TAP 1.1 section 2.3: names are not case
+    sensitive)."""
+    for k, v in params.items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+class TapService:
+    """TAP over one registry: ``browser`` gives the read-only connections."""
+
+    def __init__(self, browser: SqlBrowser, limits: TapLimits | None = None) -> None:
+        self.browser = browser
+        self.limits = limits or TapLimits()
+        self.engine = browser.backend
+
+    @cached_property
+    def published(self) -> list[TableMeta]:
+        """The published registry tables."""
+        return registry_tables()
+
+    @cached_property
+    def catalog_and_virtual(self) -> tuple[Catalog, dict[str, VirtualTable]]:
+        """The catalog (TAP_SCHEMA + published tables) and the VALUES-served tables."""
+        return build_catalog(self.published, schema_descriptions={"surveydm": "survey registry"})
+
+    def prepare(self, params: dict[str, str]) -> TapQuery:
+        """Validate the request parameters (LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC) and
+        translate the query.
+
+        Raises:
+            TapRequestError: missing/unsupported LANG, REQUEST or format, bad MAXREC.
+            AdqlSyntaxError, AdqlError: the query does not parse or translate.
+        """
+        request = param(params, "REQUEST")
+        if request is not None and request.lower() != "doquery":
+            raise TapRequestError(f"REQUEST={request} is not supported; use doQuery")
+        lang = param(params, "LANG")
+        if lang is None:
+            raise TapRequestError("missing parameter LANG (use LANG=ADQL)")
+        if lang.upper() not in ("ADQL", "ADQL-2.0", "ADQL-2.1"):
+            raise TapRequestError(f"LANG={lang} is not supported; use ADQL")
+        query = param(params, "QUERY")
+        if not query or not query.strip():
+            raise TapRequestError("missing parameter QUERY")
+        fmt_name = param(params, "RESPONSEFORMAT") or param(params, "FORMAT")
+        fmt = output.find_format(fmt_name)
+        if fmt is None:
+            raise TapRequestError(f"RESPONSEFORMAT={fmt_name} is not supported")
+        maxrec = self.maxrec(param(params, "MAXREC"))
+        catalog, virtual = self.catalog_and_virtual
+        return TapQuery(query, translate(query, catalog, self.engine, virtual), fmt, maxrec)
+
+    def maxrec(self, value: str | None) -> int:
+        """The row limit of a request: MAXREC (default and hard limit from :class:`TapLimits`).
+
+        Raises:
+            TapRequestError: not a non-negative integer.
+        """
+        if value is None or value == "":
+            return self.limits.maxrec_default
+        try:
+            n = int(value)
+        except ValueError:
+            raise TapRequestError(f"MAXREC must be an integer, not {value!r}") from None
+        if n < 0:
+            raise TapRequestError("MAXREC must not be negative")
+        return min(n, self.limits.maxrec_hard)
+
+    def stream(self, q: TapQuery, time_limit_s: float) -> Iterator[bytes]:
+        """Execute ``q`` and yield the result document in pieces.
+
+        The first piece is produced only after the statement has started, so errors of the
+        statement itself raise before anything is sent (the caller answers with an error
+        document); later errors end a VOTable with ``QUERY_STATUS=ERROR``.
+
+        Raises:
+            TapExecutionError, TapTimeout: the database refused or stopped the statement.
+        """
+        ctx = run_sql(self.browser, q.translation.sql, time_limit_s)
+        rows = ctx.__enter__()
+        try:
+            state = {"n": 0, "overflow": False}
+            batches = rows.batches()
+            first = self._limited(next(batches, []), state, q.maxrec)
+            packed_first = list(output.pack_rows(q.translation.columns, first))
+            columns = output.resolve_types(q.translation.columns, packed_first)
+        except BaseException:
+            ctx.__exit__(None, None, None)
+            raise
+        return self._emit(q, ctx, rows, batches, packed_first, columns, state)
+
+    def _emit(self, q, ctx, rows, batches, packed_first, columns, state) -> Iterator[bytes]:
+        try:
+
+            def all_batches() -> Iterator[list[list[Any]]]:
+                if packed_first:
+                    yield packed_first
+                if state["overflow"] or state["n"] >= q.maxrec:
+                    if state["n"] >= q.maxrec and not state["overflow"]:
+                        extra = next(batches, [])
+                        state["overflow"] = bool(extra)
+                    return
+                for batch in batches:
+                    cut = self._limited(batch, state, q.maxrec)
+                    if cut:
+                        yield list(output.pack_rows(q.translation.columns, cut))
+                    if state["overflow"]:
+                        return
+                    if state["n"] >= q.maxrec:
+                        state["overflow"] = bool(next(batches, []))
+                        return
+
+            kind = q.fmt.kind
+            if kind in ("tabledata", "binary2"):
+                yield from output.stream_votable(
+                    columns, all_batches(), kind, {"QUERY": q.adql}, lambda: state["overflow"]
+                )
+            elif kind in ("csv", "tsv"):
+                yield from output.stream_delimited(
+                    columns, all_batches(), "," if kind == "csv" else "\t"
+                )
+            else:
+                every = [r for b in all_batches() for r in b]
+                yield output.fits_bytes(columns, every)
+        finally:
+            ctx.__exit__(None, None, None)
+
+    @staticmethod
+    def _limited(batch: list[tuple], state: dict, maxrec: int) -> list[tuple]:
+        room = maxrec - state["n"]
+        if len(batch) > room:
+            state["overflow"] = True
+            batch = batch[: max(room, 0)]
+        state["n"] += len(batch)
+        return batch
