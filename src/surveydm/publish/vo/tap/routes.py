@@ -33,13 +33,23 @@ def _base(request: Request) -> str:
 
 
 async def _params(request: Request) -> dict[str, str]:
+    params, _files = await _params_files(request)
+    return params
+
+
+async def _params_files(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Query and form parameters, and posted files (UPLOAD) up to the upload size limit."""
     params: dict[str, str] = dict(request.query_params)
+    files: dict[str, bytes] = {}
     if request.method == "POST":
+        limit = request.app.state.tap.limits.upload_max_bytes
         form = await request.form()
         for k, v in form.multi_items():
             if isinstance(v, str):
                 params[k] = v
-    return params
+            else:
+                files[k] = await v.read(limit + 1)
+    return params, files
 
 
 def _error(message: str, status: int = 400) -> Response:
@@ -62,9 +72,9 @@ def tap_root(request: Request) -> Response:
 async def tap_sync(request: Request) -> Response:
     """Synchronous query (TAP 1.1 section 2.2.1): the result or an error VOTable."""
     service, _ = _tap(request)
-    params = await _params(request)
+    params, files = await _params_files(request)
     try:
-        q = service.prepare(params)
+        q = service.prepare(params, files)
         pieces = service.stream(q, service.limits.sync_time_limit_s)
     except SurveydmError as exc:
         return _error(str(exc))
@@ -138,8 +148,8 @@ def uws_list(request: Request) -> Response:
 async def uws_create(request: Request) -> Response:
     """Create a job (303 to it); its parameters are checked when it runs."""
     _, jobs = _tap(request)
-    params = await _params(request)
-    job = jobs.create(params)
+    params, files = await _params_files(request)
+    job = jobs.create(params, files=files)
     return RedirectResponse(f"{_base(request)}/async/{job.job_id}", status_code=303)
 
 

@@ -13,7 +13,7 @@ from surveydm.publish.sqlbrowser import SqlBrowser
 from surveydm.publish.vo.adql.translate import Translation, translate
 from surveydm.publish.vo.tap import output
 from surveydm.publish.vo.tap.execute import run_sql
-from surveydm.publish.vo.tap.tables import Catalog, TableMeta, registry_tables
+from surveydm.publish.vo.tap.tables import Catalog, ColumnMeta, TableMeta, registry_tables
 from surveydm.publish.vo.tap.tap_schema import VirtualTable, build_catalog
 
 
@@ -33,6 +33,10 @@ class TapLimits:
         async_time_limit_hard_s: the longest execution duration a job may ask for, s.
         destruction_days: days an asynchronous job is kept after creation.
         max_running_jobs: asynchronous jobs running at once (others wait QUEUED).
+        upload_max_bytes: largest UPLOAD VOTable, bytes.
+        upload_max_rows: most rows of one UPLOAD table.
+        upload_http: fetch UPLOAD tables given by http(s) URL.
+        upload_fetch_timeout_s: time limit of such a fetch, s.
     """
 
     maxrec_default: int = 20_000
@@ -42,6 +46,10 @@ class TapLimits:
     async_time_limit_hard_s: float = 4 * 3600.0
     destruction_days: float = 7.0
     max_running_jobs: int = 2
+    upload_max_bytes: int = 10_000_000
+    upload_max_rows: int = 50_000
+    upload_http: bool = True
+    upload_fetch_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,12 @@ class TapService:
         """The catalog (TAP_SCHEMA + published tables) and the VALUES-served tables."""
         return build_catalog(self.published, schema_descriptions={"surveydm": "survey registry"})
 
-    def prepare(self, params: dict[str, str]) -> TapQuery:
-        """Validate the request parameters (LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC) and
-        translate the query.
+    def prepare(self, params: dict[str, str], files: dict[str, bytes] | None = None) -> TapQuery:
+        """Validate the request parameters (LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC,
+        UPLOAD with its ``files`` by parameter name) and translate the query.
 
         Raises:
-            TapRequestError: missing/unsupported LANG, REQUEST or format, bad MAXREC.
+            TapRequestError: missing/unsupported LANG, REQUEST or format, bad MAXREC or UPLOAD.
             AdqlSyntaxError, AdqlError: the query does not parse or translate.
         """
         request = param(params, "REQUEST")
@@ -106,6 +114,13 @@ class TapService:
             raise TapRequestError(f"RESPONSEFORMAT={fmt_name} is not supported")
         maxrec = self.maxrec(param(params, "MAXREC"))
         catalog, virtual = self.catalog_and_virtual
+        uploads = upload_tables(param(params, "UPLOAD"), files or {}, self.limits)
+        if uploads:
+            catalog = Catalog(tables=dict(catalog.tables))
+            virtual = dict(virtual)
+            for vt in uploads:
+                catalog.add(vt.meta)
+                virtual[vt.meta.sql_name] = vt
         return TapQuery(query, translate(query, catalog, self.engine, virtual), fmt, maxrec)
 
     def maxrec(self, value: str | None) -> int:
@@ -191,3 +206,115 @@ class TapService:
             batch = batch[: max(room, 0)]
         state["n"] += len(batch)
         return batch
+
+
+def upload_tables(
+    spec: str | None, files: dict[str, bytes], limits: TapLimits
+) -> list[VirtualTable]:
+    """The ``TAP_UPLOAD`` tables of an UPLOAD parameter (DALI 1.1 section 3.4.5:
+    ``name,param:field[;name2,param:field2]``) read from the posted VOTables.
+
+    Inline uploads (``param:``) are read from the posted files; http(s) URLs are fetched
+    when :attr:`TapLimits.upload_http` is on (the default, as TAPRegExt requires of a service
+    that takes uploads; turn it off where the server must not make outgoing requests).
+
+    Raises:
+        TapRequestError: bad syntax, URL uploads, missing file, too big, not a VOTable.
+    """
+    if not spec:
+        return []
+    out = []
+    for item in spec.split(";"):
+        name, _, source = item.partition(",")
+        name = name.strip()
+        if not name.isidentifier() or not name[0].isalpha():
+            raise TapRequestError(f"UPLOAD table name {name!r} is not an ADQL identifier")
+        if source.startswith("param:"):
+            data = files.get(source[len("param:") :])
+            if data is None:
+                raise TapRequestError(f"UPLOAD {name}: no posted file {source[6:]!r}")
+        elif limits.upload_http:
+            data = _fetch_upload(name, source, limits)
+        else:
+            raise TapRequestError(f"UPLOAD {name}: only inline uploads (param:) are accepted")
+        if len(data) > limits.upload_max_bytes:
+            raise TapRequestError(
+                f"UPLOAD {name}: {len(data)} bytes is over the limit of "
+                f"{limits.upload_max_bytes} bytes"
+            )
+        out.append(_votable_upload(name, data, limits))
+    return out
+
+
+_UPLOAD_TYPES = {
+    "boolean": "boolean", "unsignedByte": "short", "short": "short", "int": "int",
+    "long": "long", "float": "float", "double": "double", "char": "char",
+    "unicodeChar": "char",
+}  # fmt: skip
+
+
+def _votable_upload(name: str, data: bytes, limits: TapLimits) -> VirtualTable:
+    import io
+
+    import numpy as np
+    from astropy.io.votable import parse_single_table
+
+    try:
+        votable = parse_single_table(io.BytesIO(data))
+        table = votable.to_table()
+    except Exception as exc:  # noqa: BLE001  (any parse failure is the user's file)
+        raise TapRequestError(f"UPLOAD {name}: not a readable VOTable ({exc})") from None
+    if len(table) > limits.upload_max_rows:
+        raise TapRequestError(
+            f"UPLOAD {name}: {len(table)} rows is over the limit of {limits.upload_max_rows}"
+        )
+    columns: list[ColumnMeta] = []
+    values: list[list] = []
+    for fld, col in zip(votable.fields, table.itercols(), strict=True):
+        dt = _UPLOAD_TYPES.get(fld.datatype)
+        if dt is None or (col.ndim > 1 and dt != "char"):
+            raise TapRequestError(
+                f"UPLOAD {name}: column {fld.name!r} ({fld.datatype}[{fld.arraysize}]) "
+                "is not supported: use scalar numbers, booleans or strings"
+            )
+        conv = {"double": float, "float": float, "boolean": bool, "char": str}.get(dt, int)
+        mask = np.ma.getmaskarray(col)
+        vals = [None if m else conv(v) for v, m in zip(col.tolist(), mask, strict=True)]
+        if conv is float:
+            vals = [None if v is None or v != v else v for v in vals]
+        columns.append(
+            ColumnMeta(
+                name=fld.name,
+                datatype=dt,
+                arraysize="*" if dt == "char" else None,
+                xtype=fld.xtype,
+                unit=str(fld.unit) if fld.unit is not None else None,
+                ucd=fld.ucd,
+                description=(fld.description or "").strip(),
+            )
+        )
+        values.append(vals)
+    rows = tuple(zip(*values, strict=True)) if values else ()
+    meta = TableMeta("TAP_UPLOAD", name, f"tap_upload_{name.lower()}", "uploaded table",
+                     tuple(columns))  # fmt: skip
+    return VirtualTable(meta, rows)
+
+
+def _fetch_upload(name: str, url: str, limits: TapLimits) -> bytes:
+    """The bytes of an UPLOAD given by an http(s) URL (TAPRegExt ``upload-http``), read with a
+    timeout and at most ``upload_max_bytes``.
+
+    Raises:
+        TapRequestError: other schemes, unreachable, or too big.
+    """
+    import urllib.error
+    import urllib.request
+
+    if not url.lower().startswith(("http://", "https://")):
+        raise TapRequestError(f"UPLOAD {name}: only param: and http(s) URLs are accepted")
+    try:
+        with urllib.request.urlopen(url, timeout=limits.upload_fetch_timeout_s) as resp:
+            data = resp.read(limits.upload_max_bytes + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TapRequestError(f"UPLOAD {name}: cannot read {url}: {exc}") from None
+    return data

@@ -21,6 +21,14 @@ from surveydm.db.base import Base
 SCHEMA = "surveydm"
 
 
+def adql_name(name: str) -> str:
+    """A column name as ADQL must write it: delimited (``"size"``) when it is an ADQL reserved
+    word (ADQL 2.1 section 2.1.2), else as is."""
+    from vo_models.adql.misc import ADQL_SQL_KEYWORDS
+
+    return f'"{name}"' if name.upper() in ADQL_SQL_KEYWORDS else name
+
+
 @dataclass(frozen=True)
 class ColumnMeta:
     """One published column (TAP_SCHEMA.columns row; VOTable FIELD).

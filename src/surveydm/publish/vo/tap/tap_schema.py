@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from surveydm.publish.vo.tap.tables import Catalog, ColumnMeta, TableMeta
+from surveydm.publish.vo.tap.tables import Catalog, ColumnMeta, ForeignKeyMeta, TableMeta, adql_name
 
 TAP_SCHEMA = "TAP_SCHEMA"
 
@@ -73,6 +73,34 @@ TAP_SCHEMA_COLUMNS: dict[str, tuple[ColumnMeta, ...]] = {
     ),
 }
 
+#: Foreign keys between the TAP_SCHEMA tables (TAP 1.1 section 4): (from, column, target, column).
+_TAP_KEYS = (
+    ("tables", "schema_name", "schemas", "schema_name"),
+    ("columns", "table_name", "tables", "table_name"),
+    ("keys", "from_table", "tables", "table_name"),
+    ("keys", "target_table", "tables", "table_name"),
+    ("key_columns", "key_id", "keys", "key_id"),
+)
+
+
+def _tap_table(name: str) -> TableMeta:
+    keys = tuple(
+        ForeignKeyMeta(
+            key_id=f"TAP_SCHEMA.{frm}.{col}",
+            from_table=f"{TAP_SCHEMA}.{frm}",
+            target_table=f"{TAP_SCHEMA}.{target}",
+            from_column=col,
+            target_column=tcol,
+        )
+        for frm, col, target, tcol in _TAP_KEYS
+        if frm == name
+    )
+    return TableMeta(
+        TAP_SCHEMA, name, f"tap_schema_{name}", _DESCRIPTIONS[name], TAP_SCHEMA_COLUMNS[name],
+        foreign_keys=keys,
+    )  # fmt: skip
+
+
 _DESCRIPTIONS = {
     "schemas": "description of schemas in this tableset",
     "tables": "description of tables in this tableset",
@@ -91,12 +119,8 @@ class VirtualTable:
 
 
 def _rows(published: Sequence[TableMeta], schema_descriptions: dict[str, str]) -> dict[str, list]:
-    every = [*published]
     schemas = [TAP_SCHEMA, *dict.fromkeys(t.schema for t in published)]
-    tap_tables = [
-        TableMeta(TAP_SCHEMA, n, f"tap_schema_{n}", _DESCRIPTIONS[n], cols)
-        for n, cols in TAP_SCHEMA_COLUMNS.items()
-    ]
+    tap_tables = [_tap_table(n) for n in TAP_SCHEMA_COLUMNS]
     every = [*tap_tables, *published]
     out: dict[str, list] = {n: [] for n in TAP_SCHEMA_COLUMNS}
     for i, s in enumerate(schemas):
@@ -108,7 +132,7 @@ def _rows(published: Sequence[TableMeta], schema_descriptions: dict[str, str]) -
             out["columns"].append(
                 (
                     t.qualified,
-                    c.name,
+                    adql_name(c.name),
                     c.datatype,
                     c.arraysize,
                     c.xtype,
@@ -135,11 +159,7 @@ def tap_schema_tables(
     """The five TAP_SCHEMA tables describing themselves and ``published``."""
     rows = _rows(published, schema_descriptions or {})
     return [
-        VirtualTable(
-            TableMeta(TAP_SCHEMA, n, f"tap_schema_{n}", _DESCRIPTIONS[n], cols),
-            tuple(rows[n]),
-        )
-        for n, cols in TAP_SCHEMA_COLUMNS.items()
+        VirtualTable(_tap_table(n), tuple(rows[n])) for n in TAP_SCHEMA_COLUMNS
     ]
 
 

@@ -130,7 +130,8 @@ def _run_job(job_dir: str, registry_url: str, reader_url: str | None, time_limit
     job = Job.load(folder / "job.json")
     service = TapService(SqlBrowser(registry_url, reader_url=reader_url, time_limit_s=time_limit_s))
     try:
-        q = service.prepare(job.parameters)
+        files = {name: (folder / key).read_bytes() for key, name in job.extra.items()}
+        q = service.prepare(job.parameters, files)
         tmp = folder / "result.part"
         with tmp.open("wb") as fh:
             for piece in service.stream(q, time_limit_s):
@@ -142,6 +143,19 @@ def _run_job(job_dir: str, registry_url: str, reader_url: str | None, time_limit
         job.phase, job.error = "ERROR", str(exc) or type(exc).__name__
     job.end_time = _iso_now()
     JobStore.save_job(folder, job)
+
+
+_PRELOAD = ["surveydm.publish.vo.tap.service", "surveydm.db.models", "psycopg"]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Worker processes fork from a single-threaded fork server that imported the query code
+    once (fast to start, safe beside the web server's threads); spawn where there is none."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 class JobStore:
@@ -236,11 +250,17 @@ class JobStore:
                 self.delete(job.job_id)
 
     # -- life cycle ---------------------------------------------------------------------
-    def create(self, parameters: dict[str, str], owner: str | None = None) -> Job:
-        """A new PENDING job with ``parameters`` (PHASE=RUN in them starts it)."""
+    def create(
+        self,
+        parameters: dict[str, str],
+        owner: str | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> Job:
+        """A new PENDING job with ``parameters`` and posted ``files`` (UPLOAD tables, kept in
+        the job folder); PHASE=RUN in the parameters starts it."""
         job_id = secrets.token_hex(8)
-        params = {k: v for k, v in parameters.items() if k.upper() != "PHASE"}
-        run_id = next((v for k, v in params.items() if k.upper() == "RUNID"), None)
+        params = {k: v for k, v in parameters.items() if k.upper() not in ("PHASE", "RUNID")}
+        run_id = next((v for k, v in parameters.items() if k.upper() == "RUNID"), None)
         job = Job(
             job_id=job_id,
             phase="PENDING",
@@ -252,6 +272,9 @@ class JobStore:
             owner_id=owner,
         )
         self._folder(job_id).mkdir()
+        for i, (name, data) in enumerate((files or {}).items()):
+            (self._folder(job_id) / f"upload-{i}").write_bytes(data)
+            job.extra[f"upload-{i}"] = name
         self.save(job)
         if any(k.upper() == "PHASE" and v.upper() == "RUN" for k, v in parameters.items()):
             self.run(job_id)
@@ -283,7 +306,7 @@ class JobStore:
                     continue
                 job.phase, job.start_time = "EXECUTING", _iso_now()
                 self.save(job)
-                ctx = multiprocessing.get_context("spawn")
+                ctx = _context()
                 proc = ctx.Process(
                     target=_run_job,
                     args=(str(self._folder(job_id)), self.registry_url, self.reader_url,
@@ -372,8 +395,14 @@ class JobStore:
 
     def update_parameters(self, job_id: str, params: dict[str, str]) -> None:
         """New parameter values, only while PENDING."""
-        job = self._pending(job_id)
-        job.parameters.update({k: v for k, v in params.items() if k.upper() != "PHASE"})
+        job = self.get(job_id)
+        run_id = next((v for k, v in params.items() if k.upper() == "RUNID"), None)
+        rest = {k: v for k, v in params.items() if k.upper() not in ("PHASE", "RUNID")}
+        if rest:
+            job = self._pending(job_id)
+            job.parameters.update(rest)
+        if run_id is not None:
+            job.run_id = run_id
         self.save(job)
 
     def _pending(self, job_id: str) -> Job:

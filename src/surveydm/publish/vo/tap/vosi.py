@@ -8,13 +8,13 @@ from xml.sax.saxutils import escape, quoteattr
 
 from surveydm.publish.vo.tap.output import FORMATS
 from surveydm.publish.vo.tap.service import TapLimits
-from surveydm.publish.vo.tap.tables import TableMeta
+from surveydm.publish.vo.tap.tables import TableMeta, adql_name
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 #: ADQL 2.1 optional features this service implements (TAPRegExt feature types).
 FEATURES: dict[str, tuple[str, ...]] = {
-    "ivo://ivoa.net/std/TAPRegExt#features-adql-geo": (
+    "ivo://ivoa.net/std/TAPRegExt#features-adqlgeo": (
         "POINT", "CIRCLE", "BOX", "POLYGON", "CENTROID", "CONTAINS", "INTERSECTS", "DISTANCE",
         "AREA", "COORD1", "COORD2", "COORDSYS",
     ),
@@ -67,6 +67,12 @@ def capabilities(base_url: str, limits: TapLimits) -> str:
         for f in FORMATS
     )
 
+    http_upload = (
+        '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-http"/>'
+        if limits.upload_http
+        else ""
+    )
+
     def vosi(std: str, path: str) -> str:
         return (
             f'<capability standardID="ivo://ivoa.net/std/{std}">'
@@ -87,12 +93,15 @@ def capabilities(base_url: str, limits: TapLimits) -> str:
         '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'
         "<description>ADQL 2.1, translated for the registry's engine (docs/vo.md)</description>"
         f"{feats}</language>{formats}"
+        '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-inline"/>'
+        f"{http_upload}"
         f"<retentionPeriod><default>{int(limits.destruction_days * 86400)}</default>"
         "</retentionPeriod>"
         f"<executionDuration><default>{int(limits.async_time_limit_s)}</default>"
         f"<hard>{int(limits.async_time_limit_hard_s)}</hard></executionDuration>"
         f'<outputLimit><default unit="row">{limits.maxrec_default}</default>'
         f'<hard unit="row">{limits.maxrec_hard}</hard></outputLimit>'
+        f'<uploadLimit><hard unit="byte">{limits.upload_max_bytes}</hard></uploadLimit>'
         "</capability>\n"
         + vosi("VOSI#capabilities", "capabilities")
         + vosi("VOSI#availability", "availability")
@@ -121,7 +130,7 @@ def _table(t: TableMeta, detail: bool = True) -> str:
             flags = "<flag>indexed</flag>" if c.indexed else ""
             flags += "<flag>primary</flag>" if c.principal else ""
             cols += (
-                f"<column>{_el('name', c.name)}{_el('description', c.description)}"
+                f"<column>{_el('name', adql_name(c.name))}{_el('description', c.description)}"
                 f"{_el('unit', c.unit)}{_el('ucd', c.ucd)}"
                 f'<dataType xsi:type="vs:VOTableType"{size}{xt}>{c.datatype}</dataType>'
                 f"{flags}</column>"
