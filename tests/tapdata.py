@@ -37,23 +37,54 @@ def fill_registry(registry: Registry) -> Registry:
         obs = ObsSet(obs_set="20261120_001", night=date(2026, 11, 20), instrument="tiny")
         s.add(obs)
         s.flush()
-        m = Mosaic(obs_set_id=obs.id, kind="red_science", filename="red_001.fits",
-                   ra=CENTER[0], dec=CENTER[1], healpix=int(healpix_index(*CENTER)),
-                   mjd_obs=61000.1, exptime=60.0)  # fmt: skip
+        m = Mosaic(
+            obs_set_id=obs.id,
+            kind="red_science",
+            filename="red_001.fits",
+            ra=CENTER[0],
+            dec=CENTER[1],
+            healpix=int(healpix_index(*CENTER)),
+            mjd_obs=61000.1,
+            exptime=60.0,
+        )
         s.add(m)
         s.flush()
-        img = Image(mosaic_id=m.id, ccd_num=1, filter="r", ra_min=149.9, ra_max=151.2,
-                    dec_min=1.9, dec_max=2.2)  # fmt: skip
+        img = Image(
+            mosaic_id=m.id,
+            ccd_num=1,
+            filter="r",
+            ra_min=149.9,
+            ra_max=151.2,
+            dec_min=1.9,
+            dec_max=2.2,
+        )
         s.add(img)
         s.flush()
         for i in range(len(ra)):
-            s.add(Detection(image_id=img.id, band="r" if i % 2 else "g", x=float(i), y=1.0,
-                            ra=float(ra[i]), dec=float(dec[i]), healpix=int(hp[i]),
-                            mag=18.0 + 0.1 * i, flags=0))  # fmt: skip
+            s.add(
+                Detection(
+                    image_id=img.id,
+                    band="r" if i % 2 else "g",
+                    x=float(i),
+                    y=1.0,
+                    ra=float(ra[i]),
+                    dec=float(dec[i]),
+                    healpix=int(hp[i]),
+                    mag=18.0 + 0.1 * i,
+                    flags=0,
+                )
+            )
         cat = RefCat(name="gaia-sim", bands="G")
         s.add(cat)
         s.flush()
         for i in range(5):
-            s.add(RefCatSource(refcat_id=cat.id, source_id=1000 + i, ra=float(ra[i]),
-                               dec=float(dec[i]), healpix=int(hp[i])))  # fmt: skip
+            s.add(
+                RefCatSource(
+                    refcat_id=cat.id,
+                    source_id=1000 + i,
+                    ra=float(ra[i]),
+                    dec=float(dec[i]),
+                    healpix=int(hp[i]),
+                )
+            )
     return registry

@@ -51,30 +51,36 @@ def tap_url(registry: Registry, settings: Settings) -> Iterator[str]:
 
 def test_pyvo_sync_async_and_upload(tap_url: str) -> None:
     service = pyvo.dal.TAPService(tap_url)
-    cone = ("SELECT id, ra, dec FROM surveydm.detection WHERE 1 = CONTAINS(POINT('ICRS', ra, dec),"
-            f" CIRCLE('ICRS', {CENTER[0]}, {CENTER[1]}, 30.0/3600))")  # fmt: skip
+    cone = (
+        "SELECT id, ra, dec FROM surveydm.detection WHERE 1 = CONTAINS(POINT('ICRS', ra, dec),"
+        f" CIRCLE('ICRS', {CENTER[0]}, {CENTER[1]}, 30.0/3600))"
+    )
     assert len(service.run_sync(cone).to_table()) == N_CLUSTER
     result = service.run_async("SELECT COUNT(*) AS n FROM surveydm.detection")
     assert int(result.to_table()["n"][0]) == N_CLUSTER + N_FAR
     # An uploaded table of positions cross-matched with the detections
     mine = Table({"name": ["near", "far"], "ra": [CENTER[0], 0.0], "dec": [CENTER[1], -30.0]})
-    xmatch = ("SELECT u.name, COUNT(*) AS n FROM TAP_UPLOAD.mine AS u JOIN surveydm.detection AS d"
-              " ON 1 = CONTAINS(POINT('ICRS', d.ra, d.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01))"
-              " GROUP BY u.name")  # fmt: skip
+    xmatch = (
+        "SELECT u.name, COUNT(*) AS n FROM TAP_UPLOAD.mine AS u JOIN surveydm.detection AS d"
+        " ON 1 = CONTAINS(POINT('ICRS', d.ra, d.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01))"
+        " GROUP BY u.name"
+    )
     t = service.run_sync(xmatch, uploads={"mine": mine}).to_table()
     assert list(t["name"]) == ["near"] and int(t["n"][0]) == N_CLUSTER
     t = service.run_async(xmatch, uploads={"mine": mine}).to_table()
     assert int(t["n"][0]) == N_CLUSTER
     # Column metadata reaches the client
     tables = service.tables
-    ra = tables["surveydm.detection"].columns[[c.name for c in tables["surveydm.detection"]
-                                               .columns].index("ra")]  # fmt: skip
+    ra = tables["surveydm.detection"].columns[
+        [c.name for c in tables["surveydm.detection"].columns].index("ra")
+    ]
     assert ra.unit == "deg" and ra.ucd == "pos.eq.ra;meta.main"
     # A bad query raises pyvo's DALQueryError with the service's message
     with pytest.raises(pyvo.dal.DALQueryError, match="no column"):
         service.run_sync("SELECT nope FROM surveydm.detection")
-    assert np.isfinite(service.run_sync("SELECT TOP 1 RAND() AS r FROM surveydm.detection")
-                       .to_table()["r"][0])  # fmt: skip
+    assert np.isfinite(
+        service.run_sync("SELECT TOP 1 RAND() AS r FROM surveydm.detection").to_table()["r"][0]
+    )
 
 
 @pytest.mark.slow

@@ -147,16 +147,39 @@ def sql_literal(value: object, engine: str) -> str:
 
 
 _MATH_1 = {
-    "abs": "abs", "ceiling": "ceil", "degrees": "degrees", "exp": "exp", "floor": "floor",
-    "log": "ln", "log10": "log10", "radians": "radians", "sqrt": "sqrt", "acos": "acos",
-    "asin": "asin", "atan": "atan", "cos": "cos", "sin": "sin", "tan": "tan",
-}  # fmt: skip
+    "abs": "abs",
+    "ceiling": "ceil",
+    "degrees": "degrees",
+    "exp": "exp",
+    "floor": "floor",
+    "log": "ln",
+    "log10": "log10",
+    "radians": "radians",
+    "sqrt": "sqrt",
+    "acos": "acos",
+    "asin": "asin",
+    "atan": "atan",
+    "cos": "cos",
+    "sin": "sin",
+    "tan": "tan",
+}
 _MATH_2 = {"atan2": "atan2", "mod": "mod", "power": "power"}
 _AGGREGATES = {"count", "sum", "avg", "min", "max"}
 _GEOMETRY = {
-    "point", "circle", "box", "polygon", "contains", "intersects", "distance", "area",
-    "coord1", "coord2", "coordsys", "centroid", "region",
-}  # fmt: skip
+    "point",
+    "circle",
+    "box",
+    "polygon",
+    "contains",
+    "intersects",
+    "distance",
+    "area",
+    "coord1",
+    "coord2",
+    "coordsys",
+    "centroid",
+    "region",
+}
 _CAST_TYPES = {
     "smallint": ("SMALLINT", "INTEGER", "short"),
     "integer": ("INTEGER", "INTEGER", "int"),
@@ -696,8 +719,11 @@ class Translator:
         const = None
         if a.const is not None and b.const is not None:
             try:
-                const = {"+": a.const + b.const, "-": a.const - b.const,
-                         "*": a.const * b.const}.get(op, a.const / b.const if b.const else None)  # fmt: skip
+                const = {
+                    "+": a.const + b.const,
+                    "-": a.const - b.const,
+                    "*": a.const * b.const,
+                }.get(op, a.const / b.const if b.const else None)
             except (ZeroDivisionError, OverflowError):
                 const = None
         return Val(f"({a.sql} {op} {b.sql})", datatype=dt, const=const)
@@ -763,8 +789,10 @@ class Translator:
         words = " ".join(tok.value.lower() for tok in type_tree.children if tok.type == "TYPE_WORD")
         length = [tok.value for tok in type_tree.children if tok.type == "INT"]
         if words not in _CAST_TYPES:
-            raise AdqlError(f"CAST to {words.upper()!r} is not supported; use one of "
-                            f"{', '.join(k.upper() for k in _CAST_TYPES)}")  # fmt: skip
+            raise AdqlError(
+                f"CAST to {words.upper()!r} is not supported; use one of "
+                f"{', '.join(k.upper() for k in _CAST_TYPES)}"
+            )
         pg, lite, dt = _CAST_TYPES[words]
         target = pg if self.engine == "postgresql" else lite
         if length and self.engine == "postgresql" and pg in ("CHAR", "VARCHAR"):
@@ -949,8 +977,12 @@ class Translator:
 
     def geometry_arg(self, t: Tree, scope: Scope) -> Geom:
         if t.data == "func_call" and _ident(t.children[0]).lower() in (
-            "point", "circle", "box", "polygon", "centroid",
-        ):  # fmt: skip
+            "point",
+            "circle",
+            "box",
+            "polygon",
+            "centroid",
+        ):
             return self.geometry(t, scope)
         if t.data == "paren":
             return self.geometry_arg(t.children[0], scope)
@@ -978,8 +1010,11 @@ class Translator:
             p, q = (self.geometry_arg(a, scope) for a in args)
             if not isinstance(p, GPoint) or not isinstance(q, GPoint):
                 raise AdqlError("DISTANCE takes two POINTs")
-            return Val(self.sql.distance(p.ra.sql, p.dec.sql, q.ra.sql, q.dec.sql), datatype="double",
-                       meta=ColumnMeta("distance", "double", "angular distance", "deg", "pos.angDistance"))  # fmt: skip
+            return Val(
+                self.sql.distance(p.ra.sql, p.dec.sql, q.ra.sql, q.dec.sql),
+                datatype="double",
+                meta=ColumnMeta("distance", "double", "angular distance", "deg", "pos.angDistance"),
+            )
         if name in ("coord1", "coord2"):
             if len(args) != 1:
                 raise AdqlError(f"{name.upper()} takes one POINT")
@@ -1020,17 +1055,25 @@ class Translator:
                 a, b = b, a
             if isinstance(a, GCircle) and isinstance(b, GCircle):
                 return self.sql.within(
-                    a.center.ra.sql, a.center.dec.sql, b.center.ra.sql, b.center.dec.sql,
+                    a.center.ra.sql,
+                    a.center.dec.sql,
+                    b.center.ra.sql,
+                    b.center.dec.sql,
                     f"({a.radius.sql}) + ({b.radius.sql})",
-                )  # fmt: skip
+                )
             if not isinstance(a, GPoint):
-                raise AdqlError("INTERSECTS is supported for a POINT or CIRCLE with a region and "
-                                "for two CIRCLEs")  # fmt: skip
+                raise AdqlError(
+                    "INTERSECTS is supported for a POINT or CIRCLE with a region and "
+                    "for two CIRCLEs"
+                )
         if isinstance(a, GCircle) and isinstance(b, GCircle):
             return self.sql.within(
-                a.center.ra.sql, a.center.dec.sql, b.center.ra.sql, b.center.dec.sql,
+                a.center.ra.sql,
+                a.center.dec.sql,
+                b.center.ra.sql,
+                b.center.dec.sql,
                 f"({b.radius.sql}) - ({a.radius.sql})",
-            )  # fmt: skip
+            )
         if not isinstance(a, GPoint):
             raise AdqlError(
                 "CONTAINS is supported for a POINT (or a CIRCLE in a CIRCLE) in a region"

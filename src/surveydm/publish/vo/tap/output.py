@@ -10,13 +10,14 @@ their SQL components into double arrays.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import math
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -39,9 +40,15 @@ FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat(
         "application/x-votable+xml",
         "tabledata",
-        ("votable", "application/x-votable+xml", "text/xml", "votable/td", "votable/tabledata",
-         "application/x-votable+xml;serialization=tabledata"),
-    ),  # fmt: skip
+        (
+            "votable",
+            "application/x-votable+xml",
+            "text/xml",
+            "votable/td",
+            "votable/tabledata",
+            "application/x-votable+xml;serialization=tabledata",
+        ),
+    ),
     OutputFormat(
         "application/x-votable+xml;serialization=BINARY2",
         "binary2",
@@ -65,9 +72,9 @@ def find_format(name: str | None) -> OutputFormat | None:
 def _scalar(v: Any) -> Any:
     if isinstance(v, Decimal):
         return float(v)
-    if isinstance(v, datetime):
+    if isinstance(v, datetime):  # DALI timestamp: UTC without an offset
         if v.tzinfo is not None:
-            v = v.astimezone(tz=None).replace(tzinfo=None) if False else v.replace(tzinfo=None)
+            v = v.astimezone(UTC).replace(tzinfo=None)
         return v.isoformat(timespec="milliseconds")
     if isinstance(v, date):
         return v.isoformat()
@@ -91,12 +98,16 @@ def pack_rows(columns: tuple[OutputColumn, ...], rows: Iterable[tuple]) -> Itera
                 out.append(_scalar(row[i]))
             else:
                 parts = row[i : i + w]
-                out.append(None if any(p is None for p in parts) else tuple(float(p) for p in parts))
+                out.append(
+                    None if any(p is None for p in parts) else tuple(float(p) for p in parts)
+                )
             i += w
         yield out
 
 
-def resolve_types(columns: tuple[OutputColumn, ...], first: list[list[Any]]) -> tuple[OutputColumn, ...]:
+def resolve_types(
+    columns: tuple[OutputColumn, ...], first: list[list[Any]]
+) -> tuple[OutputColumn, ...]:
     """Columns whose datatype the translator could not tell, typed from the first rows."""
     out = []
     for i, c in enumerate(columns):
@@ -144,7 +155,7 @@ def votable_head(columns: tuple[OutputColumn, ...], infos: dict[str, str], kind:
         f'<VOTABLE version="1.4" xmlns="{VOTABLE_NS}" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
         f'<RESOURCE type="results">\n<INFO name="QUERY_STATUS" value="OK"/>{info}\n'
-        f'<TABLE>{fields}\n<DATA>{data}'
+        f"<TABLE>{fields}\n<DATA>{data}"
     )
 
 
@@ -231,7 +242,9 @@ def _binary2_encoder(columns: tuple[OutputColumn, ...]) -> Callable[[list[Any]],
                     parts.append(struct.pack(fmt, _NULL_NUM[dt]))
                 else:
                     try:
-                        parts.append(struct.pack(fmt, float(v) if dt in ("double", "float") else int(v)))
+                        parts.append(
+                            struct.pack(fmt, float(v) if dt in ("double", "float") else int(v))
+                        )
                     except (TypeError, ValueError, struct.error):
                         flags[i // 8] |= 0x80 >> (i % 8)
                         parts.append(struct.pack(fmt, _NULL_NUM[dt]))
@@ -324,12 +337,14 @@ def fits_bytes(columns: tuple[OutputColumn, ...], rows: list[list[Any]]) -> byte
         elif dt == "boolean":
             table[c.meta.name] = np.array([bool(v) for v in values], dtype=bool)
         else:
-            table[c.meta.name] = np.array(["" if v is None else str(v) for v in values], dtype=str) if values else np.array([], dtype="U1")
+            table[c.meta.name] = (
+                np.array(["" if v is None else str(v) for v in values], dtype=str)
+                if values
+                else np.array([], dtype="U1")
+            )
         if c.meta.unit:
-            try:
+            with contextlib.suppress(ValueError):  # a unit astropy does not know stays off
                 table[c.meta.name].unit = c.meta.unit
-            except ValueError:
-                pass
     buf = io.BytesIO()
     fits.BinTableHDU(table).writeto(buf)
     return buf.getvalue()

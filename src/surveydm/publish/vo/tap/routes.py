@@ -64,8 +64,9 @@ def tap_root(request: Request) -> Response:
         f'<li><a href="{base}/{p}">{p}</a></li>'
         for p in ("capabilities", "availability", "tables", "examples", "async")
     )
-    return Response(f"<html><body><h1>surveydm TAP</h1><ul>{links}</ul></body></html>",
-                    media_type="text/html")  # fmt: skip
+    return Response(
+        f"<html><body><h1>surveydm TAP</h1><ul>{links}</ul></body></html>", media_type="text/html"
+    )
 
 
 @router.api_route("/sync", methods=["GET", "POST"])
@@ -93,8 +94,9 @@ def tap_availability(request: Request) -> Response:
     """VOSI availability: a trivial query through the read-only connection."""
     service, _ = _tap(request)
     try:
-        q = service.prepare({"LANG": "ADQL", "QUERY": "SELECT TOP 1 schema_name FROM "
-                                                       "TAP_SCHEMA.schemas"})  # fmt: skip
+        q = service.prepare(
+            {"LANG": "ADQL", "QUERY": "SELECT TOP 1 schema_name FROM TAP_SCHEMA.schemas"}
+        )
         for _ in service.stream(q, 10.0):
             pass
         ok, note = True, "the service accepts queries"
@@ -226,8 +228,9 @@ def uws_item(request: Request, job_id: str, item: str) -> Response:
         inner = doc[doc.index(f"<{tag}>") : doc.index(f"</{tag}>") + len(tag) + 3]
         head = doc[doc.index("<uws:job ") : doc.index(">", doc.index("<uws:job ")) + 1]
         ns = head.replace("<uws:job ", f"<{tag} ").replace(' version="1.1"', "")
-        return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + ns + inner[len(tag) + 2 :],
-                        media_type=XML)  # fmt: skip
+        return Response(
+            '<?xml version="1.0" encoding="UTF-8"?>\n' + ns + inner[len(tag) + 2 :], media_type=XML
+        )
     return Response(f"no {item} in a UWS job", status_code=404, media_type="text/plain")
 
 

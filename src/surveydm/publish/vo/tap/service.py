@@ -247,10 +247,16 @@ def upload_tables(
 
 
 _UPLOAD_TYPES = {
-    "boolean": "boolean", "unsignedByte": "short", "short": "short", "int": "int",
-    "long": "long", "float": "float", "double": "double", "char": "char",
+    "boolean": "boolean",
+    "unsignedByte": "short",
+    "short": "short",
+    "int": "int",
+    "long": "long",
+    "float": "float",
+    "double": "double",
+    "char": "char",
     "unicodeChar": "char",
-}  # fmt: skip
+}
 
 
 def _votable_upload(name: str, data: bytes, limits: TapLimits) -> VirtualTable:
@@ -295,8 +301,9 @@ def _votable_upload(name: str, data: bytes, limits: TapLimits) -> VirtualTable:
         )
         values.append(vals)
     rows = tuple(zip(*values, strict=True)) if values else ()
-    meta = TableMeta("TAP_UPLOAD", name, f"tap_upload_{name.lower()}", "uploaded table",
-                     tuple(columns))  # fmt: skip
+    meta = TableMeta(
+        "TAP_UPLOAD", name, f"tap_upload_{name.lower()}", "uploaded table", tuple(columns)
+    )
     return VirtualTable(meta, rows)
 
 

@@ -156,7 +156,9 @@ PUBLISHED: tuple[PublishedTable, ...] = (
 _POS_RA = ("deg", "pos.eq.ra;meta.main")
 _POS_DEC = ("deg", "pos.eq.dec;meta.main")
 
-#: Unit and UCD by column name (``table.column`` entries win over bare ``column`` ones).
+#: Unit (VOUnit 1.0; electrons are ``ct``, photo-electron counts) and UCD (UCD1+ controlled
+#: vocabulary) by column name; ``table.column`` entries win over bare ``column`` ones. A test
+#: checks every entry with astropy's VOUnit and UCD parsers.
 ANNOTATIONS: dict[str, tuple[str | None, str | None]] = {
     "id": (None, "meta.id;meta.main"),
     "ra": _POS_RA,
@@ -173,17 +175,17 @@ ANNOTATIONS: dict[str, tuple[str | None, str | None]] = {
     "night": (None, "time.epoch;obs"),
     "exptime": ("s", "time.duration;obs.exposure"),
     "airmass": (None, "obs.airMass"),
-    "amb_temp": ("Celsius", "phys.temperature"),
-    "humidity": ("%", "phys.atmol"),
+    "amb_temp": (None, "phys.temperature"),  # deg C: no VOUnit
+    "humidity": (None, "obs.atmos.humidity"),  # percent: no VOUnit
     "pressure": ("hPa", "phys.pressure"),
     "wind_spd": ("m/s", "phys.veloc"),
     "wind_dir": ("deg", "pos.posAng"),
-    "filter": (None, "instr.filter"),
-    "filter_tray": (None, "instr.filter"),
+    "filter": (None, "meta.id;instr.filter"),
+    "filter_tray": (None, "meta.id;instr.filter"),
     "band": (None, "instr.bandpass"),
     "wavelength": ("nm", "em.wl.central"),
-    "gain": ("electron/adu", "instr.calib"),
-    "rdnoise": ("electron", "instr.det.noise"),
+    "gain": ("ct/adu", "instr.calib"),
+    "rdnoise": ("ct", "instr.det.noise"),
     "naxis1": ("pix", "meta.number"),
     "naxis2": ("pix", "meta.number"),
     "x": ("pix", "pos.cartesian.x;instr.det"),
@@ -191,13 +193,13 @@ ANNOTATIONS: dict[str, tuple[str | None, str | None]] = {
     "mag": ("mag", "phot.mag"),
     "mag_err": ("mag", "stat.error;phot.mag"),
     "mag_error": ("mag", "stat.error;phot.mag"),
-    "flux_auto": ("electron", "phot.flux"),
-    "flux_psf": ("electron", "phot.flux"),
-    "flux_aper": ("electron", "phot.flux"),
-    "flux_err_auto": ("electron", "stat.error;phot.flux"),
-    "flux_err_psf": ("electron", "stat.error;phot.flux"),
-    "flux_err_aper": ("electron", "stat.error;phot.flux"),
-    "background": ("electron/pix", "instr.skyLevel"),
+    "flux_auto": ("ct", "phot.flux"),
+    "flux_psf": ("ct", "phot.flux"),
+    "flux_aper": ("ct", "phot.flux"),
+    "flux_err_auto": ("ct", "stat.error;phot.flux"),
+    "flux_err_psf": ("ct", "stat.error;phot.flux"),
+    "flux_err_aper": ("ct", "stat.error;phot.flux"),
+    "background": ("ct/pix", "instr.skyLevel"),
     "fwhm": ("arcsec", "phys.angSize;instr.det.psf"),
     "psf_fwhm": ("arcsec", "phys.angSize;instr.det.psf"),
     "median_psf_fwhm": ("arcsec", "phys.angSize;instr.det.psf"),
@@ -212,10 +214,10 @@ ANNOTATIONS: dict[str, tuple[str | None, str | None]] = {
     "epoch": ("yr", "time.epoch"),
     "zp_nightly": ("mag", "phot.calib;phot.mag"),
     "zp_nightly_err": ("mag", "stat.error;phot.calib"),
-    "transparency": (None, "obs.atmos.transmission"),
-    "sky_background": ("electron/s/pix", "instr.skyLevel"),
-    "bkg_mean": ("electron/pix", "instr.skyLevel"),
-    "bkg_std": ("electron/pix", "stat.stdev;instr.skyLevel"),
+    "transparency": (None, "phys.transmission"),
+    "sky_background": ("ct/(s.pix)", "instr.skyLevel"),
+    "bkg_mean": ("ct/pix", "instr.skyLevel"),
+    "bkg_std": ("ct/pix", "stat.stdev;instr.skyLevel"),
     "astro_rms": ("arcsec", "stat.stdev;pos"),
     "object": (None, "meta.id;src"),
     "source_id": (None, "meta.id"),
@@ -295,7 +297,7 @@ def _published_table(spec: PublishedTable, names: set[str]) -> TableMeta:
                     target_table=f"{SCHEMA}.{target}",
                     from_column=fk.parent.name,
                     target_column=fk.column.name,
-                    description=f"{spec.table}.{fk.parent.name} refers to {target}.{fk.column.name}",
+                    description=f"{spec.table}.{fk.parent.name} -> {target}.{fk.column.name}",
                 )
             )
     cols = {c.name for c in columns}

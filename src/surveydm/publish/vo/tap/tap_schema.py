@@ -96,9 +96,13 @@ def _tap_table(name: str) -> TableMeta:
         if frm == name
     )
     return TableMeta(
-        TAP_SCHEMA, name, f"tap_schema_{name}", _DESCRIPTIONS[name], TAP_SCHEMA_COLUMNS[name],
+        TAP_SCHEMA,
+        name,
+        f"tap_schema_{name}",
+        _DESCRIPTIONS[name],
+        TAP_SCHEMA_COLUMNS[name],
         foreign_keys=keys,
-    )  # fmt: skip
+    )
 
 
 _DESCRIPTIONS = {
@@ -158,9 +162,7 @@ def tap_schema_tables(
 ) -> list[VirtualTable]:
     """The five TAP_SCHEMA tables describing themselves and ``published``."""
     rows = _rows(published, schema_descriptions or {})
-    return [
-        VirtualTable(_tap_table(n), tuple(rows[n])) for n in TAP_SCHEMA_COLUMNS
-    ]
+    return [VirtualTable(_tap_table(n), tuple(rows[n])) for n in TAP_SCHEMA_COLUMNS]
 
 
 def build_catalog(

@@ -25,9 +25,17 @@ from xml.sax.saxutils import escape
 from surveydm.errors import SurveydmError
 
 PHASES = (
-    "PENDING", "QUEUED", "EXECUTING", "COMPLETED", "ERROR", "ABORTED", "UNKNOWN", "HELD",
-    "SUSPENDED", "ARCHIVED",
-)  # fmt: skip
+    "PENDING",
+    "QUEUED",
+    "EXECUTING",
+    "COMPLETED",
+    "ERROR",
+    "ABORTED",
+    "UNKNOWN",
+    "HELD",
+    "SUSPENDED",
+    "ARCHIVED",
+)
 FINAL = ("COMPLETED", "ERROR", "ABORTED", "ARCHIVED")
 UWS_NS = "http://www.ivoa.net/xml/UWS/v1.0"
 
@@ -309,8 +317,12 @@ class JobStore:
                 ctx = _context()
                 proc = ctx.Process(
                     target=_run_job,
-                    args=(str(self._folder(job_id)), self.registry_url, self.reader_url,
-                          float(job.execution_duration)),  # fmt: skip
+                    args=(
+                        str(self._folder(job_id)),
+                        self.registry_url,
+                        self.reader_url,
+                        float(job.execution_duration),
+                    ),
                     daemon=True,
                 )
                 proc.start()
@@ -374,7 +386,9 @@ class JobStore:
         try:
             n = int(float(seconds))
         except ValueError:
-            raise UwsError(f"EXECUTIONDURATION must be a number of seconds, not {seconds!r}") from None
+            raise UwsError(
+                f"EXECUTIONDURATION must be a number of seconds, not {seconds!r}"
+            ) from None
         if n <= 0 or n > self.hard_duration_s:
             n = int(self.hard_duration_s)
         job.execution_duration = n
@@ -390,7 +404,9 @@ class JobStore:
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)
         latest = _parse_iso(job.creation_time) + timedelta(days=self.destruction_days)
-        job.destruction = min(t, latest).astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        job.destruction = (
+            min(t, latest).astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        )
         self.save(job)
 
     def update_parameters(self, job_id: str, params: dict[str, str]) -> None:
@@ -441,6 +457,6 @@ class JobStore:
     def close(self) -> None:
         """Stop every running worker process (their jobs are marked ERROR)."""
         with self._lock:
-            for job_id, proc in list(self._procs.items()):
+            for proc in list(self._procs.values()):
                 proc.terminate()
                 proc.join(5)

@@ -15,15 +15,25 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 #: ADQL 2.1 optional features this service implements (TAPRegExt feature types).
 FEATURES: dict[str, tuple[str, ...]] = {
     "ivo://ivoa.net/std/TAPRegExt#features-adqlgeo": (
-        "POINT", "CIRCLE", "BOX", "POLYGON", "CENTROID", "CONTAINS", "INTERSECTS", "DISTANCE",
-        "AREA", "COORD1", "COORD2", "COORDSYS",
+        "POINT",
+        "CIRCLE",
+        "BOX",
+        "POLYGON",
+        "CENTROID",
+        "CONTAINS",
+        "INTERSECTS",
+        "DISTANCE",
+        "AREA",
+        "COORD1",
+        "COORD2",
+        "COORDSYS",
     ),
     "ivo://ivoa.net/std/TAPRegExt#features-adql-string": ("LOWER", "UPPER", "ILIKE"),
     "ivo://ivoa.net/std/TAPRegExt#features-adql-sets": ("UNION", "EXCEPT", "INTERSECT"),
     "ivo://ivoa.net/std/TAPRegExt#features-adql-common-table": ("WITH",),
     "ivo://ivoa.net/std/TAPRegExt#features-adql-offset": ("OFFSET",),
     "ivo://ivoa.net/std/TAPRegExt#features-adql-type": ("CAST",),
-}  # fmt: skip
+}
 
 #: Example queries of the DALI examples endpoint: (id, title, ADQL).
 EXAMPLES: tuple[tuple[str, str, str], ...] = (
