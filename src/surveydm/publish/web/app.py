@@ -57,6 +57,7 @@ def create_app(
     registry: Registry | None = None,
     sql_reader_url: str | None = None,
     sql_time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    tap_limits: Any = None,
 ) -> FastAPI:
     """Build the portal over the registry and archive of ``settings``.
 
@@ -66,6 +67,8 @@ def create_app(
         sql_reader_url: PostgreSQL only: URL of a read-only login role for the SQL browser
             (default: the role ``surveydm_reader`` set up through the registry's user).
         sql_time_limit_s: statement time limit of the SQL browser, seconds.
+        tap_limits: limits of the TAP service under ``/tap``
+            (:class:`surveydm.publish.vo.tap.service.TapLimits`; default: its defaults).
 
     The registry schema must exist (``surveydm db upgrade``); the app never writes to it.
     """
@@ -141,5 +144,5 @@ def create_app(
         from surveydm.publish.vo.tap.routes import install
         from surveydm.publish.vo.tap.service import TapService
 
-        install(app, TapService(sql), Path(settings.archive_root) / "tap-jobs")
+        install(app, TapService(sql, tap_limits), Path(settings.archive_root) / "tap-jobs")
     return app
