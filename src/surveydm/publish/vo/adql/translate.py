@@ -19,7 +19,7 @@ from lark import Token, Tree
 
 from surveydm.errors import SurveydmError
 from surveydm.publish.vo.adql import geometry as geo
-from surveydm.publish.vo.adql.parser import parse
+from surveydm.publish.vo.adql.parser import AdqlSyntaxError, parse
 from surveydm.publish.vo.tap.tables import Catalog, ColumnMeta, Position
 
 #: Most tables one query may join (runaway joins are refused before they reach the database).
@@ -112,10 +112,21 @@ def _num_type(*vals: Val) -> str:
     return ""
 
 
+#: Words that structure a query: never a regular identifier (delimit them: "from").
+_STRUCTURE_WORDS = frozenset(
+    ["SELECT", "FROM", "WHERE", "GROUP", "ORDER", "HAVING", "JOIN", "ON", "UNION", "EXCEPT", "INTERSECT", "AND", "OR", "NOT", "AS", "BY", "TOP", "OFFSET", "WITH", "DISTINCT", "ALL", "IS", "NULL", "IN", "BETWEEN", "LIKE", "ILIKE", "EXISTS", "CASE", "WHEN", "THEN", "ELSE", "END", "INNER", "LEFT", "RIGHT", "FULL", "OUTER", "NATURAL", "CROSS", "USING"]
+)
+
+
 def _ident(tree: Tree) -> str:
     tok: Token = tree.children[0]
     if tok.type == "DELIMITED_ID":
         return tok.value[1:-1].replace('""', '"')
+    if tok.value.upper() in _STRUCTURE_WORDS:
+        raise AdqlSyntaxError(
+            f"ADQL syntax error at line {tok.line}, column {tok.column}: {tok.value!r} is a "
+            'reserved word (write it "delimited" to use it as a name)'
+        )
     return tok.value
 
 
