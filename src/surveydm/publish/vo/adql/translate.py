@@ -114,11 +114,49 @@ def _num_type(*vals: Val) -> str:
 
 #: Words that structure a query: never a regular identifier (delimit them: "from").
 _STRUCTURE_WORDS = frozenset(
-    (
-        "SELECT FROM WHERE GROUP ORDER HAVING JOIN ON UNION EXCEPT INTERSECT AND OR NOT AS BY "
-        "TOP OFFSET WITH DISTINCT ALL IS NULL IN BETWEEN LIKE ILIKE EXISTS CASE WHEN THEN "
-        "ELSE END INNER LEFT RIGHT FULL OUTER NATURAL CROSS USING"
-    ).split()
+    {
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "GROUP",
+        "ORDER",
+        "HAVING",
+        "JOIN",
+        "ON",
+        "UNION",
+        "EXCEPT",
+        "INTERSECT",
+        "AND",
+        "OR",
+        "NOT",
+        "AS",
+        "BY",
+        "TOP",
+        "OFFSET",
+        "WITH",
+        "DISTINCT",
+        "ALL",
+        "IS",
+        "NULL",
+        "IN",
+        "BETWEEN",
+        "LIKE",
+        "ILIKE",
+        "EXISTS",
+        "CASE",
+        "WHEN",
+        "THEN",
+        "ELSE",
+        "END",
+        "INNER",
+        "LEFT",
+        "RIGHT",
+        "FULL",
+        "OUTER",
+        "NATURAL",
+        "CROSS",
+        "USING",
+    }
 )
 
 
