@@ -69,9 +69,19 @@ def tap_root(request: Request) -> Response:
     )
 
 
-@router.api_route("/sync", methods=["GET", "POST"])
-async def tap_sync(request: Request) -> Response:
-    """Synchronous query (TAP 1.1 section 2.2.1): the result or an error VOTable."""
+@router.get("/sync")
+async def tap_sync_get(request: Request) -> Response:
+    """Synchronous query (TAP 1.1 section 2.2.1) by GET: the result or an error VOTable."""
+    return await _sync(request)
+
+
+@router.post("/sync")
+async def tap_sync_post(request: Request) -> Response:
+    """Synchronous query by POST (form or multipart with UPLOAD files)."""
+    return await _sync(request)
+
+
+async def _sync(request: Request) -> Response:
     service, _ = _tap(request)
     params, files = await _params_files(request)
     try:
