@@ -134,3 +134,21 @@ def test_polygon_sql_matches_the_spherical_test() -> None:
     got = {(a, d) for a, d in conn.execute(f"SELECT ra, dec FROM p WHERE {cond}")}
     want = {(a, d) for a, d in pts if _inside_brute(poly, a, d)}
     assert got == want and len(want) > 20
+
+
+def test_binary2_batches_keep_nulls_and_big_integers() -> None:
+    import io
+
+    from astropy.io.votable import parse_single_table
+
+    from surveydm.publish.vo.adql.translate import OutputColumn
+    from surveydm.publish.vo.tap.output import stream_votable
+    from surveydm.publish.vo.tap.tables import ColumnMeta
+
+    cols = (OutputColumn(ColumnMeta("n", "long")), OutputColumn(ColumnMeta("x", "double")))
+    rows = [(2**60 + 1, 1.5), (None, None), (-3, 2.25)]
+    for kind in ("binary2", "tabledata"):
+        doc = b"".join(stream_votable(cols, iter([rows]), kind, {}, lambda: False))
+        t = parse_single_table(io.BytesIO(doc), verify="exception").to_table()
+        assert t["n"][0] == 2**60 + 1 and t["n"].mask[1] and t["n"][2] == -3
+        assert t["x"][0] == 1.5 and t["x"].mask[1] and t["x"][2] == 2.25

@@ -15,12 +15,14 @@ import csv
 import io
 import math
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
 
 from surveydm.publish.vo.adql.translate import OutputColumn
 
@@ -83,14 +85,24 @@ def _scalar(v: Any) -> Any:
     return v
 
 
-def pack_rows(columns: tuple[OutputColumn, ...], rows: Iterable[tuple]) -> Iterator[list[Any]]:
-    """Rows of SQL values as rows of output values (geometry components packed into tuples)."""
+def pack_rows(columns: tuple[OutputColumn, ...], rows: list[tuple]) -> list[Sequence[Any]]:
+    """A batch of SQL rows as output rows (geometry components packed into tuples; dates,
+    decimals and bytes of text or untyped columns converted). Numeric columns pass through
+    untouched (the writers convert them), and a batch that needs nothing is returned as is."""
     widths = [c.width for c in columns]
-    simple = all(w == 1 for w in widths)
+    if all(w == 1 for w in widths):
+        convert = [i for i, c in enumerate(columns) if c.meta.datatype in ("char", "")]
+        if not convert:
+            return rows
+        out_rows = []
+        for row in rows:
+            out = list(row)
+            for i in convert:
+                out[i] = _scalar(out[i])
+            out_rows.append(out)
+        return out_rows
+    packed: list[Sequence[Any]] = []
     for row in rows:
-        if simple:
-            yield [_scalar(v) for v in row]
-            continue
         out: list[Any] = []
         i = 0
         for w in widths:
@@ -102,7 +114,8 @@ def pack_rows(columns: tuple[OutputColumn, ...], rows: Iterable[tuple]) -> Itera
                     None if any(p is None for p in parts) else tuple(float(p) for p in parts)
                 )
             i += w
-        yield out
+        packed.append(out)
+    return packed
 
 
 def resolve_types(
@@ -212,6 +225,48 @@ _PACK = {"double": ">d", "float": ">f", "long": ">q", "int": ">i", "short": ">h"
 _NULL_NUM = {"double": math.nan, "float": math.nan, "long": 0, "int": 0, "short": 0}
 
 
+_NUMPY = {"double": ">f8", "float": ">f4", "long": ">i8", "int": ">i4", "short": ">i2"}
+
+
+def _binary2_batch_encoder(
+    columns: tuple[OutputColumn, ...],
+) -> Callable[[list[list[Any]]], bytes] | None:
+    """A numpy encoder of whole batches when every column is a fixed-size number (the common
+    catalog case); None otherwise. Records are the null-flag bytes then big-endian values."""
+    if any(c.meta.datatype not in _NUMPY or c.width != 1 or c.meta.arraysize for c in columns):
+        return None
+    n_cols = len(columns)
+    nbytes = (n_cols + 7) // 8
+    dtype = np.dtype(
+        [("flags", "u1", (nbytes,))]
+        + [(f"c{i}", _NUMPY[c.meta.datatype]) for i, c in enumerate(columns)]
+    )
+    kinds = [c.meta.datatype for c in columns]
+
+    def encode(rows: Sequence[Sequence[Any]]) -> bytes:
+        n = len(rows)
+        out = np.zeros(n, dtype)
+        flags = np.zeros((n, nbytes), np.uint8)
+        table = np.array(rows, dtype=np.float64).reshape(n, n_cols)  # None -> NaN, in C
+        for i in range(n_cols):
+            col = table[:, i]
+            null = np.isnan(col)
+            if kinds[i] in ("double", "float"):
+                out[f"c{i}"] = col
+            else:
+                if null.any():
+                    col = np.where(null, 0.0, col)
+                if n and np.abs(col).max() >= 2.0**53:  # beyond exact float64 integers
+                    col = np.array([0 if r[i] is None else int(r[i]) for r in rows], np.int64)
+                out[f"c{i}"] = col
+            if null.any():
+                flags[null, i // 8] |= np.uint8(0x80 >> (i % 8))
+        out["flags"] = flags
+        return out.tobytes()
+
+    return encode
+
+
 def _binary2_encoder(columns: tuple[OutputColumn, ...]) -> Callable[[list[Any]], bytes]:
     n = len(columns)
     nbytes = (n + 7) // 8
@@ -269,13 +324,15 @@ def stream_votable(
     yield votable_head(columns, infos, kind).encode()
     status, message = None, ""
     encode = _binary2_encoder(columns) if kind == "binary2" else None
+    encode_batch = _binary2_batch_encoder(columns) if kind == "binary2" else None
     carry = b""
     try:
         for rows in batches:
             if encode is None:
                 yield tabledata_rows(columns, rows).encode()
             else:
-                data = carry + b"".join(encode(r) for r in rows)
+                packed = encode_batch(rows) if encode_batch else b"".join(encode(r) for r in rows)
+                data = carry + packed
                 cut = len(data) - len(data) % 3
                 carry = data[cut:]
                 yield base64.b64encode(data[:cut])

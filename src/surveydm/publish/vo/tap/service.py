@@ -155,7 +155,7 @@ class TapService:
             state = {"n": 0, "overflow": False}
             batches = rows.batches()
             first = self._limited(next(batches, []), state, q.maxrec)
-            packed_first = list(output.pack_rows(q.translation.columns, first))
+            packed_first = output.pack_rows(q.translation.columns, first)
             columns = output.resolve_types(q.translation.columns, packed_first)
         except BaseException:
             ctx.__exit__(None, None, None)
@@ -176,7 +176,7 @@ class TapService:
                 for batch in batches:
                     cut = self._limited(batch, state, q.maxrec)
                     if cut:
-                        yield list(output.pack_rows(q.translation.columns, cut))
+                        yield output.pack_rows(q.translation.columns, cut)
                     if state["overflow"]:
                         return
                     if state["n"] >= q.maxrec:
