@@ -3,14 +3,17 @@
 The engine-level guarantees are those of :mod:`surveydm.publish.sqlbrowser` and are reused,
 not re-implemented: on SQLite a ``mode=ro`` connection with the browser's authorizer and a
 progress-handler time limit; on PostgreSQL the browser's read-only login role, opened with
-``default_transaction_read_only=on`` and ``statement_timeout``, reading through a server-side
-cursor (one statement only) and rolled back. Rows come in batches, so a result is never held
-in memory whole.
+``default_transaction_read_only=on``, one read-only transaction per query with a transaction-
+local ``statement_timeout``, reading through a server-side cursor (one statement only) and
+rolled back. PostgreSQL connections are pooled (:data:`POOL_SIZE` idle per process), which
+takes the connection set-up out of a cone search's latency. Rows come in batches, so a result
+is never held in memory whole.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from surveydm.errors import SurveydmError
-from surveydm.publish.sqlbrowser import SqlBrowser
+from surveydm.publish.sqlbrowser import READER_ROLE, SqlBrowser
 
 #: Rows fetched per round trip.
 BATCH_ROWS = 5_000
@@ -103,8 +106,14 @@ def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
         conn.close()
 
 
-@contextmanager
-def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
+#: Idle read-only PostgreSQL connections kept per reader, per process.
+POOL_SIZE = 4
+_pools: dict[tuple, list[Any]] = {}
+_pool_lock = threading.Lock()
+
+
+def _pg_connect(browser: SqlBrowser) -> tuple[tuple, Any]:
+    """An idle pooled connection, or a new one, as the browser's read-only role."""
     import psycopg
 
     if browser.reader_url is not None:
@@ -115,15 +124,53 @@ def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
         except SurveydmError as exc:
             raise TapExecutionError(str(exc)) from None
         info = browser._pg_conninfo(browser.url)
-        info["user"] = "surveydm_reader"
+        info["user"] = READER_ROLE
         info.pop("password", None)
-    timeout_ms = max(1, int(limit_s * 1000))
-    options = f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}"
+    key = tuple(sorted(info.items()))
+    with _pool_lock:
+        idle = _pools.setdefault(key, [])
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return key, conn
     try:
-        conn = psycopg.connect(**info, options=options, connect_timeout=10)
+        conn = psycopg.connect(
+            **info, options="-c default_transaction_read_only=on", connect_timeout=10
+        )
     except psycopg.OperationalError as exc:
         raise TapExecutionError(f"cannot connect read-only: {exc}") from None
+    return key, conn
+
+
+def _pg_release(key: tuple, conn: Any) -> None:
+    """Roll back and keep the connection for the next query (or close it)."""
     try:
+        conn.rollback()
+    except Exception:  # noqa: BLE001  (a broken connection is simply dropped)
+        conn.close()
+        return
+    with _pool_lock:
+        idle = _pools.setdefault(key, [])
+        if len(idle) < POOL_SIZE and not conn.closed:
+            idle.append(conn)
+            return
+    conn.close()
+
+
+@contextmanager
+def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
+    import psycopg
+
+    key, conn = _pg_connect(browser)
+    ok = False
+    try:
+        # One read-only transaction per query (the session default, asserted again), with
+        # the query's own time limit; only ADQL-translated SQL runs here, and no ADQL
+        # function reaches set_config, so nothing a query does outlives its transaction.
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, true)", (str(max(1, int(limit_s * 1000))),)
+        )
         cur = conn.cursor(name="surveydm_tap")
         try:
             cur.execute(sql)
@@ -132,8 +179,12 @@ def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
         except psycopg.Error as exc:
             raise _engine_error(exc, limit_s) from None
         yield Rows(_Prepended(first, cur), "postgresql", time.monotonic() + limit_s, limit_s)
+        ok = True
     finally:
-        conn.close()  # never committed: the server rolls the transaction back
+        if ok:
+            _pg_release(key, conn)
+        else:
+            conn.close()  # never committed: the server rolls the transaction back
 
 
 class _Prepended:
