@@ -5,8 +5,9 @@ not re-implemented: on SQLite a ``mode=ro`` connection with the browser's author
 progress-handler time limit; on PostgreSQL the browser's read-only login role, opened with
 ``default_transaction_read_only=on``, one read-only transaction per query with a transaction-
 local ``statement_timeout``, reading through a server-side cursor (one statement only) and
-rolled back. PostgreSQL connections are pooled (:data:`POOL_SIZE` idle per process), which
-takes the connection set-up out of a cone search's latency. Rows come in batches, so a result
+rolled back. Connections are pooled (:data:`POOL_SIZE` idle per process and database; a
+SQLite one keeps its authorizer, a PostgreSQL one its read-only session), which takes the
+connection set-up out of a cone search's latency. Rows come in batches, so a result
 is never held in memory whole.
 """
 
@@ -87,13 +88,27 @@ def run_sql(browser: SqlBrowser, sql: str, time_limit_s: float) -> Iterator[Rows
             yield rows
 
 
+#: Idle read-only connections kept per database and reader, per process.
+POOL_SIZE = 4
+_pools: dict[tuple, list[Any]] = {}
+_pool_lock = threading.Lock()
+
+
 @contextmanager
 def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
-    conn = sqlite3.connect(
-        f"file:{browser.url.database}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
-    )  # a streamed response is iterated from worker threads, one at a time
-    try:
+    key = ("sqlite", browser.url.database)
+    conn = None
+    with _pool_lock:
+        idle = _pools.setdefault(key, [])
+        if idle:
+            conn = idle.pop()
+    if conn is None:
+        conn = sqlite3.connect(
+            f"file:{browser.url.database}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
+        )  # a streamed response is iterated from worker threads, one at a time
         conn.set_authorizer(SqlBrowser._authorizer)
+    ok = False
+    try:
         deadline = time.monotonic() + limit_s
         # checked every 50,000 virtual-machine steps: well under a millisecond apart
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 50_000)
@@ -102,14 +117,16 @@ def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
         except sqlite3.Error as exc:
             raise _engine_error(exc, limit_s) from None
         yield Rows(cur, "sqlite", deadline, limit_s)
+        cur.close()
+        ok = True
     finally:
-        conn.close()
-
-
-#: Idle read-only PostgreSQL connections kept per reader, per process.
-POOL_SIZE = 4
-_pools: dict[tuple, list[Any]] = {}
-_pool_lock = threading.Lock()
+        with _pool_lock:
+            idle = _pools.setdefault(key, [])
+            keep = ok and len(idle) < POOL_SIZE
+            if keep:
+                idle.append(conn)
+        if not keep:
+            conn.close()
 
 
 def _pg_connect(browser: SqlBrowser) -> tuple[tuple, Any]:
