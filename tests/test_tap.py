@@ -222,6 +222,26 @@ def test_async_job_runs_in_a_worker_and_survives_restart(
     while client.get(bad + "/phase").text not in ("COMPLETED", "ERROR"):
         time.sleep(0.2)
     assert "no column" in client.get(bad + "/error").text
+    # Execution duration: a runaway join is stopped; ABORT stops a running job
+    runaway = (
+        "SELECT COUNT(*) FROM surveydm.detection AS a, surveydm.detection AS b, "
+        "surveydm.detection AS c, surveydm.detection AS d, surveydm.detection AS e, "
+        "surveydm.detection AS f, surveydm.detection AS g"
+    )
+    r = client.post("/tap/async", data={"LANG": "ADQL", "QUERY": runaway})
+    slow = str(r.url).replace("http://testserver", "")
+    client.post(slow + "/executionduration", data={"EXECUTIONDURATION": "1"})
+    assert client.get(slow + "/executionduration").text == "1"
+    client.post(slow + "/phase", data={"PHASE": "RUN"})
+    r = client.post("/tap/async", data={"LANG": "ADQL", "QUERY": runaway, "PHASE": "RUN"})
+    aborted = str(r.url).replace("http://testserver", "")
+    client.post(aborted + "/phase", data={"PHASE": "ABORT"})
+    assert client.get(aborted + "/phase").text == "ABORTED"
+    deadline = time.monotonic() + 60
+    while client.get(slow + "/phase").text not in ("COMPLETED", "ERROR"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert "time limit" in client.get(slow + "/error").text
     # A new service over the same archive lists the same jobs
     app2 = create_app(settings, registry=filled)
     with TestClient(app2) as c2:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from surveydm.errors import SurveydmError
@@ -84,9 +85,13 @@ async def tap_sync_post(request: Request) -> Response:
 async def _sync(request: Request) -> Response:
     service, _ = _tap(request)
     params, files = await _params_files(request)
-    try:
+
+    def start():  # in a worker thread: the statement may run long before its first row
         q = service.prepare(params, files)
-        pieces = service.stream(q, service.limits.sync_time_limit_s)
+        return q, service.stream(q, service.limits.sync_time_limit_s)
+
+    try:
+        q, pieces = await run_in_threadpool(start)
     except SurveydmError as exc:
         return _error(str(exc))
     return StreamingResponse(pieces, media_type=q.fmt.mime)
