@@ -509,8 +509,6 @@ class Translator:
         if isinstance(children[0], Tree) and children[0].data == "join_type":
             words = [t.value.upper() for t in children.pop(0).children]
             kind = words[0] + (" OUTER" if words[0] in ("LEFT", "RIGHT", "FULL") else "")
-        if kind.startswith(("RIGHT", "FULL")) and self.engine == "sqlite":
-            kind = kind  # SQLite >= 3.39 supports RIGHT and FULL OUTER JOIN
         right = self.table_ref(children.pop(0), scope)
         spec = ""
         if children:

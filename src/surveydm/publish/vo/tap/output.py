@@ -144,8 +144,6 @@ def resolve_types(
 def _field(c: OutputColumn) -> str:
     m = c.meta
     attrs = [f"name={quoteattr(m.name)}", f"datatype={quoteattr(m.datatype)}"]
-    if m.datatype == "boolean":
-        pass
     if m.arraysize:
         attrs.append(f"arraysize={quoteattr(m.arraysize)}")
     if m.unit:

@@ -52,10 +52,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _iso(t: str | None) -> str | None:
-    return t
-
-
 @dataclass
 class Job:
     """One asynchronous job (UWS 1.1 section 2.2)."""
