@@ -87,10 +87,13 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
         else:
             import psycopg
 
-            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
-                with conn.cursor().copy(f"COPY detection ({cols}) FROM STDIN") as copy:
-                    for r in rows:
-                        copy.write_row(r)
+            pg_url = url.replace("postgresql+psycopg", "postgresql")
+            with (
+                psycopg.connect(pg_url) as conn,
+                conn.cursor().copy(f"COPY detection ({cols}) FROM STDIN") as copy,
+            ):
+                for r in rows:
+                    copy.write_row(r)
     if engine == "postgresql":
         import psycopg
 
