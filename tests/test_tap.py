@@ -172,6 +172,14 @@ HOSTILE = [
 ]
 
 
+def test_upload_urls_to_local_addresses_are_refused(client: TestClient) -> None:
+    for url in ("http://127.0.0.1:5432/x.vot", "http://localhost/x.vot", "file:///etc/passwd"):
+        status, body = _sync(
+            client, "SELECT * FROM TAP_UPLOAD.t", UPLOAD=f"t,{url}", RESPONSEFORMAT="votable"
+        )
+        assert status == 400 and _status(body) == ["ERROR"], url
+
+
 def test_hostile_queries_get_error_documents(client: TestClient, filled: Registry) -> None:
     for query in HOSTILE:
         status, body = _sync(client, query)

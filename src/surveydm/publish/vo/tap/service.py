@@ -36,6 +36,8 @@ class TapLimits:
         upload_max_bytes: largest UPLOAD VOTable, bytes.
         upload_max_rows: most rows of one UPLOAD table.
         upload_http: fetch UPLOAD tables given by http(s) URL.
+        upload_http_private: also from loopback, private and link-local addresses (off: the
+            service must not become a way into the internal network).
         upload_fetch_timeout_s: time limit of such a fetch, s.
     """
 
@@ -49,6 +51,7 @@ class TapLimits:
     upload_max_bytes: int = 10_000_000
     upload_max_rows: int = 50_000
     upload_http: bool = True
+    upload_http_private: bool = False
     upload_fetch_timeout_s: float = 10.0
 
 
@@ -319,9 +322,36 @@ def _fetch_upload(name: str, url: str, limits: TapLimits) -> bytes:
 
     if not url.lower().startswith(("http://", "https://")):
         raise TapRequestError(f"UPLOAD {name}: only param: and http(s) URLs are accepted")
+    if not limits.upload_http_private:
+        _refuse_private(name, url)
     try:
         with urllib.request.urlopen(url, timeout=limits.upload_fetch_timeout_s) as resp:
             data = resp.read(limits.upload_max_bytes + 1)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise TapRequestError(f"UPLOAD {name}: cannot read {url}: {exc}") from None
     return data
+
+
+def _refuse_private(name: str, url: str) -> None:
+    """Refuse an upload URL whose host resolves to a loopback, private, link-local or reserved
+    address (server-side request forgery).
+
+    Raises:
+        TapRequestError: such an address, or a host that does not resolve.
+    """
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise TapRequestError(f"UPLOAD {name}: cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved:
+            raise TapRequestError(
+                f"UPLOAD {name}: {host} is a local or private address; post the table "
+                "inline (UPLOAD=name,param:field) instead"
+            )
