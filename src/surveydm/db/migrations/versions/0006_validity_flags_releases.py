@@ -70,9 +70,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["production_id"], ["production.id"],
                                 name="fk_release_production_production_id_production"),
     )  # fmt: skip
-    op.create_index(
-        "ix_release_production_production_id", "release_production", ["production_id"]
-    )
+    op.create_index("ix_release_production_production_id", "release_production", ["production_id"])
     op.create_table(
         "erratum",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
