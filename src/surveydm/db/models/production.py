@@ -45,8 +45,8 @@ class Product(Base):
 
     ``data_id`` holds the dimensions that identify it (obs set, mosaic, CCD, filter, tile...).
     ``validity`` is the human validity flag (seed 003 ``is_valid``: bad, ok, qualified; its
-    history in ``validity_flag``), ``valid`` is ``validity != 'bad'``; ``quality`` the system flag, a
-    :class:`~surveydm.orchestration.qc.QCResult` value (the worst QC check of its job).
+    history in ``validity_flag``), ``valid`` is ``validity != 'bad'``; ``quality`` the system
+    flag, a :class:`~surveydm.orchestration.qc.QCResult` value (the worst QC check of its job).
     """
 
     __tablename__ = "product"
