@@ -1,0 +1,190 @@
+"""What is out of date, and why, derived by one recursive query (Astro-WISE's ``uptodate()``,
+seed 003; the causes named as Dagster names them: code, configuration, data).
+
+A product is *stale* when
+
+* **data**: one of its inputs was flagged bad (``bad_input``), or a better calibration frame
+  now covers the time of its exposure than the one it used (``better_calibration``: one that
+  :func:`surveydm.pipelines.calibrations.find_calibration` would now prefer: it covers the time
+  where the used one did not, passed QC where the used one warned, or is newer with the same
+  QC), or one of its inputs is stale (``stale_input``, followed recursively through
+  ``product_input``);
+* **code**: its production ran another code version than the one now installed;
+* **configuration**: its production's configuration differs from that of the newest production
+  of its pipeline.
+
+A product that a later production has remade (same type and data ID: *superseded*) is not
+listed, nor is one flagged bad itself (it is not to be remade but replaced by its inputs' next
+best), nor raw files and loaded catalogs (no production).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import String, and_, cast, exists, literal, or_, select, union
+from sqlalchemy.orm import Session, aliased
+
+from surveydm import __version__
+from surveydm.db.models.calibration import CalibrationFrame
+from surveydm.db.models.production import Product, ProductInput, Production
+from surveydm.db.models.raw import Mosaic
+from surveydm.orchestration.qc import QCResult
+
+#: Cause of each kind of staleness.
+CAUSES = {
+    "bad_input": "data",
+    "better_calibration": "data",
+    "stale_input": "data",
+    "code_version": "code",
+    "configuration": "configuration",
+}
+
+
+@dataclass(frozen=True)
+class StaleCause:
+    """Why a product is stale: ``cause`` (code, configuration, data), ``kind`` (see
+    :data:`CAUSES`) and ``source_id``: the bad input, the better calibration's product, the
+    stale input, or the product's production (for code and configuration)."""
+
+    cause: str
+    kind: str
+    source_id: int
+
+    def describe(self) -> str:
+        """One line for listings."""
+        return {
+            "bad_input": f"input product:{self.source_id} flagged bad",
+            "better_calibration": f"a better calibration covers it: product:{self.source_id}",
+            "stale_input": f"input product:{self.source_id} is stale",
+            "code_version": f"production {self.source_id} ran another code version",
+            "configuration": f"production {self.source_id} had another configuration",
+        }[self.kind]
+
+
+@dataclass
+class StaleProduct:
+    """A stale product with every cause found (sorted)."""
+
+    id: int
+    product_type: str
+    data_id: dict[str, Any]
+    production_id: int | None
+    job_id: int | None
+    causes: list[StaleCause] = field(default_factory=list)
+
+
+def stale_products(
+    session: Session,
+    *,
+    product_type: str | None = None,
+    production_id: int | None = None,
+    code_version: str = __version__,
+    within: Sequence[int] | None = None,
+) -> list[StaleProduct]:
+    """Every stale product with its causes (one recursive query; see the module docstring),
+    by id; only of ``product_type`` / ``production_id`` / among ids ``within`` when given
+    (the whole graph is still followed to find the causes).
+
+    ``code_version`` is the code now installed (default: this surveydm's version)."""
+    seeds = _seeds(code_version).cte("stale_seed")
+    walk = select(seeds.c.product_id, seeds.c.kind, seeds.c.source_id).cte("stale", recursive=True)
+    step = select(ProductInput.product_id, literal("stale_input"), walk.c.product_id).join(
+        walk, ProductInput.input_id == walk.c.product_id
+    )
+    walk = walk.union(step)
+    stmt = (
+        select(walk.c.product_id, walk.c.kind, walk.c.source_id, Product)
+        .join(Product, Product.id == walk.c.product_id)
+        .where(Product.validity != "bad", ~_superseded(Product))
+        .order_by(walk.c.product_id, walk.c.kind, walk.c.source_id)
+    )
+    if product_type is not None:
+        stmt = stmt.where(Product.product_type == product_type)
+    if production_id is not None:
+        stmt = stmt.where(Product.production_id == production_id)
+    if within is not None:
+        stmt = stmt.where(Product.id.in_(list(within)))
+    out: dict[int, StaleProduct] = {}
+    for pid, kind, source, p in session.execute(stmt):
+        item = out.setdefault(
+            pid, StaleProduct(pid, p.product_type, dict(p.data_id), p.production_id, p.job_id)
+        )
+        item.causes.append(StaleCause(CAUSES[kind], kind, source))
+    return list(out.values())
+
+
+def _seeds(code_version: str):  # noqa: ANN202 (a compound select)
+    """(product_id, kind, source_id) of the products stale for a cause of their own."""
+    inp = aliased(Product)
+    bad = (
+        select(ProductInput.product_id.label("product_id"), literal("bad_input").label("kind"),
+               ProductInput.input_id.label("source_id"))
+        .join(inp, inp.id == ProductInput.input_id)
+        .where(inp.validity == "bad")
+    )  # fmt: skip
+    newest = aliased(Production)
+    latest_hash = (
+        select(newest.config_hash)
+        .where(newest.pipeline == Production.pipeline)
+        .order_by(newest.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    code = (
+        select(Product.id, literal("code_version"), Production.id)
+        .join(Production, Production.id == Product.production_id)
+        .where(Production.software_version != code_version)
+    )
+    config = (
+        select(Product.id, literal("configuration"), Production.id)
+        .join(Production, Production.id == Product.production_id)
+        .where(Production.config_hash != latest_hash)
+    )
+    return union(bad, _better_calibration(), code, config)
+
+
+def _better_calibration():  # noqa: ANN202
+    """Products whose exposure time a better calibration frame now covers."""
+    used, better = aliased(CalibrationFrame), aliased(CalibrationFrame)
+    used_p, better_p, raw = aliased(Product), aliased(Product), aliased(Product)
+    raw_edge = aliased(ProductInput)
+    when = Mosaic.date_obs
+    covers = lambda f: and_(f.valid_from <= when, f.valid_until >= when)  # noqa: E731
+    return (
+        select(ProductInput.product_id, literal("better_calibration"), better.product_id)
+        .join(used, used.product_id == ProductInput.input_id)
+        .join(used_p, used_p.id == used.product_id)
+        .join(raw_edge, and_(raw_edge.product_id == ProductInput.product_id,
+                             raw_edge.role == "raw"))
+        .join(raw, raw.id == raw_edge.input_id)
+        .join(Mosaic, Mosaic.archive_file_id == raw.file_id)
+        .join(better, and_(
+            better.kind == used.kind,
+            better.instrument == used.instrument,
+            or_(better.filter_tray == used.filter_tray,
+                and_(better.filter_tray.is_(None), used.filter_tray.is_(None))),
+            better.id != used.id,
+            covers(better),
+        ))
+        .join(better_p, and_(better_p.id == better.product_id, better_p.valid.is_(True),
+                             better_p.quality != QCResult.FAIL))
+        .where(or_(
+            ~covers(used),
+            and_(better_p.quality == QCResult.PASS, used_p.quality == QCResult.WARN),
+            and_(better_p.quality == used_p.quality, better.created > used.created),
+        ))
+    )  # fmt: skip
+
+
+def _superseded(p: type[Product]):  # noqa: ANN202
+    """EXISTS a later product of the same type and data ID in another production."""
+    later = aliased(Product)
+    return exists().where(
+        later.product_type == p.product_type,
+        cast(later.data_id, String) == cast(p.data_id, String),
+        later.id > p.id,
+        later.production_id != p.production_id,
+    )
