@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 from surveydm import __version__
 from surveydm.db import Registry
 from surveydm.db.models.production import Product, ProductInput, Production
+from surveydm.errors import SurveydmError
 from surveydm.orchestration.qc import QCResult
+
+
+class ProductionExistsError(SurveydmError):
+    """A new production was asked for under a release its pipeline already uses."""
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -48,6 +53,52 @@ def get_or_create_production(
             except IntegrityError:
                 s.rollback()  # created concurrently: read it on the next pass
     raise RuntimeError("could not create production")  # pragma: no cover
+
+
+def production_release(session: Session, production_id: int | None, default: str) -> str:
+    """The release a production files its products under (``red/<release>/``); ``default``
+    (the configured release) for a job outside any production."""
+    if production_id is None:
+        return default
+    prod = session.get(Production, production_id)
+    return default if prod is None else prod.release
+
+
+def open_reprocessing(registry: Registry, source_id: int, release: str, comments: str = "") -> int:
+    """A new production that remakes products of production ``source_id``: same pipeline,
+    code version and configuration, a new ``release`` (so its files go to a new folder and
+    nothing is overwritten), consuming the source production's other products
+    (``input_production_id``; seed 000 section 7.4).
+
+    Raises:
+        ProductionExistsError: a production of that pipeline already uses ``release``.
+    """
+    with registry.session() as s:
+        src = s.get(Production, source_id)
+        if src is None:
+            raise ProductionExistsError(f"no production {source_id}")
+        taken = s.scalar(
+            select(Production.id).where(
+                Production.pipeline == src.pipeline, Production.release == release
+            )
+        )
+        if taken is not None:
+            raise ProductionExistsError(
+                f"production {taken} of {src.pipeline} already uses release {release!r}: "
+                "choose another name (--release)"
+            )
+        prod = Production(
+            pipeline=src.pipeline,
+            release=release,
+            software_version=__version__,
+            config=dict(src.config),
+            config_hash=config_hash(dict(src.config)),
+            input_production_id=src.id,
+            comments=comments or f"reprocessing of production {src.id}",
+        )
+        s.add(prod)
+        s.flush()
+        return prod.id
 
 
 def raw_product(session: Session, file_id: int, data_id: dict[str, Any]) -> Product:
