@@ -13,12 +13,29 @@ from sqlalchemy.orm import Session
 from surveydm import __version__
 from surveydm.db import Registry
 from surveydm.db.models.production import Product, ProductInput, Production
+from surveydm.db.models.release import DataRelease, ReleaseProduction
 from surveydm.errors import SurveydmError
 from surveydm.orchestration.qc import QCResult
 
 
 class ProductionExistsError(SurveydmError):
     """A new production was asked for under a release its pipeline already uses."""
+
+
+class ProductionFrozenError(SurveydmError):
+    """A production frozen in a data release was asked to take new products."""
+
+
+def frozen_in(session: Session, production_id: int | None) -> str | None:
+    """Name of a data release that froze ``production_id``, or None."""
+    if production_id is None:
+        return None
+    return session.scalar(
+        select(DataRelease.name)
+        .join(ReleaseProduction, ReleaseProduction.release_id == DataRelease.id)
+        .where(ReleaseProduction.production_id == production_id)
+        .limit(1)
+    )
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -44,6 +61,13 @@ def get_or_create_production(
         with registry.session() as s:
             found = s.scalar(select(Production.id).filter_by(**key))
             if found is not None:
+                release_name = frozen_in(s, found)
+                if release_name is not None:
+                    raise ProductionFrozenError(
+                        f"production {found} ({pipeline}, release {release}) is frozen in data "
+                        f"release {release_name!r}: reduce into another release "
+                        "(SURVEYDM_RELEASE)"
+                    )
                 return found
             try:
                 prod = Production(config=config, **key)
@@ -125,7 +149,16 @@ def add_product(
     quality: QCResult = QCResult.PASS,
 ) -> Product:
     """Insert a product with its lineage (``inputs``: role -> input product ids) and its
-    quality (the worst QC result of the job that made it)."""
+    quality (the worst QC result of the job that made it).
+
+    Raises:
+        ProductionFrozenError: ``production_id`` is frozen in a data release.
+    """
+    release_name = frozen_in(session, production_id)
+    if release_name is not None:
+        raise ProductionFrozenError(
+            f"production {production_id} is frozen in data release {release_name!r}"
+        )
     prod = Product(
         product_type=product_type,
         data_id=data_id,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from surveydm.db.models.production import Product
-from surveydm.db.models.release import Erratum, ReleaseProduction
+from surveydm.db.models.release import DataRelease, Erratum, ReleaseProduction
 from surveydm.db.models.validity import ValidityFlag
 from surveydm.errors import SurveydmError
 
@@ -130,8 +130,6 @@ def _record(
 
 def _errata(session: Session, product: Product, flag: ValidityFlag) -> tuple[str, ...]:
     """An erratum in every frozen release holding the product's production."""
-    from surveydm.db.models.release import DataRelease
-
     if product.production_id is None:
         return ()
     releases = session.scalars(

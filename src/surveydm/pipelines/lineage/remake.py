@@ -66,17 +66,22 @@ class RemakePlan:
 
 
 def plan_reprocess(session: Session, stale: Sequence[StaleProduct]) -> list[RemakePlan]:
-    """One plan per source production: a step per job that made stale products (the same task
-    and configuration), ordered as the original jobs were, each after the steps that remake
-    its inputs."""
-    by_prod: dict[int | None, list[StaleProduct]] = {}
+    """One plan per pipeline (its source: the newest production of the stale products): a step
+    per job that made stale products (same task and configuration), ordered as the original
+    jobs ran, each after the steps that remake its inputs."""
+    pipelines = dict(session.execute(select(Production.id, Production.pipeline)).all())
+    groups: dict[str, list[StaleProduct]] = {}
+    orphans = [i.id for i in stale if i.production_id is None]
     for item in stale:
-        by_prod.setdefault(item.production_id, []).append(item)
-    return [_plan_one(session, pid, items) for pid, items in sorted(by_prod.items(), key=_key)]
-
-
-def _key(item: tuple[int | None, Any]) -> int:
-    return -1 if item[0] is None else item[0]
+        if item.production_id is not None:
+            groups.setdefault(pipelines[item.production_id], []).append(item)
+    plans = [
+        _plan_one(session, max(i.production_id or 0 for i in items), items)
+        for _, items in sorted(groups.items())
+    ]
+    if orphans:
+        plans.append(RemakePlan(None, unmakeable=orphans))
+    return plans
 
 
 def _plan_one(session: Session, production_id: int | None, items: list[StaleProduct]) -> RemakePlan:
@@ -98,7 +103,7 @@ def _plan_one(session: Session, production_id: int | None, items: list[StaleProd
         after = sorted({index[made_by[i]] for p, i in edges if made_by[p] == jid} - {index[jid]})
         job = jobs[jid]
         plan.steps.append(
-            Step(job.task, f"remake {job.name}", dict(job.config), tuple(after),
+            Step(job.task, job.name.removeprefix("remake "), dict(job.config), tuple(after),
                  tuple(sorted(by_job[jid])))
         )  # fmt: skip
     return plan
@@ -243,11 +248,17 @@ def make(
     the master calibrations its exposure lacks and then the target, in ``production_id``.
 
     Raises:
-        MakeError: unknown ``product_type`` or incomplete ``data_id``.
+        MakeError: unknown ``product_type``, incomplete ``data_id``, or the target is flagged
+            bad.
     """
     with registry.session() as s:
         found = find_product(s, product_type, data_id)
-        if found is not None and found.validity != "bad":
+        if found is not None and found.validity == "bad":
+            raise MakeError(
+                f"product:{found.id} is flagged bad: made again from the same inputs it would be "
+                "the same; flag the bad input instead and run `surveydm reprocess --stale`"
+            )
+        if found is not None:
             ancestors = _ancestors(s, found.id)
             stale = stale_products(s, within=[*ancestors, found.id])
             if not any(item.id == found.id for item in stale):
