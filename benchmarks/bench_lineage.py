@@ -196,6 +196,9 @@ def build(reg: Registry, nights: int, science: int, ccds: int, detections: int) 
                     batch = []
         if batch:
             conn.execute(Detection.__table__.insert(), batch)
+    with reg.engine.connect() as conn:  # statistics, as autovacuum / a nightly ANALYZE keeps
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
     return {"detection": did // 2, "flat": flats[len(flats) // 2], "products": len(r.tables[P]),
             "detections": did}  # fmt: skip
 

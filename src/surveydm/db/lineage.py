@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import CTE, Select, select
+from sqlalchemy import CTE, Select, select, text
 from sqlalchemy.orm import Session
 
 from surveydm.db.models.calibration import CalibrationFrame
@@ -97,6 +97,14 @@ class ProductNode:
     calibration: CalibrationInfo | None
 
 
+def without_jit(session: Session) -> None:
+    """On PostgreSQL, turn JIT compilation off for the rest of the transaction: the planner
+    cannot estimate the size of a recursive CTE (it guesses millions of rows), and compiling
+    the plan then costs seconds for a query that runs in milliseconds."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
+
+
 def _walk(start: Sequence[int], direction: Direction) -> CTE:
     """The recursive CTE of every edge reachable from ``start`` in ``direction``."""
     pi = ProductInput.__table__
@@ -117,6 +125,7 @@ def edges(session: Session, start: Sequence[int], direction: Direction) -> list[
     the raw files) or towards their dependents (everything made from them), by one recursive
     query. Ordered by (product, input)."""
     cte = _walk(list(start), direction)
+    without_jit(session)
     rows = session.execute(
         select(cte.c.product_id, cte.c.input_id, cte.c.role).order_by(
             cte.c.product_id, cte.c.input_id

@@ -28,6 +28,7 @@ from sqlalchemy import String, and_, cast, exists, literal, or_, select, union
 from sqlalchemy.orm import Session, aliased
 
 from surveydm import __version__
+from surveydm.db.lineage import without_jit
 from surveydm.db.models.calibration import CalibrationFrame
 from surveydm.db.models.production import Product, ProductInput, Production
 from surveydm.db.models.raw import Mosaic
@@ -107,6 +108,7 @@ def stale_products(
         stmt = stmt.where(Product.production_id == production_id)
     if within is not None:
         stmt = stmt.where(Product.id.in_(list(within)))
+    without_jit(session)
     out: dict[int, StaleProduct] = {}
     for pid, kind, source, p in session.execute(stmt):
         item = out.setdefault(
@@ -147,44 +149,57 @@ def _seeds(code_version: str):  # noqa: ANN202 (a compound select)
 
 
 def _better_calibration():  # noqa: ANN202
-    """Products whose exposure time a better calibration frame now covers."""
+    """Products whose exposure time a better calibration frame now covers.
+
+    First (a materialised CTE) every calibration input with the time of the product's raw
+    exposure, then, per row, the frames of the same kind, instrument and tray covering that
+    time (a range scan of the ``calibration_frame`` index): without the first step the
+    planners pair every frame with every other before filtering by time."""
     used, better = aliased(CalibrationFrame), aliased(CalibrationFrame)
     used_p, better_p, raw = aliased(Product), aliased(Product), aliased(Product)
     raw_edge = aliased(ProductInput)
-    when = Mosaic.date_obs
-    covers = lambda f: and_(f.valid_from <= when, f.valid_until >= when)  # noqa: E731
-    return (
-        select(ProductInput.product_id, literal("better_calibration"), better.product_id)
+    uses = (
+        select(ProductInput.product_id.label("product_id"), used.id.label("frame_id"),
+               used.kind, used.instrument, used.filter_tray, used.created,
+               used.valid_from, used.valid_until, used_p.quality,
+               Mosaic.date_obs.label("when"))
         .join(used, used.product_id == ProductInput.input_id)
         .join(used_p, used_p.id == used.product_id)
         .join(raw_edge, and_(raw_edge.product_id == ProductInput.product_id,
                              raw_edge.role == "raw"))
         .join(raw, raw.id == raw_edge.input_id)
         .join(Mosaic, Mosaic.archive_file_id == raw.file_id)
+        .cte("calibration_use")
+        .prefix_with("MATERIALIZED")
+    )  # fmt: skip
+    u = uses.c
+    return (
+        select(u.product_id, literal("better_calibration"), better.product_id)
         .join(better, and_(
-            better.kind == used.kind,
-            better.instrument == used.instrument,
-            or_(better.filter_tray == used.filter_tray,
-                and_(better.filter_tray.is_(None), used.filter_tray.is_(None))),
-            better.id != used.id,
-            covers(better),
+            better.kind == u.kind,
+            better.instrument == u.instrument,
+            or_(better.filter_tray == u.filter_tray,
+                and_(better.filter_tray.is_(None), u.filter_tray.is_(None))),
+            better.valid_from <= u.when,
+            better.valid_until >= u.when,
+            better.id != u.frame_id,
         ))
         .join(better_p, and_(better_p.id == better.product_id, better_p.valid.is_(True),
                              better_p.quality != QCResult.FAIL))
         .where(or_(
-            ~covers(used),
-            and_(better_p.quality == QCResult.PASS, used_p.quality == QCResult.WARN),
-            and_(better_p.quality == used_p.quality, better.created > used.created),
+            ~and_(u.valid_from <= u.when, u.valid_until >= u.when),
+            and_(better_p.quality == QCResult.PASS, u.quality == QCResult.WARN),
+            and_(better_p.quality == u.quality, better.created > u.created),
         ))
     )  # fmt: skip
 
 
 def _superseded(p: type[Product]):  # noqa: ANN202
-    """EXISTS a later product of the same type and data ID in another production."""
+    """EXISTS a product of the same type and data ID in a later production (reprocessing
+    always opens a newer one): a range scan of the (product_type, production_id) index."""
     later = aliased(Product)
     return exists().where(
         later.product_type == p.product_type,
+        later.production_id > p.production_id,
         cast(later.data_id, String) == cast(p.data_id, String),
-        later.id > p.id,
-        later.production_id != p.production_id,
     )
