@@ -227,6 +227,7 @@ def make_cmd(
                                   "mosaic_id=N,ccd=N"),
     run: bool = typer.Option(True, "--run/--no-run", help="run the jobs now with local workers"),
     processes: int = typer.Option(1, "--processes", "-p", min=1),
+    refcat: str = typer.Option("pixelsim", help="reference catalog of the nightly production"),
 ) -> None:  # fmt: skip
     """Return a product if it exists and is up to date, else make it (its missing or stale
     inputs first) as jobs."""
@@ -238,7 +239,7 @@ def make_cmd(
     _load_tasks(required=True)
     reg = registry()
     cfg = settings()
-    production = get_or_create_production(reg, "nightly", cfg.release, nightly_config("pixelsim"))
+    production = get_or_create_production(reg, "nightly", cfg.release, nightly_config(refcat))
     result = make(reg, product_type, parse_data_id(data_id), production_id=production)
     reg.dispose()
     if result.status == "up_to_date":
