@@ -1,8 +1,9 @@
-"""Lineage and reprocessing on a reduced night, on SQLite and PostgreSQL: the lineage of a
-detection reaches its raw file, master bias and flat and the reference catalog; flagging the
-master flat bad makes exactly the products that used it stale; reprocessing remakes them in a
-new production with the next best flat, leaving the old ones in place; ``make`` of an
-up-to-date target submits no job."""
+"""Lineage, target processing and reprocessing on a reduced night, on SQLite and PostgreSQL:
+``make`` of a missing master flat of an ingested night runs its job, and made again returns it
+without a job; the lineage of a detection reaches its raw file, master bias and flat and the
+reference catalog; flagging the master flat bad makes exactly the products that used it stale;
+reprocessing remakes them in a new production with the next best flat, leaving the old ones in
+place; ``make`` of an up-to-date image submits no job."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from surveydm.archive import Archive
 from surveydm.config import settings_environment
 from surveydm.db import Registry
 from surveydm.db.models.calibration import Detection
 from surveydm.db.models.jobs import Job
 from surveydm.db.models.production import Product, ProductInput, Production
 from surveydm.orchestration import run_local
+from surveydm.pipelines.ingest import ingest
 from surveydm.pipelines.lineage.flags import Validity, set_validity
 from surveydm.pipelines.lineage.graph import lineage
 from surveydm.pipelines.lineage.remake import make, plan_reprocess, reprocess
@@ -50,12 +53,25 @@ def _flat(s, obs_set: str) -> int:  # noqa: ANN001
     )
 
 
+def _run(settings, job_id: int) -> None:  # noqa: ANN001
+    report = run_local(settings.resolved_database_url, root_job_id=job_id, processes=2,
+                       env=settings_environment(settings))  # fmt: skip
+    assert report.summary.state == "done", report
+
+
 def test_flag_a_master_flat_and_reprocess_with_the_next_best(settings, buffers):
     reg = Registry(settings.resolved_database_url)
     load_refcat(reg, buffers["refcat"], "pixelsim", replace=True)
-    for night in ("a", "b"):
-        summary = run_night(settings, buffers[night], processes=2, settle_seconds=0)
-        assert not summary.failures, summary.failures
+    summary = run_night(settings, buffers["a"], processes=2, settle_seconds=0)
+    assert not summary.failures, summary.failures
+    # night B only ingested: its master flat is made on demand (target processing)
+    assert ingest(reg, Archive(settings.archive_root), buffers["b"], settle_seconds=0).ok
+    target = {"obs_set": "20261121_001", "filter_tray": "r"}
+    made = make(reg, "master_flat", target, production_id=summary.production_id)
+    assert made.status == "submitted" and [st.task for st in made.plan.steps] == ["master_flat"]
+    _run(settings, made.job_id)
+    again = make(reg, "master_flat", target, production_id=summary.production_id)
+    assert again.status == "up_to_date" and again.job_id is None
     with reg.session() as s:
         det = s.scalar(select(Detection.id).order_by(Detection.id).limit(1))
         g = lineage(s, resolve(s, f"detection:{det}"))
@@ -83,9 +99,7 @@ def test_flag_a_master_flat_and_reprocess_with_the_next_best(settings, buffers):
 
     done = reprocess(reg, stale, release="dev-r1")
     (sub,) = done
-    report = run_local(settings.resolved_database_url, root_job_id=sub.job_id, processes=2,
-                       env=settings_environment(settings))  # fmt: skip
-    assert report.summary.state == "done", report
+    _run(settings, sub.job_id)
     with reg.session(write=False) as s:
         new = s.scalars(select(Product).where(Product.production_id == sub.production_id)).all()
         flats_used = set(
@@ -98,7 +112,7 @@ def test_flag_a_master_flat_and_reprocess_with_the_next_best(settings, buffers):
         prod = s.get(Production, sub.production_id)
         # the old products are still there, untouched
         kept = set(s.scalars(select(Product.id).where(Product.id.in_(old_images))))
-        assert s.scalar(select(func.count()).select_from(Job).where(Job.task == "remake")) == 1
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.task == "remake")) == 2
         remaining = stale_products(s)
     assert sorted(p.product_type for p in new) == sorted(["reduced_sci", "reduced_wht",
                                                           "reduced_msk"] * 2)  # fmt: skip
