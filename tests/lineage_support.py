@@ -19,6 +19,8 @@ from surveydm.pipelines.calibrations import night_window
 from surveydm.pipelines.productions import add_product, get_or_create_production, raw_product
 
 INSTRUMENT = "mosaicam-mini"
+#: QC figures of every synthetic master frame, per CCD (as ``calibration_frame.stats``).
+_STATS = {str(c): {"residual_rms": 0.002, "level": 0.0} for c in (1, 2)}
 
 
 @dataclass
@@ -75,7 +77,7 @@ def _master(s, kind: str, night: str, obs: ObsSet, prod: int, inputs: dict) -> i
     tray = "r" if kind == "master_flat" else None
     s.add(CalibrationFrame(kind=kind, instrument=INSTRUMENT, night=night, obs_set_id=obs.id,
                            filter_tray=tray, valid_from=start, valid_until=end, n_input=3,
-                           product_id=p.id))  # fmt: skip
+                           product_id=p.id, stats=_STATS))  # fmt: skip
     return p.id
 
 
@@ -110,7 +112,8 @@ def build_graph(registry: Registry) -> Graph:
                 sci = add_product(s, "reduced_sci", data_id=data_id, production_id=prod, job_id=job,
                                   inputs={"raw": [n.raw_science], "bias": [n.bias],
                                           "flat": [n.flat], "refcat": [refcat]})  # fmt: skip
-                image = Image(mosaic_id=red.id, ccd_num=ccd, product_id=sci.id)
+                image = Image(mosaic_id=red.id, ccd_num=ccd, product_id=sci.id, filter="r",
+                              bkg_std=10.0 + ccd + 5 * k)  # fmt: skip
                 s.add(image)
                 s.flush()
                 n.images.append(sci.id)

@@ -299,3 +299,17 @@ def test_0006_keeps_products_and_maps_invalid_to_bad(db_url):
         assert [(bool(v), s) for v, s in rows] == [(True, "ok"), (False, "bad")]
     finally:
         engine.dispose()
+
+
+def test_five_line_script_doctests_run(registry, graph):
+    import doctest
+
+    from surveydm.pipelines.lineage import navigate
+
+    assert graph.nights[0].flat == 10  # the doctest names it
+    result = doctest.testmod(
+        navigate, extraglobs={"registry": registry}, optionflags=doctest.ELLIPSIS
+    )
+    assert result.attempted >= 5 and result.failed == 0, result
+    table = navigate.Survey(registry).images(band="r")
+    assert len(table) == 4 and list(table["bkg_std"]) == [11.0, 12.0, 16.0, 17.0]
