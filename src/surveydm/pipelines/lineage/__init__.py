@@ -6,5 +6,6 @@ productions).
 Modules, one concept each: ``resolve`` (what an ID names), ``graph`` (a lineage as a typed
 graph), ``prov`` (W3C PROV-JSON), ``flags`` (human validity flags), ``stale`` (what is out of
 date and why), ``remake`` (``make`` and ``reprocess`` as jobs), ``releases`` (frozen data
-releases), ``navigate`` (five-line scripts answering with astropy Tables). The recursive queries are :mod:`surveydm.db.lineage`.
+releases), ``navigate`` (five-line scripts answering with astropy Tables). The recursive
+queries are :mod:`surveydm.db.lineage`.
 """
