@@ -129,6 +129,8 @@ def test_stale_causes_bad_input_better_calibration_code_and_configuration(regist
         set_validity(s, n0.flat, Validity.BAD, author="ana", reason="dust")
     stale = _stale(registry)
     assert set(stale) == set(n0.images)  # exactly the images that used it
+    assert set(_stale(registry, obs_set="20261120_001")) == set(n0.images)
+    assert _stale(registry, obs_set="20261121_001") == {}
     assert {(c.cause, c.kind, c.source_id) for i in stale.values() for c in i.causes} == {
         ("data", "bad_input", n0.flat)
     }

@@ -179,6 +179,7 @@ def status_cmd(
     stale: bool = typer.Option(False, "--stale", help="list stale products with their causes"),
     product_type: str | None = typer.Option(None, "--type", "-t", help="only this type"),
     production: int | None = typer.Option(None, "--production", help="only this production"),
+    obs_set: str | None = typer.Option(None, "--obs-set", help="only this night's products"),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """Product status; with --stale, what is out of date and why (code, configuration, data)."""
@@ -188,7 +189,9 @@ def status_cmd(
         raise SurveydmError("say what to show: --stale")
     reg = registry()
     with reg.session(write=False) as s:
-        items = stale_products(s, product_type=product_type, production_id=production)
+        items = stale_products(
+            s, product_type=product_type, production_id=production, obs_set=obs_set
+        )
     reg.dispose()
     if as_json:
         typer.echo(json.dumps([

@@ -105,8 +105,9 @@ def without_jit(session: Session) -> None:
         session.execute(text("SET LOCAL jit = off"))
 
 
-def _walk(start: Sequence[int], direction: Direction) -> CTE:
-    """The recursive CTE of every edge reachable from ``start`` in ``direction``."""
+def _walk(start: Sequence[int] | Select[Any], direction: Direction) -> CTE:
+    """The recursive CTE of every edge reachable from ``start`` (ids, or a SELECT of ids) in
+    ``direction``."""
     pi = ProductInput.__table__
     cols = (pi.c.product_id, pi.c.input_id, pi.c.role)
     if direction == "inputs":
@@ -132,6 +133,12 @@ def edges(session: Session, start: Sequence[int], direction: Direction) -> list[
         )
     )
     return [Edge(*r) for r in rows]
+
+
+def inputs_query(start: Select[Any]) -> CTE:
+    """The recursive CTE (``product_id``, ``input_id``, ``role``) of every edge from the
+    products a SELECT of ids gives down to their raw files (for use in other queries)."""
+    return _walk(start, "inputs")
 
 
 def dependents_query(start: Sequence[int]) -> Select[tuple[int]]:
