@@ -11,10 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from surveydm import __version__
+from surveydm.config import load_settings
 from surveydm.db import Registry
 from surveydm.db.models.production import Product, ProductInput, Production
 from surveydm.db.models.release import DataRelease, ReleaseProduction
 from surveydm.errors import SurveydmError
+from surveydm.orchestration import JobContext
 from surveydm.orchestration.qc import QCResult
 
 
@@ -86,6 +88,13 @@ def production_release(session: Session, production_id: int | None, default: str
         return default
     prod = session.get(Production, production_id)
     return default if prod is None else prod.release
+
+
+def job_release(ctx: JobContext) -> str:
+    """The release a job files its products under: its production's, else the configured
+    one (``SURVEYDM_RELEASE``), so a reprocessing production writes to its own folder."""
+    with ctx.registry.session(write=False) as s:
+        return production_release(s, ctx.production_id, load_settings().release)
 
 
 def open_reprocessing(registry: Registry, source_id: int, release: str, comments: str = "") -> int:

@@ -20,7 +20,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from surveydm.archive import Archive
-from surveydm.config import load_settings
 from surveydm.db.models.calibration import CalibrationFrame
 from surveydm.db.models.production import Product
 from surveydm.instruments import CCD, Instrument
@@ -48,7 +47,7 @@ from surveydm.pipelines.calibrations import CalibrationRef, find_calibration, ni
 from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd, write_ccd_mosaic
 from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.qc import bias_checks, flat_checks
-from surveydm.pipelines.productions import production_release
+from surveydm.pipelines.productions import job_release
 from surveydm.reduction.assemble import assemble_ccd
 from surveydm.reduction.calibration_frames import flat_qc, master_bias, master_flat
 
@@ -139,7 +138,7 @@ class MasterCalibrationTask(Task):
             return {"made": False, "reason": "too few readable exposures"}
         out = self.output.data_id(q.data_id)
         path = store.red_path(
-            _release(ctx),
+            job_release(ctx),
             q.data_id["obs_set"],
             ".".join([self.output.product_type, *(str(v) for v in out.values() if v)]) + ".fits",
         )
@@ -339,9 +338,3 @@ def _previous_flat(ctx: JobContext, q: MasterQuantum) -> CalibrationRef | None:
 
 
 __all__: Sequence[str] = ("BIAS", "FLAT", "MasterBias", "MasterCalibrationTask", "MasterFlat")
-
-
-def _release(ctx: JobContext) -> str:
-    """The release of the job's production (its products go to ``red/<release>/``)."""
-    with ctx.registry.session(write=False) as s:
-        return production_release(s, ctx.production_id, load_settings().release)
