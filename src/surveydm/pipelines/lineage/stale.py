@@ -99,8 +99,11 @@ def stale_products(
         chosen = select(Product.id).where(Product.id.in_(list(within)))
     elif obs_set is not None:
         chosen = select(Product.id).where(Product.data_id["obs_set"].as_string() == obs_set)
-    scope = None if chosen is None else _with_ancestors(chosen)
-    seeds = _seeds(code_version, scope).cte("stale_seed")
+    scope = None
+    if chosen is not None:  # evaluated once, used by the scope and the final filter
+        chosen = select(chosen.cte("stale_chosen").prefix_with("MATERIALIZED").c.id)
+        scope = _with_ancestors(chosen)
+    seeds = _seeds(code_version, scope).cte("stale_seed").prefix_with("MATERIALIZED")
     walk = select(seeds.c.product_id, seeds.c.kind, seeds.c.source_id).cte("stale", recursive=True)
     step = select(ProductInput.product_id, literal("stale_input"), walk.c.product_id).join(
         walk, ProductInput.input_id == walk.c.product_id
