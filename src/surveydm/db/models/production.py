@@ -44,8 +44,9 @@ class Product(Base):
     """A data product: one file in the archive or one logical set of catalog rows.
 
     ``data_id`` holds the dimensions that identify it (obs set, mosaic, CCD, filter, tile...).
-    ``valid`` is the human validity flag (seed 003 ``is_valid``); ``quality`` the system flag, a
-    :class:`~surveydm.orchestration.qc.QCResult` value (the worst QC check of its job).
+    ``validity`` is the human validity flag (seed 003 ``is_valid``: bad, ok, qualified; its
+    history in ``validity_flag``), ``valid`` is ``validity != 'bad'``; ``quality`` the system
+    flag, a :class:`~surveydm.orchestration.qc.QCResult` value (the worst QC check of its job).
     """
 
     __tablename__ = "product"
@@ -64,6 +65,12 @@ class Product(Base):
         comment="worst QC result of the job that made it: pass, warn, fail",
     )
     valid: Mapped[bool] = mapped_column(default=True, comment="human validity flag")
+    validity: Mapped[str] = mapped_column(
+        String(16),
+        default="ok",
+        server_default="ok",
+        comment="human validity flag: bad, ok or qualified (valid = not bad)",
+    )
     created: Mapped[datetime] = mapped_column(default=utcnow)
 
     inputs: Mapped[list[ProductInput]] = relationship(

@@ -20,7 +20,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from surveydm.archive import Archive
-from surveydm.config import load_settings
 from surveydm.db.models.calibration import CalibrationFrame
 from surveydm.db.models.production import Product
 from surveydm.instruments import CCD, Instrument
@@ -48,6 +47,7 @@ from surveydm.pipelines.calibrations import CalibrationRef, find_calibration, ni
 from surveydm.pipelines.fitsio import RawFileError, read_ccd_image, read_raw_ccd, write_ccd_mosaic
 from surveydm.pipelines.instrument_versions import obs_set_instrument
 from surveydm.pipelines.nightly.qc import bias_checks, flat_checks
+from surveydm.pipelines.productions import job_release
 from surveydm.reduction.assemble import assemble_ccd
 from surveydm.reduction.calibration_frames import flat_qc, master_bias, master_flat
 
@@ -138,7 +138,7 @@ class MasterCalibrationTask(Task):
             return {"made": False, "reason": "too few readable exposures"}
         out = self.output.data_id(q.data_id)
         path = store.red_path(
-            load_settings().release,
+            job_release(ctx),
             q.data_id["obs_set"],
             ".".join([self.output.product_type, *(str(v) for v in out.values() if v)]) + ".fits",
         )

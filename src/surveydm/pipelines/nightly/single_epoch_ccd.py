@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from surveydm.archive import Archive
-from surveydm.config import load_settings
 from surveydm.db.models.calibration import Detection
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import Image, Mosaic
@@ -50,6 +49,7 @@ from surveydm.pipelines.nightly.ccd_products import (
     reduced_files,
 )
 from surveydm.pipelines.nightly.qc import ccd_checks, fringe_check
+from surveydm.pipelines.productions import job_release
 from surveydm.pipelines.refcat import query_refcat
 from surveydm.reduction.astrometry import STATUS_OK
 from surveydm.reduction.single_epoch import CCDReduction, SingleEpochConfig, reduce_ccd
@@ -141,7 +141,7 @@ class SingleEpochCCD(Task):
         published = publish(
             ctx,
             store,
-            reduced_files(store, load_settings().release, q.data_id, q.exposure, result),
+            reduced_files(store, job_release(ctx), q.data_id, q.exposure, result),
             self.lineage(q, inputs.fringe is not None),
             checks,
             rows=self._rows(ctx, q, result),
