@@ -2,10 +2,18 @@
 
 One module per area: ``production`` (productions and product lineage), ``raw`` (project,
 obs set, mosaic, image, archive files), ``jobs`` (job system), ``calibration`` (master frames,
-detections, zero-points), ``refcat`` (reference catalogs).
+detections, zero-points), ``refcat`` (reference catalogs), ``multiepoch`` (memba forced
+photometry, detection-to-object association).
 """
 
-from surveydm.db.models import calibration, jobs, production, raw, refcat  # noqa: F401
+from surveydm.db.models import (  # noqa: F401
+    calibration,
+    jobs,
+    multiepoch,
+    production,
+    raw,
+    refcat,
+)
 from surveydm.db.models.production import Product, ProductInput, Production
 
 __all__ = ["Product", "ProductInput", "Production"]
