@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
+from astropy.wcs import WCS
 
 #: Forced-photometry flags above the 16 mask bits (``flag`` = OR of mask bits | these).
 FLAG_TRUNCATED = 1 << 16  #: the aperture leaves the image
@@ -152,8 +153,10 @@ def forced_photometry(
     bkg = np.nan_to_num(sky.median)
     flux = raw - bkg * area
     n_sky = np.maximum(sky.samples, 1)
-    err2 = raw_var + np.maximum(flux, 0.0) + (area * np.nan_to_num(sky.sigma)) ** 2 * (
-        math.pi / 2 / n_sky
+    err2 = (
+        raw_var
+        + np.maximum(flux, 0.0)
+        + (area * np.nan_to_num(sky.sigma)) ** 2 * (math.pi / 2 / n_sky)
     )
     flag |= np.where(sky.samples < config.min_annulus_pixels, FLAG_FEW_SKY, 0)
     corr = aperture_correction(
@@ -286,20 +289,63 @@ def aperture_correction(
     circle holds no bad pixel; 1.0 when fewer than 3 such stars (curve-of-growth correction,
     e.g. Howell 1989, PASP 101, 616)."""
     good = (
-        np.asarray(point_source, bool)
-        & (flag == 0)
-        & (flux > config.correction_min_snr * flux_err)
+        np.asarray(point_source, bool) & (flag == 0) & (flux > config.correction_min_snr * flux_err)
     )
     idx = np.nonzero(good)[0]
     if idx.size < 3:
         return 1.0
     r = config.correction_radius_fwhm * fwhm_pix
-    big, _, sflag = sep.sum_circle(
-        data, x[idx], y[idx], r, mask=bad.astype(np.uint8), subpix=5
-    )
+    big, _, sflag = sep.sum_circle(data, x[idx], y[idx], r, mask=bad.astype(np.uint8), subpix=5)
     nbad, _, _ = sep.sum_circle(bad.astype(np.float32), x[idx], y[idx], r, subpix=1)
     ok = (sflag & sep.APER_TRUNC == 0) & (nbad == 0)
     if ok.sum() < 3:
         return 1.0
     total = big[ok] - bkg[idx][ok] * math.pi * r * r
     return float(np.median(total / flux[idx][ok]))
+
+
+@dataclass(frozen=True)
+class PixelEllipses:
+    """Reference ellipses on an image (arrays of length n): 0-based ``x, y``; half-light
+    semi-axes ``a, b`` in pixels; ``theta`` rad from +x towards +y."""
+
+    x: np.ndarray
+    y: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    theta: np.ndarray
+
+
+def sky_to_pixel_ellipses(
+    wcs: WCS,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    a_arcsec: np.ndarray,
+    b_arcsec: np.ndarray,
+    pa_deg: np.ndarray,
+) -> PixelEllipses:
+    """Project sky ellipses (position angle east of north) onto an image with ``wcs`` (local
+    linear approximation: the CD matrix at the reference pixel)."""
+    x, y = wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
+    cd = wcs.wcs.cd if wcs.wcs.has_cd() else wcs.pixel_scale_matrix
+    inv = np.linalg.inv(cd)
+    pa = np.radians(np.asarray(pa_deg, float))
+    vec = inv @ np.stack([np.sin(pa), np.cos(pa)])  # (dRA*cos dec, dDec) east, north
+    scale = float(np.sqrt(abs(np.linalg.det(cd)))) * 3600.0  # arcsec / pixel
+    return PixelEllipses(
+        np.asarray(x, float), np.asarray(y, float),
+        np.asarray(a_arcsec, float) / scale, np.asarray(b_arcsec, float) / scale,
+        np.arctan2(vec[1], vec[0]),
+    )  # fmt: skip
+
+
+def calibrated_flux_njy(flux_e: np.ndarray, exptime: float, zeropoint: float) -> np.ndarray:
+    """Flux in nJy from electrons with the image's zero-point ``zeropoint`` (AB mag of 1 e-/s):
+    AB mag = zeropoint - 2.5 log10(flux_e / exptime) and AB mag = 31.4 - 2.5 log10(nJy).
+
+    Raises:
+        ValueError: ``exptime`` not positive.
+    """
+    if not exptime > 0:
+        raise ValueError(f"exposure time must be > 0 s, got {exptime}")
+    return np.asarray(flux_e, float) / exptime * 10 ** (-0.4 * (zeropoint - 31.4))
