@@ -8,9 +8,10 @@ sigma_conv^2 = sigma^2 + sigma_psf^2 per axis) and the aperture is the ellipse o
 ``k * sigma_conv`` that encloses the fraction ``f`` of that convolved Gaussian,
 ``k = sqrt(-2 ln(1 - f))`` (f = 0.625 in PAUS gives k = 1.40), never smaller than
 ``min_radius_fwhm`` FWHM. An aperture correction measured on the image's bright point sources
-(flux in a circle of ``correction_radius_fwhm`` FWHM over the forced flux, median) restores the
-total flux. The background is the sigma-clipped median (MAD rms) of an elliptical annulus with
-the same axis ratio, from which pixels near any reference source and masked pixels are removed.
+(curve of growth from the forced circle to 4 FWHM, as the nightly zero-point is measured)
+restores the total flux. The background is the sigma-clipped median (MAD rms) of an
+elliptical annulus with the same axis ratio, from which pixels near any reference source and
+masked pixels are removed.
 Flux and error: sep's exact elliptical sums; the variance is the weight map's (1 / weight) plus
 the source's Poisson noise (electrons) plus the error of the background median.
 """
@@ -23,6 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 from astropy.wcs import WCS
+from scipy.spatial import cKDTree
+
+from surveydm.reduction.photometry import PhotometryError
+from surveydm.reduction.photometry import aperture_correction as growth_correction
 
 #: Forced-photometry flags above the 16 mask bits (``flag`` = OR of mask bits | these).
 FLAG_TRUNCATED = 1 << 16  #: the aperture leaves the image
@@ -45,7 +50,7 @@ class ForcedConfig:
     neighbour_mask_scale: float = 2.0  #: mask sources within this times their aperture
     clip_sigma: float = 3.0
     min_annulus_pixels: int = 20
-    correction_radius_fwhm: float = 3.0
+    correction_radius_fwhm: float = 4.0
     correction_min_snr: float = 50.0
 
 
@@ -159,8 +164,9 @@ def forced_photometry(
         + (area * np.nan_to_num(sky.sigma)) ** 2 * (math.pi / 2 / n_sky)
     )
     flag |= np.where(sky.samples < config.min_annulus_pixels, FLAG_FEW_SKY, 0)
+    snr = flux / np.sqrt(np.maximum(err2, 1e-30))
     corr = aperture_correction(
-        data, bad, x, y, flux, np.sqrt(err2), flag, bkg, fwhm_pix, point_source, config
+        data, bad, x, y, ap_b, snr, flag, bkg, fwhm_pix, point_source, config
     )
     nodata = (flag & FLAG_NO_DATA) != 0
     return ForcedApertures(
@@ -247,12 +253,12 @@ def _sum_apertures(
     b: np.ndarray,
     theta: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact elliptical sums (sep) of data and variance, and flags: the mask bits inside each
-    aperture, truncation, no data."""
-    flux, err, sep_flag = sep.sum_ellipse(data, x, y, a, b, theta, r=1.0, var=var, subpix=5)
-    flag = np.zeros(len(x), np.int64)
-    flag |= np.where((sep_flag & sep.APER_TRUNC) != 0, FLAG_TRUNCATED, 0)
+    """Exact elliptical sums (sep, exact pixel overlap) of data and variance, and flags: the
+    mask bits inside each aperture, truncation, no data."""
+    flux, err, _ = sep.sum_ellipse(data, x, y, a, b, theta, r=1.0, var=var, subpix=0)
     ny, nx = data.shape
+    out = (x - a < -0.5) | (x + a > nx - 0.5) | (y - a < -0.5) | (y + a > ny - 0.5)
+    flag = np.where(out, FLAG_TRUNCATED, 0).astype(np.int64)
     for i in range(len(x)):
         r = a[i] + 1
         x0, x1 = max(int(x[i] - r), 0), min(int(x[i] + r) + 2, nx)
@@ -276,32 +282,39 @@ def aperture_correction(
     bad: np.ndarray,
     x: np.ndarray,
     y: np.ndarray,
-    flux: np.ndarray,
-    flux_err: np.ndarray,
+    radius: np.ndarray,
+    snr: np.ndarray,
     flag: np.ndarray,
     bkg: np.ndarray,
     fwhm_pix: float,
     point_source: np.ndarray,
     config: ForcedConfig = ForcedConfig(),
 ) -> float:
-    """Median ratio of the flux in a circle of ``correction_radius_fwhm`` FWHM to the forced
-    aperture flux over unflagged point sources with S/N > ``correction_min_snr`` whose large
-    circle holds no bad pixel; 1.0 when fewer than 3 such stars (curve-of-growth correction,
-    e.g. Howell 1989, PASP 101, 616)."""
-    good = (
-        np.asarray(point_source, bool) & (flag == 0) & (flux > config.correction_min_snr * flux_err)
-    )
-    idx = np.nonzero(good)[0]
-    if idx.size < 3:
+    """Total over forced-aperture flux of the image's point sources: the curve-of-growth
+    factor of :func:`surveydm.reduction.photometry.aperture_correction` (Stetson 1990) from the
+    forced circle to ``correction_radius_fwhm`` FWHM (4, as the nightly zero-point uses, so
+    the light it leaves out is in the zero-point), over unflagged point sources with S/N >
+    ``correction_min_snr`` and no other source within that radius + 2 pixels, the background
+    being the median of all the annuli (a bright star's own annulus holds its PSF wings); 1.0
+    when fewer than 3 such stars."""
+    total = config.correction_radius_fwhm * fwhm_pix
+    good = np.asarray(point_source, bool) & (flag == 0) & (snr > config.correction_min_snr)
+    if good.sum() < 3:
         return 1.0
-    r = config.correction_radius_fwhm * fwhm_pix
-    big, _, sflag = sep.sum_circle(data, x[idx], y[idx], r, mask=bad.astype(np.uint8), subpix=5)
-    nbad, _, _ = sep.sum_circle(bad.astype(np.float32), x[idx], y[idx], r, subpix=1)
-    ok = (sflag & sep.APER_TRUNC == 0) & (nbad == 0)
-    if ok.sum() < 3:
+    xy = np.column_stack([x, y])
+    dist, _ = cKDTree(xy).query(xy[good], k=2)
+    idx = np.flatnonzero(good)[dist[:, 1] > total + 2.0]
+    r = float(np.median(radius[idx])) if idx.size else 0.0
+    if idx.size < 3 or not 0 < r < total:
         return 1.0
-    total = big[ok] - bkg[idx][ok] * math.pi * r * r
-    return float(np.median(total / flux[idx][ok]))
+    try:
+        ac = growth_correction(
+            data, x[idx], y[idx], radius=r, total_radius=total,
+            background=float(np.nanmedian(bkg)), mask=bad.astype(np.uint8),
+        )  # fmt: skip
+    except PhotometryError:
+        return 1.0
+    return float(ac.factor) if ac.n_stars >= 3 and np.isfinite(ac.factor) else 1.0
 
 
 @dataclass(frozen=True)
