@@ -7,13 +7,16 @@ image PSF in the Gaussian approximation (sigma = r50 / 1.1774, sigma_psf = FWHM 
 sigma_conv^2 = sigma^2 + sigma_psf^2 per axis) and the aperture is the ellipse of semi-axes
 ``k * sigma_conv`` that encloses the fraction ``f`` of that convolved Gaussian,
 ``k = sqrt(-2 ln(1 - f))`` (f = 0.625 in PAUS gives k = 1.40), never smaller than
-``min_radius_fwhm`` FWHM. An aperture correction measured on the image's bright point sources
+``min_radius_fwhm`` FWHM (1.3: the simulated cameras sample the PSF with 1-2.5 pixels per FWHM,
+where smaller apertures let pixel-phase errors of a few percent through; measured with
+tests/test_memba_pipeline.py). An aperture correction measured on the image's bright point sources
 (curve of growth from the forced circle to 4 FWHM, as the nightly zero-point is measured)
 restores the total flux. The background is the sigma-clipped median (MAD rms) of an
 elliptical annulus with the same axis ratio, from which pixels near any reference source and
 masked pixels are removed.
 Flux and error: sep's exact elliptical sums; the variance is the weight map's (1 / weight) plus
-the source's Poisson noise (electrons) plus the error of the background median.
+the source's Poisson noise (electrons), the error of the background median, that of the
+aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class ForcedConfig:
     """Aperture and annulus sizing (units in the names; defaults: PAUS-like, module doc)."""
 
     enclosed_fraction: float = 0.625
-    min_radius_fwhm: float = 0.8
+    min_radius_fwhm: float = 1.3  #: pixel-phase errors of undersampled PSFs (module doc)
     annulus_inner: float = 2.5  #: inner semi-major axis / aperture semi-major axis
     annulus_min_gap_fwhm: float = 2.0  #: inner edge at least this far outside the aperture
     annulus_width_pix: float = 6.0
@@ -52,6 +55,7 @@ class ForcedConfig:
     min_annulus_pixels: int = 20
     correction_radius_fwhm: float = 4.0
     correction_min_snr: float = 50.0
+    relative_error_floor: float = 0.003  #: added in quadrature (pixel phase, PSF model)
 
 
 @dataclass(frozen=True)
@@ -165,9 +169,12 @@ def forced_photometry(
     )
     flag |= np.where(sky.samples < config.min_annulus_pixels, FLAG_FEW_SKY, 0)
     snr = flux / np.sqrt(np.maximum(err2, 1e-30))
-    corr = aperture_correction(
+    corr, corr_rel = aperture_correction(
         data, bad, x, y, ap_b, snr, flag, bkg, fwhm_pix, point_source, config
     )
+    # the correction's error is common to the image's sources; the floor covers pixel-phase
+    # and PSF-shape errors that a noise model does not (measured: tests/test_memba_pipeline.py)
+    err2 = err2 + flux**2 * (corr_rel**2 + config.relative_error_floor**2)
     nodata = (flag & FLAG_NO_DATA) != 0
     return ForcedApertures(
         x=x, y=y, a=ap_a, b=ap_b, theta=theta, a_in=a_in, a_out=a_out,
@@ -289,32 +296,36 @@ def aperture_correction(
     fwhm_pix: float,
     point_source: np.ndarray,
     config: ForcedConfig = ForcedConfig(),
-) -> float:
-    """Total over forced-aperture flux of the image's point sources: the curve-of-growth
-    factor of :func:`surveydm.reduction.photometry.aperture_correction` (Stetson 1990) from the
-    forced circle to ``correction_radius_fwhm`` FWHM (4, as the nightly zero-point uses, so
-    the light it leaves out is in the zero-point), over unflagged point sources with S/N >
+) -> tuple[float, float]:
+    """(factor, relative error) of the total over forced-aperture flux of the image's point
+    sources: the curve-of-growth factor of
+    :func:`surveydm.reduction.photometry.aperture_correction` (Stetson 1990) from the forced
+    circle to ``correction_radius_fwhm`` FWHM (4, as the nightly zero-point uses, so the light
+    it leaves out is in the zero-point), over unflagged point sources with S/N >
     ``correction_min_snr`` and no other source within that radius + 2 pixels, the background
-    being the median of all the annuli (a bright star's own annulus holds its PSF wings); 1.0
-    when fewer than 3 such stars."""
+    being the median of all the annuli (a bright star's own annulus holds its PSF wings);
+    (1.0, 0.0) when fewer than 3 such stars."""
     total = config.correction_radius_fwhm * fwhm_pix
     good = np.asarray(point_source, bool) & (flag == 0) & (snr > config.correction_min_snr)
     if good.sum() < 3:
-        return 1.0
+        return 1.0, 0.0
     xy = np.column_stack([x, y])
     dist, _ = cKDTree(xy).query(xy[good], k=2)
     idx = np.flatnonzero(good)[dist[:, 1] > total + 2.0]
     r = float(np.median(radius[idx])) if idx.size else 0.0
     if idx.size < 3 or not 0 < r < total:
-        return 1.0
+        return 1.0, 0.0
     try:
         ac = growth_correction(
             data, x[idx], y[idx], radius=r, total_radius=total,
             background=float(np.nanmedian(bkg)), mask=bad.astype(np.uint8),
         )  # fmt: skip
     except PhotometryError:
-        return 1.0
-    return float(ac.factor) if ac.n_stars >= 3 and np.isfinite(ac.factor) else 1.0
+        return 1.0, 0.0
+    if ac.n_stars < 3 or not np.isfinite(ac.factor):
+        return 1.0, 0.0
+    rel = float(ac.error) * math.log(10) / 2.5 if np.isfinite(ac.error) else 0.0
+    return float(ac.factor), rel
 
 
 @dataclass(frozen=True)

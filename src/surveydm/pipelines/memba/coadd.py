@@ -1,6 +1,6 @@
 """The ``forced_coadd`` task: co-add the forced measurements of a chunk of reference sources,
-per band (seed 000 section 6.1 item 3: "parallelized in chunks of objects of the selected
-catalog and operates only at database level").
+in the bands a run's new images touched (seed 000 section 6.1 item 3: "parallelized in chunks of
+objects of the selected catalog and operates only at database level").
 
 Only unflagged measurements (``flag == 0``) are combined, by
 :func:`surveydm.reduction.flux_coadd.coadd_fluxes`. The chunk's ``forced_aperture_coadd`` rows
@@ -31,13 +31,15 @@ class ForcedCoadd(Task):
 
     def run(self, ctx: JobContext) -> dict[str, Any]:
         ref_ids = [int(r) for r in ctx.config["ref_ids"]]
+        bands = [str(b) for b in ctx.config["bands"]]
         pid = ctx.production_id
         with ctx.registry.session(write=False) as s:
             meas = s.execute(
                 select(ForcedAperture.ref_id, ForcedAperture.band, ForcedAperture.flux,
                        ForcedAperture.flux_error)
                 .where(ForcedAperture.production_id == pid, ForcedAperture.ref_id.in_(ref_ids),
-                       ForcedAperture.flag == 0, ForcedAperture.flux.is_not(None))
+                       ForcedAperture.band.in_(bands), ForcedAperture.flag == 0,
+                       ForcedAperture.flux.is_not(None))
             ).all()  # fmt: skip
             pos = dict(
                 (r, (ra, dec))
@@ -55,6 +57,7 @@ class ForcedCoadd(Task):
                 delete(ForcedApertureCoadd).where(
                     ForcedApertureCoadd.production_id == pid,
                     ForcedApertureCoadd.ref_id.in_(ref_ids),
+                    ForcedApertureCoadd.band.in_(bands),
                 )
             )
             if rows:

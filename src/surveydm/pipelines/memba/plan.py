@@ -91,22 +91,22 @@ class Memba(Task):
             for j in subs
             if j.task == "forced_phot" and j.status == "done" and j.output
         ]
-        with ctx.registry.session(write=False) as s:
-            refs = sorted(
-                set(
-                    s.scalars(
-                        select(ForcedAperture.ref_id).where(
-                            ForcedAperture.production_id == ctx.production_id,
-                            ForcedAperture.image_id.in_(measured),
-                        )
-                    )
+        refs: list[int] = []
+        bands: list[str] = []
+        if measured:
+            with ctx.registry.session(write=False) as s:
+                touched = select(ForcedAperture.ref_id, ForcedAperture.band).where(
+                    ForcedAperture.production_id == ctx.production_id,
+                    ForcedAperture.image_id.in_(measured),
                 )
-            ) if measured else []  # fmt: skip
+                pairs = s.execute(touched.distinct()).all()
+            refs = sorted({r for r, _ in pairs})
+            bands = sorted({b for _, b in pairs})
         chunk = int(ctx.config.get("chunk", DEFAULT_CHUNK))
         for k in range(0, len(refs), chunk):
             part = refs[k : k + chunk]
-            ctx.add_subjob("forced_coadd", name=f"coadd refs {part[0]}..{part[-1]}",
-                           config={**_shared(ctx.config), "ref_ids": part})  # fmt: skip
+            config = {**_shared(ctx.config), "ref_ids": part, "bands": bands}
+            ctx.add_subjob("forced_coadd", name=f"coadd refs {part[0]}..{part[-1]}", config=config)
         ctx.output = {**(ctx.output or {}), "images": len(measured), "sources": len(refs)}
 
 
