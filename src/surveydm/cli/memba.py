@@ -70,6 +70,29 @@ def load_refcat(
     console.print(f"loaded {n} deep reference sources as {name}")
 
 
+@clear_errors
+def associate(
+    release: str | None = typer.Option(None, "--release", help="release (default: settings)"),
+    radius: float = typer.Option(1.0, "--radius", min=0.01, help="match radius, arcsec"),
+    processes: int = typer.Option(2, "--processes", "-p", min=1, help="local worker processes"),
+) -> None:
+    """Associate every nightly detection with an object (DVO-like, by HEALPix partition)."""
+    from surveydm.pipelines.association import run_association
+
+    s = settings()
+    if release:
+        s = s.model_copy(update={"release": release})
+    out = run_association(s, radius_arcsec=radius, processes=processes)
+    console.print(
+        f"association production {out.production_id}: {out.partitions} partitions; "
+        f"{out.objects} objects, {out.measures} detections; jobs "
+        f"{dict(sorted(out.jobs_by_status.items()))}; {out.elapsed_s:.1f} s"
+    )
+    if out.jobs_by_status.get("failed", 0) or out.jobs_by_status.get("failed_quality", 0):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``surveydm memba`` to ``app``."""
+    """Add ``surveydm memba`` and ``surveydm associate`` to ``app``."""
     app.add_typer(memba_app, name="memba")
+    app.command("associate")(associate)
