@@ -69,7 +69,7 @@ def create_app(
 
     The registry schema must exist (``surveydm db upgrade``); the app never writes to it.
     """
-    from surveydm.publish.web import routes_data, routes_ops, routes_report
+    from surveydm.publish.web import routes_data, routes_inspector, routes_ops, routes_report
 
     registry = registry or Registry(settings.resolved_database_url)
     try:
@@ -137,4 +137,5 @@ def create_app(
     app.include_router(routes_ops.router)
     app.include_router(routes_report.router)
     app.include_router(routes_data.router)
+    app.include_router(routes_inspector.router)
     return app
