@@ -139,3 +139,17 @@ def add_reduced_image(
         s.add(image)
         s.flush()
         return image.id
+
+
+def memba_fixture(settings: Settings, registry: Registry, tmp_path: Path) -> Truth:
+    """Two NB455 images and one r image of the synthetic sky, measured by memba (inline)."""
+    from surveydm.pipelines.memba import run_memba
+    from surveydm.pipelines.memba.refcat import load_deep_refcat
+
+    truth = make_truth(seed=5, n_side=4)
+    load_deep_refcat(registry, write_deep_refcat(truth, tmp_path / "deep.fits"), "deep")
+    for k, band in enumerate(["NB455", "NB455", "r"]):
+        add_reduced_image(settings, registry, truth, night=dt.date(2026, 11, 20 + k), band=band,
+                          seed=60 + k, fwhm_arcsec=1.0)  # fmt: skip
+    run_memba(settings, refcat="deep", processes=0)
+    return truth
