@@ -266,21 +266,15 @@ def _sum_apertures(
     ny, nx = data.shape
     out = (x - a < -0.5) | (x + a > nx - 0.5) | (y - a < -0.5) | (y + a > ny - 0.5)
     flag = np.where(out, FLAG_TRUNCATED, 0).astype(np.int64)
-    for i in range(len(x)):
-        r = a[i] + 1
-        x0, x1 = max(int(x[i] - r), 0), min(int(x[i] + r) + 2, nx)
-        y0, y1 = max(int(y[i] - r), 0), min(int(y[i] + r) + 2, ny)
-        if x0 >= x1 or y0 >= y1:
-            flag[i] |= FLAG_NO_DATA | FLAG_TRUNCATED
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        dx, dy = xx - x[i], yy - y[i]
-        c, s = math.cos(theta[i]), math.sin(theta[i])
-        u, v = (dx * c + dy * s) / a[i], (-dx * s + dy * c) / b[i]
-        inside = u * u + v * v <= 1.0
-        if not inside.any() or bad[y0:y1, x0:x1][inside].all():
-            flag[i] |= FLAG_NO_DATA
-        flag[i] |= int(np.bitwise_or.reduce(mask[y0:y1, x0:x1][inside].astype(np.int64)))
+    # pixels whose centre is inside (sep's subpix=1), one bit plane at a time
+    good, _, _ = sep.sum_ellipse((~bad).astype(np.float32), x, y, a, b, theta, r=1.0, subpix=1)
+    flag |= np.where(np.asarray(good) <= 0, FLAG_NO_DATA, 0)
+    present = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
+    for bit in (1 << k for k in range(16)):
+        if present & bit:
+            plane = ((mask & bit) != 0).astype(np.float32)
+            hits, _, _ = sep.sum_ellipse(plane, x, y, a, b, theta, r=1.0, subpix=1)
+            flag |= np.where(np.asarray(hits) > 0, bit, 0)
     return np.asarray(flux, float), np.asarray(err, float) ** 2, flag
 
 
