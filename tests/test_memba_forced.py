@@ -130,9 +130,19 @@ def test_sky_ellipse_angles_follow_the_wcs():
     w.wcs.cd = np.array([[-0.25, 0.0], [0.0, 0.25]]) / 3600  # north up, east left
     ell = sky_to_pixel_ellipses(w, [150.0, 150.0], [2.0, 2.0], [2.0, 2.0], [1.0, 1.0], [0, 90])
     assert ell.a[0] == pytest.approx(8.0)  # 2 arcsec / 0.25 arcsec per pixel
-    assert math.degrees(ell.theta[0]) == pytest.approx(90.0)  # north is +y
-    assert abs(math.degrees(ell.theta[1])) == pytest.approx(180.0)  # east is -x
+    assert abs(math.degrees(ell.theta[0])) == pytest.approx(90.0)  # north is along y
+    assert math.degrees(ell.theta[1]) == pytest.approx(0.0, abs=1e-9)  # east is -x: axis along x
     assert calibrated_flux_njy(np.array([100.0]), 10.0, 31.4)[0] == pytest.approx(10.0)
+
+
+def test_elongated_sources_at_any_angle_are_measured():
+    image, weight, mask, x, y, _ = _field(8, n_side=4)
+    n = len(x)
+    theta = np.linspace(-3.0, 3.0, n)  # sep itself only takes [-pi/2, pi/2]
+    res = forced_photometry(image, weight, mask, x, y, np.full(n, 3.0), np.full(n, 1.5), theta,
+                            FWHM, np.zeros(n, bool))  # fmt: skip
+    assert np.isfinite(res.flux).all() and (np.abs(res.theta) <= math.pi / 2).all()
+    assert (res.a > res.b).all()
 
 
 def test_coadd_rejects_outliers_and_has_unit_chi2_per_dof():

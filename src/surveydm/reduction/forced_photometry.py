@@ -146,6 +146,7 @@ def forced_photometry(
             f"science {science.shape}, weight {weight.shape} and mask {mask.shape} must match"
         )
     x, y, theta = (np.asarray(v, float) for v in (x, y, theta))
+    theta = (theta + math.pi / 2) % math.pi - math.pi / 2  # sep wants [-pi/2, pi/2)
     n = len(x)
     if not all(len(np.atleast_1d(v)) == n for v in (y, a_pix, b_pix, theta, point_source)):
         raise ValueError("x, y, a_pix, b_pix, theta and point_source must have equal lengths")
@@ -325,7 +326,7 @@ def aperture_correction(
 @dataclass(frozen=True)
 class PixelEllipses:
     """Reference ellipses on an image (arrays of length n): 0-based ``x, y``; half-light
-    semi-axes ``a, b`` in pixels; ``theta`` rad from +x towards +y."""
+    semi-axes ``a, b`` in pixels; ``theta`` rad from +x towards +y, in [-pi/2, pi/2)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -353,7 +354,7 @@ def sky_to_pixel_ellipses(
     return PixelEllipses(
         np.asarray(x, float), np.asarray(y, float),
         np.asarray(a_arcsec, float) / scale, np.asarray(b_arcsec, float) / scale,
-        np.arctan2(vec[1], vec[0]),
+        (np.arctan2(vec[1], vec[0]) + math.pi / 2) % math.pi - math.pi / 2,
     )  # fmt: skip
 
 
