@@ -77,16 +77,14 @@ class Associate(Task):
 
     def prolog(self, ctx: JobContext) -> None:
         with ctx.registry.session(write=False) as s:
+            done = (
+                select(DvoMeasure.detection_id)
+                .join(DvoObject, DvoObject.id == DvoMeasure.object_id)
+                .where(DvoObject.production_id == ctx.production_id)
+            )
             new = (
                 _nightly_detections(ctx.config["release"])
-                .outerjoin(
-                    DvoMeasure,
-                    (DvoMeasure.detection_id == Detection.id)
-                    & DvoMeasure.object_id.in_(
-                        select(DvoObject.id).where(DvoObject.production_id == ctx.production_id)
-                    ),
-                )
-                .where(DvoMeasure.detection_id.is_(None))
+                .where(Detection.id.not_in(done))
                 .with_only_columns(Detection.healpix)
             )
             touched = {int(p) for p in partition_of(np.array(s.scalars(new).all(), np.int64))}
