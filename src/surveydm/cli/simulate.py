@@ -37,8 +37,19 @@ def simulate(
     truth: Path | None = typer.Option(
         None, "--truth", help="truth directory (default: <out>_truth, never inside --out)"
     ),
+    nights: str | None = typer.Option(
+        None,
+        "--nights",
+        help="a multi-night survey, YYYY-MM-DD..YYYY-MM-DD: pointings planned so the central "
+        "objects fall on every narrow-band CCD --repeats times, plus a deep reference catalog "
+        "(replaces --night and --science; docs/memba.md)",
+    ),
+    repeats: int = typer.Option(2, "--repeats", min=1, help="survey visits per pointing/tray"),
 ) -> None:
     """Simulate one night of raw data (obs set with MEF mosaics + manifest) and its truth."""
+    if nights:
+        _survey(instrument, out, nights, seed, bias, flats, trays, truth, repeats)
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -95,6 +106,45 @@ def simulate(
         f"truth:    {result.truth_dir} (objects, exposures, refcat: {result.refcat.name})"
     )
     console.print(f"elapsed:  {result.elapsed_s:.1f} s")
+
+
+def _survey(
+    instrument: str,
+    out: Path,
+    nights: str,
+    seed: int,
+    bias: int,
+    flats: int,
+    trays: str | None,
+    truth: Path | None,
+    repeats: int,
+) -> None:
+    """``--nights``: a multi-night survey (:func:`surveydm.simulation.survey.simulate_survey`)."""
+    from rich.table import Table
+
+    from surveydm.simulation.survey import parse_nights, simulate_survey
+
+    tray_list = [t.strip() for t in trays.split(",") if t.strip()] if trays else None
+    dates = parse_nights(nights)
+
+    def progress(night: str, done: int, total: int) -> None:
+        if done == total:
+            console.print(f"simulated {night}: {total} files")
+
+    survey = simulate_survey(
+        instrument, out, dates, trays=tray_list, repeats=repeats, seed=seed, n_bias=bias,
+        n_flats_per_tray=flats, truth_dir=truth, progress=progress,
+    )  # fmt: skip
+    table = Table(title=f"survey {dates[0]}..{dates[-1]} ({len(survey.pointings_deg)} pointings)")
+    for col in ("night", "obs set", "science", "bytes"):
+        table.add_column(col)
+    for n in survey.nights:
+        table.add_row(n.night, n.obs_set, str(len(n.files_of("science"))), _human(n.total_bytes))
+    console.print(table)
+    hx, hy = survey.central_half_size_deg
+    console.print(f"central area: +-{hx * 3600:.0f} x +-{hy * 3600:.0f} arcsec around the field")
+    console.print(f"truth:        {survey.truth_dir}")
+    console.print(f"deep refcat:  {survey.deep_refcat}")
 
 
 def register(app: typer.Typer) -> None:

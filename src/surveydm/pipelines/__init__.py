@@ -25,4 +25,9 @@ that importing one pipeline does not pull in the others.
 """
 
 #: Modules declaring the job-system task types of the pipelines; pilots import these.
-TASK_MODULES = ["surveydm.pipelines.nightly", "surveydm.pipelines.lineage.remake"]
+TASK_MODULES = [
+    "surveydm.pipelines.nightly",
+    "surveydm.pipelines.memba",
+    "surveydm.pipelines.association",
+    "surveydm.pipelines.lineage.remake",
+]

@@ -145,7 +145,6 @@ def summarize_night(
     roots: list[int],
 ) -> NightSummary:
     """Count what the night produced and how its jobs ended."""
-    from surveydm.orchestration.reads import tree_select
 
     summary = NightSummary(report, names, production_id, roots)
     with registry.session(write=False) as s:
@@ -168,8 +167,8 @@ def summarize_night(
                 Image.mosaic_id.in_([m.id for m in reduced]), Image.amp_num.is_(None)
             )
         )
-        tree = [Job.id.in_(tree_select(root)) for root in roots]
-        in_tree = or_(*tree) if tree else Job.id.is_(None)
+        # one condition for all roots: a tree_select CTE per root would repeat the CTE name
+        in_tree = or_(Job.id.in_(roots), Job.root_id.in_(roots)) if roots else Job.id.is_(None)
         for status, n in s.execute(
             select(Job.status, func.count()).where(in_tree).group_by(Job.status)
         ):

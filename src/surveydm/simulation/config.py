@@ -35,6 +35,12 @@ class SimulationConfig(BaseModel):
     dithers_per_pointing: int = Field(
         2, ge=1, description="science exposures per tray at a pointing before moving on"
     )
+    first_pointing: int = Field(
+        0,
+        ge=0,
+        description="index of the pointing the night's science starts at (a survey "
+        "spreads its pointings over nights, simulation/survey.py)",
+    )
     sky_seed: int = Field(
         20261120,
         description="seed of the sky realisation (objects, refcat): fixed so every night and "

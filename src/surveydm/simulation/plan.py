@@ -199,7 +199,7 @@ class _Planner:
         for i in range(n_science):
             tray = trays[i % len(trays)]
             j = i // len(trays)
-            p = (j // n_dith) % len(cfg.pointing_offsets_deg)
+            p = (cfg.first_pointing + j // n_dith) % len(cfg.pointing_offsets_deg)
             dxo, dyo = cfg.pointing_offsets_deg[p]
             ddx, ddy = cfg.dither_offsets_arcsec[j % n_dith]
             dec = dec0 + dyo + ddy / 3600

@@ -2,13 +2,15 @@
 
 One module per area: ``production`` (productions and product lineage), ``raw`` (project,
 obs set, mosaic, image, archive files), ``jobs`` (job system), ``calibration`` (master frames,
-detections, zero-points), ``refcat`` (reference catalogs),
-``validity`` (human validity flags), ``release`` (data releases).
+detections, zero-points), ``refcat`` (reference catalogs), ``multiepoch`` (memba forced
+photometry, detection-to-object association), ``validity`` (human validity flags),
+``release`` (data releases).
 """
 
 from surveydm.db.models import (  # noqa: F401
     calibration,
     jobs,
+    multiepoch,
     production,
     raw,
     refcat,

@@ -72,7 +72,13 @@ def create_app(
 
     The registry schema must exist (``surveydm db upgrade``); the app never writes to it.
     """
-    from surveydm.publish.web import routes_data, routes_lineage, routes_ops, routes_report
+    from surveydm.publish.web import (
+        routes_data,
+        routes_inspector,
+        routes_lineage,
+        routes_ops,
+        routes_report,
+    )
 
     registry = registry or Registry(settings.resolved_database_url)
     try:
@@ -141,6 +147,7 @@ def create_app(
     app.include_router(routes_report.router)
     app.include_router(routes_data.router)
     app.include_router(routes_lineage.router)
+    app.include_router(routes_inspector.router)
     if sql is not None:  # TAP reads through the SQL browser's read-only connections
         from surveydm.publish.vo.tap.routes import install
         from surveydm.publish.vo.tap.service import TapService

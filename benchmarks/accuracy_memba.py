@@ -1,0 +1,97 @@
+"""Accuracy of memba and association against the simulator's truth (issue 14).
+
+Simulates a multi-night survey (``surveydm simulate --nights``), runs the nightly pipeline on
+every night, loads the deep reference catalog, runs memba and the association, and prints per
+band the median co-added flux bias of stars with S/N > 50 (target |bias| <= 0.5 %), the pull
+width (target 1.0 +- 0.1) and the median chi2 per degree of freedom, the rms of measured/true
+star fluxes over the narrow bands (target <= 1 %), and association purity / completeness of
+isolated objects with S/N > 10 (targets >= 99.5 %). With ``--home`` it only measures an
+installation where all of that already ran (and ``--truth`` names its truth directory).
+
+    python benchmarks/accuracy_memba.py [--nights 2026-11-20..2026-11-21] [--trays NB455-525]
+        [--repeats 1] [--processes 2] [--home DIR --truth DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from surveydm.config import Settings
+from surveydm.db import Registry
+from surveydm.db.migrate import upgrade
+from surveydm.db.models.production import Production
+from surveydm.pipelines.memba.accuracy import association_accuracy, memba_accuracy
+
+
+def _run_all(args: argparse.Namespace, root: Path) -> tuple[Settings, Path]:
+    from surveydm.pipelines.association import run_association
+    from surveydm.pipelines.memba import run_memba
+    from surveydm.pipelines.memba.refcat import load_deep_refcat
+    from surveydm.pipelines.night import run_night
+    from surveydm.pipelines.refcat import load_refcat
+    from surveydm.simulation.survey import parse_nights, simulate_survey
+
+    t0 = time.perf_counter()
+    survey = simulate_survey("paucam-mini", root / "buffer", parse_nights(args.nights),
+                             trays=args.trays.split(","), repeats=args.repeats)  # fmt: skip
+    print(f"simulate: {len(survey.nights)} nights, {time.perf_counter() - t0:.0f} s")
+    settings = Settings(home=root / "home")
+    upgrade(settings.resolved_database_url)
+    reg = Registry(settings.resolved_database_url)
+    load_refcat(reg, survey.truth_dir / "refcat.fits", "pixelsim")
+    load_deep_refcat(reg, survey.deep_refcat, "deep")
+    reg.dispose()
+    t0 = time.perf_counter()
+    night = run_night(settings, root / "buffer", processes=args.processes, settle_seconds=0)
+    print(f"nightly: {night.ccds_reduced} CCDs, {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    m = run_memba(settings, refcat="deep", processes=args.processes)
+    print(f"memba: {m.images} images, {m.forced_rows} forced rows, {m.coadd_rows} co-adds, "
+          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    t0 = time.perf_counter()
+    a = run_association(settings, processes=args.processes)
+    print(f"association: {a.partitions} partitions, {a.objects} objects, {a.measures} "
+          f"detections, {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    return settings, survey.truth_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nights", default="2026-11-20..2026-11-21")
+    parser.add_argument("--trays", default="NB455-525")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--home", type=Path, help="measure this installation only")
+    parser.add_argument("--truth", type=Path, help="its truth directory (with --home)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.home:
+            settings, truth = Settings(home=args.home), args.truth
+        else:
+            settings, truth = _run_all(args, Path(tmp))
+        reg = Registry(settings.resolved_database_url)
+        with reg.session(write=False) as s:
+            ids = {p.pipeline: p.id for p in s.scalars(select(Production).order_by(Production.id))}
+        acc = memba_accuracy(reg, truth, ids["memba"])
+        print(f"{'band':8s} {'stars':>5s} {'bias %':>8s} {'pull w':>7s} {'chi2/dof':>8s}")
+        for b in acc.bands:
+            print(f"{b.band:8s} {b.n_stars:5d} {100 * b.bias:8.2f} {b.pull_width:7.2f} "
+                  f"{b.chi2_dof:8.2f}")  # fmt: skip
+        print(f"all bands: pull width {acc.pull_width:.2f} (target 1.0 +- 0.1); narrow-band "
+              f"star flux rms {100 * acc.narrow_rms:.2f} %, robust "
+              f"{100 * acc.narrow_robust_rms:.2f} % (target <= 1 %)")  # fmt: skip
+        if "association" in ids:
+            assoc = association_accuracy(reg, truth, ids["association"])
+            print(f"association (isolated, S/N > 10): {assoc.n_objects} objects, "
+                  f"{assoc.n_detections} detections, purity {100 * assoc.purity:.2f} %, "
+                  f"completeness {100 * assoc.completeness:.2f} % (targets >= 99.5 %)")  # fmt: skip
+        reg.dispose()
+
+
+if __name__ == "__main__":
+    main()
