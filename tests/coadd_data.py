@@ -116,3 +116,103 @@ def make_exposure(
     weight = (1.0 / (np.maximum(model, 0) + read_noise**2)).astype(np.float32)
     inp = CoaddInput(img.astype(np.float32), weight, None, wcs, zp, exptime, name)
     return Exposure(inp, fwhm, art)
+
+
+def register_reduced(
+    registry,
+    store,
+    exposures,
+    band: str,
+    release: str,
+    *,
+    night: str,
+    first: int = 0,
+    quality: str = "pass",
+    valid: bool = True,
+):  # noqa: ANN001
+    """Register ``exposures`` as reduced CCDs of a nightly production of ``release`` (obs set,
+    raw and reduced mosaics, image rows, science/weight/mask products and archive files), as
+    ``single_epoch_ccd`` records them. Returns the science product ids."""
+    import datetime as dt
+
+    from astropy.io import fits
+
+    from surveydm.db.models.raw import Image, Mosaic, ObsSet
+    from surveydm.pipelines.base.recording import record_file
+    from surveydm.pipelines.productions import add_product, get_or_create_production
+
+    prod_id = get_or_create_production(registry, "nightly", release, {"test": "coadd"})
+    sci_ids = []
+    with registry.session() as s:
+        obs = ObsSet(
+            obs_set=f"obs_{night}_{band}",
+            night=dt.date.fromisoformat(night),
+            instrument="synthetic",
+            n_files=len(exposures),
+        )
+        s.add(obs)
+        s.flush()
+        for k, e in enumerate(exposures):
+            inp, num = e.input, first + k
+            name = f"{night}_{band}_{num:03d}"
+            raw = Mosaic(
+                obs_set_id=obs.id,
+                kind="science",
+                filename=f"{name}.fits",
+                exptime=inp.exptime,
+                filter_tray=band,
+            )
+            s.add(raw)
+            s.flush()
+            red = Mosaic(
+                obs_set_id=obs.id,
+                kind="red_science",
+                filename=f"{name}.fits",
+                exptime=inp.exptime,
+                filter_tray=band,
+                parent_id=raw.id,
+                production_id=prod_id,
+                qc_status="pass",
+            )
+            s.add(red)
+            s.flush()
+            hdr = inp.wcs.to_header()
+            ny, nx = inp.image.shape
+            foot = inp.wcs.calc_footprint(axes=(nx, ny))
+            ids = {}
+            job_id = 10_000 + num + 1000 * (band != "r")
+            mask = np.zeros(inp.image.shape, np.uint16)
+            for kind, data in (("sci", inp.image), ("wht", inp.weight), ("msk", mask)):
+                path = store.red_path(release, obs.obs_set, f"{name}.CCD01.{kind}.fits")
+                st = store.write_product(
+                    path, lambda p, d=data, h=hdr: fits.PrimaryHDU(d, h).writeto(p)
+                )
+                pr = add_product(
+                    s,
+                    f"reduced_{kind}",
+                    data_id={"ccd": 1, "filter": band},
+                    production_id=prod_id,
+                    job_id=job_id,
+                    file_id=record_file(s, st).id,
+                    quality=quality,
+                )
+                pr.valid = valid
+                ids[kind] = pr.id
+            s.add(
+                Image(
+                    mosaic_id=red.id,
+                    ccd_num=1,
+                    filter=band,
+                    naxis1=nx,
+                    naxis2=ny,
+                    ra_min=float(foot[:, 0].min()),
+                    ra_max=float(foot[:, 0].max()),
+                    dec_min=float(foot[:, 1].min()),
+                    dec_max=float(foot[:, 1].max()),
+                    zp_nightly=inp.zp,
+                    product_id=ids["sci"],
+                    psf_fwhm=e.fwhm_pix * 0.5,
+                )
+            )
+            sci_ids.append(ids["sci"])
+    return sci_ids

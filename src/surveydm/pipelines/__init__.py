@@ -17,10 +17,12 @@
 * :mod:`~surveydm.pipelines.productions` -- productions and product lineage.
 * :mod:`~surveydm.pipelines.fitsio` -- FITS reading of raw CCDs, writing of products.
 * :mod:`~surveydm.pipelines.accuracy` -- a reduced night against the simulator's truth.
+* :mod:`~surveydm.pipelines.coadd` -- sky tilings, tile co-adds and tile catalogs
+  (docs/coadd.md).
 
 Modules are imported on demand (``from surveydm.pipelines.transfer import transfer_buffer``) so
 that importing one pipeline does not pull in the others.
 """
 
 #: Modules declaring the job-system task types of the pipelines; pilots import these.
-TASK_MODULES = ["surveydm.pipelines.nightly"]
+TASK_MODULES = ["surveydm.pipelines.nightly", "surveydm.pipelines.coadd"]

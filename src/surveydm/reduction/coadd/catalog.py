@@ -130,6 +130,7 @@ def psf_fluxes(
         p = ndimage.shift(stamp, (yi - y0, xi - x0), order=3, mode="constant")
         d = data[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1]
         e = err[y0 - half : y0 + half + 1, x0 - half : x0 + half + 1]
+        e = e.astype(np.float64)
         w = np.where(e > 0, 1.0 / np.maximum(e, 1e-30) ** 2, 0.0)
         den = float((w * p * p).sum())
         if den > 0:

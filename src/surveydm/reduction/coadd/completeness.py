@@ -55,8 +55,9 @@ def completeness(
     zp: float,
     mags: np.ndarray,
     *,
-    per_bin: int = 40,
-    rounds: int = 2,
+    per_bin: int = 15,
+    rounds: int = 4,
+    min_separation: float = 10.0,
     match_radius: float = 1.5,
     config: CatalogConfig = CatalogConfig(),
     seed: int = 0,
@@ -67,7 +68,8 @@ def completeness(
         image: (ny, nx) background-subtracted co-add on zero-point ``zp``; weight: inverse
             variance; stamp: its normalised PSF; mags: (k,) magnitudes to inject.
         per_bin: sources per magnitude and round; rounds: injections (few sources each, so
-            they do not crowd the image); match_radius: pixels.
+            they do not crowd the image); min_separation: pixels between injected sources and
+            from the sources already detected; match_radius: pixels.
 
     Returns:
         :class:`Completeness`. A source counts as recovered when a detection lies within
@@ -83,12 +85,7 @@ def completeness(
     usable = weight > 0
     for _ in range(rounds):
         for k, m in enumerate(mags):
-            x = rng.uniform(half, nx - half - 1, per_bin)
-            y = rng.uniform(half, ny - half - 1, per_bin)
-            ok = usable[y.astype(int), x.astype(int)]
-            if base_tree is not None:
-                ok &= base_tree.query(np.column_stack([x, y]))[0] > 3 * match_radius
-            x, y = x[ok], y[ok]
+            x, y = _positions(rng, usable, half, per_bin, min_separation, base_tree)
             if not len(x):
                 continue
             flux = np.full(len(x), 10 ** (-0.4 * (m - zp)))
@@ -99,3 +96,31 @@ def completeness(
             total[k] += len(x)
     frac = np.where(total > 0, found / np.maximum(total, 1), np.nan)
     return Completeness(np.asarray(mags, float), frac, total.astype(int))
+
+
+def _positions(
+    rng: np.random.Generator,
+    usable: np.ndarray,
+    margin: int,
+    n: int,
+    min_sep: float,
+    avoid: cKDTree | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` random positions on usable pixels, ``min_sep`` pixels from each other and
+    from the points of ``avoid``."""
+    ny, nx = usable.shape
+    xs: list[float] = []
+    ys: list[float] = []
+    for _ in range(20 * n):
+        if len(xs) == n:
+            break
+        x, y = rng.uniform(margin, nx - margin - 1), rng.uniform(margin, ny - margin - 1)
+        if not usable[int(y), int(x)]:
+            continue
+        if avoid is not None and avoid.query([x, y])[0] < min_sep:
+            continue
+        if xs and np.min(np.hypot(np.asarray(xs) - x, np.asarray(ys) - y)) < min_sep:
+            continue
+        xs.append(x)
+        ys.append(y)
+    return np.asarray(xs), np.asarray(ys)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
-from scipy import ndimage
+from scipy import ndimage, optimize
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -26,7 +26,7 @@ class PSFModel:
 
     Attributes:
         stamp: (n, n) float32, centred on pixel (n // 2, n // 2), sum 1.
-        fwhm: FWHM, pixels (from the stamp's second moments, Gaussian-equivalent).
+        fwhm: FWHM, pixels (:func:`stamp_fwhm`).
         n_stars: stars stacked.
     """
 
@@ -35,15 +35,21 @@ class PSFModel:
     n_stars: int
 
 
-def moment_fwhm(stamp: np.ndarray) -> float:
-    """Gaussian-equivalent FWHM (pixels) of a centred stamp from its second moments within a
-    radius of a third of the stamp size."""
+def stamp_fwhm(stamp: np.ndarray) -> float:
+    """FWHM (pixels) of a centred stamp: a circular Gaussian plus constant fitted by least
+    squares (robust to the noise in the wings, unlike second moments)."""
     n = stamp.shape[0]
     y, x = np.mgrid[:n, :n] - n // 2
-    r2 = x**2 + y**2
-    w = np.where(r2 <= (n / 3) ** 2, np.clip(stamp, 0, None), 0.0)
-    s2 = (w * r2).sum() / w.sum() / 2.0
-    return float(np.sqrt(s2) * FWHM_PER_SIGMA)
+    r2 = (x**2 + y**2).ravel().astype(np.float64)
+    data = np.asarray(stamp, np.float64).ravel()
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        amp, sig, c = p
+        return amp * np.exp(-0.5 * r2 / sig**2) + c - data
+
+    p0 = np.array([max(data.max(), 1e-12), 1.5, 0.0])
+    fit = optimize.least_squares(resid, p0, bounds=([0, 0.2, -np.inf], [np.inf, n, np.inf]))
+    return float(abs(fit.x[1]) * FWHM_PER_SIGMA)
 
 
 def psf_from_stars(
@@ -106,7 +112,7 @@ def psf_from_stars(
         raise ValueError("no isolated unsaturated star to build a PSF from")
     stamp = np.median(np.asarray(stamps), axis=0)
     stamp = (stamp / stamp.sum()).astype(np.float32)
-    return PSFModel(stamp, moment_fwhm(stamp), len(stamps))
+    return PSFModel(stamp, stamp_fwhm(stamp), len(stamps))
 
 
 def matching_sigma(fwhm: float, target_fwhm: float) -> float:
