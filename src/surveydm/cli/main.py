@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from surveydm import __version__
-from surveydm.cli import db, ingest, jobs, night, serve, simulate
+from surveydm.cli import coadd, db, ingest, jobs, night, serve, simulate
 
 app = typer.Typer(
     name="surveydm",
@@ -29,5 +29,5 @@ def main(
     """surveydm: ingest, archive, reduce and publish survey data."""
 
 
-for module in (db, simulate, ingest, jobs, night, serve):
+for module in (db, simulate, ingest, jobs, night, serve, coadd):
     module.register(app)
