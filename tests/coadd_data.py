@@ -25,8 +25,8 @@ class Field:
 
 @dataclass(frozen=True)
 class Exposure:
-    """A synthetic reduced image and its truth: ``artefacts`` is the (ny, nx) bool of the
-    injected cosmic-ray and trail pixels."""
+    """A synthetic reduced image and its truth: ``artefacts`` is the (ny, nx) flux (e-) of
+    the injected cosmic rays and trail."""
 
     input: CoaddInput
     fwhm_pix: float
@@ -102,17 +102,17 @@ def make_exposure(
     fwhm = seeing / scale
     model = render(shape, x, y, counts, fwhm) + sky
     img = rng.poisson(model).astype(np.float64) + rng.normal(0, read_noise, shape)
-    art = np.zeros(shape, bool)
+    art = np.zeros(shape, np.float64)
     if n_cosmics:
         cy, cx = rng.integers(2, shape[0] - 2, n_cosmics), rng.integers(2, shape[1] - 2, n_cosmics)
-        img[cy, cx] += rng.uniform(2000, 20000, n_cosmics)
-        art[cy, cx] = True
+        art[cy, cx] += rng.uniform(2000, 20000, n_cosmics)
+        art[cy, np.minimum(cx + 1, shape[1] - 1)] += rng.uniform(0, 3000, n_cosmics)
     if trail:
         yy, xx = np.mgrid[: shape[0], : shape[1]]
         dist = np.abs(0.35 * xx - yy + shape[0] * 0.3) / np.hypot(0.35, 1.0)
         profile = 800.0 * np.exp(-0.5 * (dist / 0.8) ** 2)
-        img += profile
-        art |= profile > 3 * np.sqrt(sky)
+        art += profile
+    img += art
     weight = (1.0 / (np.maximum(model, 0) + read_noise**2)).astype(np.float32)
     inp = CoaddInput(img.astype(np.float32), weight, None, wcs, zp, exptime, name)
     return Exposure(inp, fwhm, art)

@@ -97,7 +97,9 @@ def reject_outliers(
             var = np.where(valid, variances, np.inf)
         # variance of the median of n values ~ pi/2 * mean variance / n (Gaussian noise)
         var_med = np.pi / 2 * np.nanmean(np.where(valid, var, np.nan), axis=0) / nvalid
-        bright = ndimage.maximum_filter(np.nan_to_num(np.abs(median)), size=config.window)
+        # where fewer than min_inputs overlap the median may be an artefact itself: not used
+        trusted = np.where(nvalid >= config.min_inputs, np.nan_to_num(np.abs(median)), 0.0)
+        bright = ndimage.maximum_filter(trusted, size=config.window)
         noise2 = var + var_med + (config.ampfrac * bright) ** 2
         dev = np.abs(stack - median) / np.sqrt(noise2)
     rejected = valid & (dev > config.nsigma) & (nvalid >= config.min_inputs)
@@ -132,6 +134,8 @@ def combine(
     Raises:
         ValueError: no input, or inputs of different shapes or counts.
     """
+    if len({np.shape(a) for a in (*images, *weights)}) > 1:
+        raise ValueError("combine needs n >= 1 images and weights of one shape, n exptimes")
     img = np.asarray(images, dtype=np.float32)
     wht = np.asarray(weights, dtype=np.float32)
     if img.ndim != 3 or img.shape != wht.shape or len(exptimes) != len(img) or not len(img):
