@@ -94,7 +94,8 @@ def test_coadd_tiles_in_two_bands_with_lineage_rows_and_truth(registry, home):
     )
     invalid = register_reduced(registry, store, [bad], "r", "dr1", night="2026-11-22", valid=False)
 
-    prod_id, root = submit_coadd(registry, CoaddRequest(tiles=(name,)), "dr1")
+    request = CoaddRequest(tiles=(name,), bright_mag=19.0)
+    prod_id, root = submit_coadd(registry, request, "dr1")
     drain(registry, root)
     summary = summarize(registry, prod_id, root)
     assert summary.failures == 0, summary.counts
@@ -169,6 +170,15 @@ def test_coadd_tiles_in_two_bands_with_lineage_rows_and_truth(registry, home):
     assert len(colours) >= 5 and abs(np.median(colours)) < 0.02, colours
     assert tile_row.name == name
 
+    # the count file carries the exposure-time, tile-area, rejection and bright-star maps
+    from astropy.io import fits
+
+    cnt = [p for p in files.values() if p.endswith(".cnt.fits")][0]
+    with fits.open(store.abspath(cnt)) as hdul:
+        assert [h.name for h in hdul[1:]] == ["EXPTIME", "AREA", "REJECTED", "BRIGHT"]
+        assert hdul["AREA"].data.mean() > 0.5 and 0 < hdul["BRIGHT"].data.mean() < 0.3
+        assert hdul["REJECTED"].data.sum() > 0 and hdul[0].data.max() == 4
+
     # FITS products are standard-clean
     if shutil.which("fitsverify"):
         for path in files.values():
@@ -178,7 +188,7 @@ def test_coadd_tiles_in_two_bands_with_lineage_rows_and_truth(registry, home):
             assert out.stdout.startswith("verification OK"), out.stdout
 
     # a second submission of the same request runs nothing new and duplicates nothing
-    _, again = submit_coadd(registry, CoaddRequest(tiles=(name,)), "dr1")
+    _, again = submit_coadd(registry, request, "dr1")
     assert again == root
     drain(registry, again)
     with registry.session(write=False) as s:

@@ -78,8 +78,12 @@ def coadd_files(
     band: str,
     result: TileCoadd,
     inputs: Sequence[str],
+    bright: np.ndarray | None = None,
 ) -> list[OutputFile]:
-    """Science, weight, count and PSF files of a co-added tile and band."""
+    """Science, weight, count and PSF files of a co-added tile and band. The count file holds
+    the number of inputs per pixel and the extensions ``EXPTIME`` (s), ``AREA`` (1 inside the
+    tile area), ``REJECTED`` (inputs rejected per pixel) and ``BRIGHT`` (1 in bright-star
+    masks, when ``bright`` is given)."""
     hdr = coadd_header(spec, band, result, inputs)
     co = result.coadd
     sci = np.where(co.weight > 0, np.nan_to_num(co.image), 0.0).astype(np.float32)
@@ -94,6 +98,8 @@ def coadd_files(
                 fits.ImageHDU(co.rejected.astype(np.int16), header=hdr, name="REJECTED"),
             ]
         )
+        if bright is not None:
+            hdus.append(fits.ImageHDU(bright.astype(np.uint8), header=hdr, name="BRIGHT"))
         hdus.writeto(p, output_verify="exception")
 
     def write_psf(p: Path) -> None:

@@ -22,13 +22,15 @@ from surveydm.pipelines.productions import get_or_create_production
 @dataclass(frozen=True)
 class CoaddRequest:
     """What to co-add: tiles (all of ``tiling`` when empty), bands (all with inputs when
-    empty), the output release, and the stack and catalog knobs."""
+    empty), the output release, the dual-mode reference band, the bright-star mask limit (AB
+    mag) and the stack and catalog knobs."""
 
     tiles: tuple[str, ...] = ()
     bands: tuple[str, ...] = ()
     tiling: str | None = None
     release: str = ""
     reference_band: str = "r"
+    bright_mag: float = 17.0
     stack: dict[str, Any] = field(default_factory=dict)
     catalog: dict[str, Any] = field(default_factory=dict)
 
@@ -37,6 +39,7 @@ class CoaddRequest:
         return {
             "tiles": sorted(self.tiles), "bands": sorted(self.bands), "tiling": self.tiling,
             "release": release, "input_release": release, "reference_band": self.reference_band,
+            "bright_mag": self.bright_mag,
             "stack": self.stack, "catalog": self.catalog,
         }  # fmt: skip
 

@@ -35,12 +35,16 @@ from surveydm.pipelines.coadd.qc import coadd_checks
 from surveydm.pipelines.coadd.tiles import get_tiles, tile_spec
 from surveydm.reduction.coadd.catalog import CatalogConfig, dual_mode, single_mode
 from surveydm.reduction.coadd.completeness import Completeness, completeness
+from surveydm.reduction.coadd.depth import bright_star_mask
 from surveydm.reduction.coadd.psf import PSFModel, stamp_fwhm
 from surveydm.reduction.coadd.stack import StackConfig, TileCoadd, coadd_tile
 from surveydm.reduction.coadd.tiling import TileSpec
 
 #: Default detection band of dual-mode catalogs and of the completeness curve.
 REFERENCE_BAND = "r"
+#: Default magnitude limit of the bright-star masks, AB mag (J-PLUS masks stars of r < 14-16
+#: in 1.4 deg tiles; small simulated tiles have few such stars).
+BRIGHT_MAG = 17.0
 
 
 def catalog_config(cfg: dict[str, Any]) -> CatalogConfig:
@@ -139,7 +143,10 @@ class CoaddTile(Task):
         if q.band == ctx.config.get("reference_band", REFERENCE_BAND) and result.psf is not None:
             comp = self.completeness(result, ccfg)
         release = ctx.config.get("release") or load_settings().release
-        files = coadd_files(store, release, q.spec, q.band, result, [r.name for r in q.inputs])
+        bright = self.bright_mask(result, single, ctx.config.get("bright_mag", BRIGHT_MAG))
+        files = coadd_files(
+            store, release, q.spec, q.band, result, [r.name for r in q.inputs], bright
+        )
         if single is not None:
             files.append(
                 catalog_file(
@@ -186,6 +193,26 @@ class CoaddTile(Task):
         if not refs:
             raise QualityFailure(f"no good reduced image in {cfg['band']} overlaps {cfg['tile']}")
         return tq
+
+    @staticmethod
+    def bright_mask(
+        result: TileCoadd, single: BandCatalog | None, mag_limit: float
+    ) -> np.ndarray | None:
+        """Discs around the single-mode sources brighter than ``mag_limit`` (Kron mag), of
+        radius 3 PSF FWHM at the limit growing with the square root of the flux."""
+        if single is None or result.psf is None:
+            return None
+        det, flux = single.detections, single.photometry.flux_auto
+        with np.errstate(all="ignore"):
+            mag = np.where(flux > 0, result.zp - 2.5 * np.log10(flux), np.inf)
+        return bright_star_mask(
+            result.coadd.image.shape,
+            det.x,
+            det.y,
+            mag,
+            mag_limit=mag_limit,
+            radius_at_limit=3 * result.psf.fwhm,
+        )
 
     @staticmethod
     def completeness(result: TileCoadd, ccfg: CatalogConfig) -> Completeness:
