@@ -213,3 +213,17 @@ def test_tiling_covers_the_sky_with_overlapping_tan_tiles():
     assert w.wcs.ctype[0] == "RA---TAN" and tiles[0].coverage()
     with pytest.raises(ValueError, match="overlap"):
         make_tiling("x", size_deg=1.0, pixel_scale=1.0, overlap_deg=1.0)
+
+
+def test_coarse_pixel_map_matches_the_exact_wcs_mapping():
+    from coadd_data import image_wcs
+    from surveydm.reduction.coadd.resample import pixel_map
+
+    big = TileSpec("b", 150.0, 2.0, 0.5, 0.5, 3600, 3600)
+    w_in = image_wcs(150.1, 2.05, (2000, 2000), 0.5, 0.7)
+    coords = pixel_map(w_in, big.wcs(), big.shape)
+    yy, xx = np.mgrid[0:3600:37, 0:3600:41]
+    ra, dec = big.wcs().all_pix2world(xx, yy, 0)
+    xe, ye = w_in.all_world2pix(ra, dec, 0)
+    err = np.hypot(coords[1][yy, xx] - xe, coords[0][yy, xx] - ye)
+    assert err.max() < 0.01

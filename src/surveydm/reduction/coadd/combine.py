@@ -70,6 +70,16 @@ class Coadd:
         return float(self.rejected.sum()) / n if n else 0.0
 
 
+def nan_median(stack: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN, (n, ny, nx) -> (ny, nx) (NaN where all are NaN); a sort
+    along the short axis, several times faster than ``np.nanmedian`` for small n."""
+    srt = np.sort(stack, axis=0)  # NaN last
+    n = np.isfinite(stack).sum(axis=0)
+    lo = np.take_along_axis(srt, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
+    hi = np.take_along_axis(srt, np.maximum(n // 2, 0)[None], axis=0)[0]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
+
+
 def reject_outliers(
     images: np.ndarray,
     weights: np.ndarray,
@@ -91,7 +101,7 @@ def reject_outliers(
     nvalid = valid.sum(axis=0)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels off every input
-        median = np.nanmedian(stack, axis=0)
+        median = nan_median(stack)
         var = np.where(valid, 1.0 / np.where(valid, weights, 1.0), np.inf)
         if variances is not None:
             var = np.where(valid, variances, np.inf)
