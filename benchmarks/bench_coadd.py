@@ -11,7 +11,7 @@ rejection + weighted mean (``core``, with our coarse-grid bilinear warp and with
 pixel throughput (Mpix/s), the ratio to SWarp (target: ours at least as fast), peak memory (RSS
 above the start) of each, and the median flux ratio of bright stars between the two co-adds.
 
-    python benchmarks/bench_coadd.py [--inputs 8] [--size 1000]
+    python benchmarks/bench_coadd.py [--inputs 8] [--size 1000] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -155,7 +155,6 @@ def swarp(paths: list[Path], tile: TileSpec, tmp: Path) -> tuple[float, float, n
         f"NAXIS2  = {tile.naxis2}\nEND\n"
     )
     out = tmp / "swarp.fits"
-    (tmp / "swarp.head").rename(out.with_suffix(".head"))
     cmd = [
         "SWarp",
         *map(str, paths),
@@ -220,6 +219,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inputs", type=int, default=8)
     ap.add_argument("--size", type=int, default=1000, help="input image side, pixels")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each; the best is shown")
     a = ap.parse_args()
     side = a.size * 1.1
     tile = TileSpec("bench", 150.0, 2.0, side * SCALE / 3600, SCALE, int(side), int(side))
@@ -227,10 +227,21 @@ def main() -> None:
         tmp = Path(d)
         paths = write_inputs(tmp, a.inputs, a.size, tile, 30.0)
         mpix = a.inputs * a.size**2 / 1e6
-        t_sw, mem_sw, img_sw = swarp(paths, tile, tmp)
-        t_core, mem_core, img_ours = timed(ours_core, paths, tile, tmp / "ours.fits", "bilinear")
-        t_rep, mem_rep, _ = timed(ours_core, paths, tile, tmp / "ours_rep.fits", "reproject")
-        t_full, mem_full, _ = timed(ours_full, paths, tile)
+        runs = []
+        for _ in range(a.repeat):  # best of --repeat: the machine may be shared
+            runs.append(
+                (
+                    swarp(paths, tile, tmp),
+                    timed(ours_core, paths, tile, tmp / "ours.fits", "bilinear"),
+                    timed(ours_core, paths, tile, tmp / "ours_rep.fits", "reproject"),
+                    timed(ours_full, paths, tile),
+                )
+            )
+            for f in ("ours.fits", "ours_rep.fits", "swarp.fits", "swarp.weight.fits"):
+                (tmp / f).unlink(missing_ok=True)
+        best = [min((r[k] for r in runs), key=lambda v: v[0]) for k in range(4)]
+        (t_sw, mem_sw, img_sw), (t_core, mem_core, img_ours) = best[0], best[1]
+        (t_rep, mem_rep, _), (t_full, mem_full, _) = best[2], best[3]
     print(
         f"# {a.inputs} inputs of {a.size}^2 -> tile {tile.naxis1}^2 ({mpix:.1f} Mpix in), "
         f"one thread each"

@@ -101,9 +101,10 @@ def warp_image(
     area = proj_plane_pixel_area(wcs_out) / proj_plane_pixel_area(wcs_in)
     if kernel == "bilinear":
         interp = Bilinear(pixel_map(wcs_in, wcs_out, shape_out), image.shape)
-        out = interp(data) * area
+        # bad pixels as NaN: any output pixel they touch comes out NaN (no separate mask warp)
+        out = interp(np.where(bad, np.nan, data)) * area
         foot = interp.inside.astype(np.float64)
-        badw = interp(bad.astype(np.float64))
+        badw = np.where(np.isfinite(out), 0.0, 1.0)
         var_out = interp(_variance(weight, bad))
     else:
         if kernel == "reproject":
