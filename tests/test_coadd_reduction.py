@@ -227,3 +227,20 @@ def test_coarse_pixel_map_matches_the_exact_wcs_mapping():
     xe, ye = w_in.all_world2pix(ra, dec, 0)
     err = np.hypot(coords[1][yy, xx] - xe, coords[0][yy, xx] - ye)
     assert err.max() < 0.01
+
+
+def test_rejection_in_strips_equals_the_whole_tile(monkeypatch):
+    import importlib
+
+    comb = importlib.import_module("surveydm.reduction.coadd.combine")
+
+    rng = np.random.default_rng(5)
+    img = rng.normal(0, 1, (4, 100, 60)).astype(np.float32)
+    img[1, 40:43, 10:50] += 50  # a trail across a strip boundary
+    img[2, 63, 30] += 80
+    wht = np.ones_like(img)
+    whole = comb.reject_outliers(img, wht)
+    monkeypatch.setattr(comb, "STRIP_ROWS", 41)
+    strips = comb.combine(img, wht, [1.0] * 4).rejected_masks
+    assert whole[1, 40:43, 10:50].all() and whole[2, 63, 30]
+    assert np.array_equal(whole, strips)

@@ -121,6 +121,29 @@ def reject_outliers(
     return rejected
 
 
+#: Rows of the tile per rejection step (bounds the temporaries to n x STRIP_ROWS x nx).
+STRIP_ROWS = 256
+
+
+def _reject_in_strips(
+    img: np.ndarray, wht: np.ndarray, var: np.ndarray | None, config: CombineConfig
+) -> np.ndarray:
+    """:func:`reject_outliers` strip by strip, each with a margin covering the ``window`` and
+    ``grow`` neighbourhoods, so the result equals the whole-tile one at a fraction of the
+    memory."""
+    n, ny, nx = img.shape
+    margin = config.window // 2 + config.grow + 1
+    out = np.zeros(img.shape, bool)
+    for y0 in range(0, ny, STRIP_ROWS):
+        y1 = min(y0 + STRIP_ROWS, ny)
+        a, b = max(y0 - margin, 0), min(y1 + margin, ny)
+        part = reject_outliers(
+            img[:, a:b], wht[:, a:b], config, None if var is None else var[:, a:b]
+        )
+        out[:, y0:y1] = part[:, y0 - a : y1 - a]
+    return out
+
+
 def combine(
     images: Sequence[np.ndarray] | np.ndarray,
     weights: Sequence[np.ndarray] | np.ndarray,
@@ -151,7 +174,7 @@ def combine(
     if img.ndim != 3 or img.shape != wht.shape or len(exptimes) != len(img) or not len(img):
         raise ValueError("combine needs n >= 1 images and weights of one shape, n exptimes")
     var = None if variances is None else np.asarray(variances, dtype=np.float32)
-    rejected = reject_outliers(img, wht, config, var)
+    rejected = _reject_in_strips(img, wht, var, config)
     keep = (wht > 0) & np.isfinite(img) & ~rejected
     w = np.where(keep, wht, 0.0).astype(np.float32)
     wsum = w.sum(axis=0)
