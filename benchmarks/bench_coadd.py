@@ -131,6 +131,7 @@ def ours_core(paths: list[Path], tile: TileSpec, out: Path, kernel: str) -> np.n
                 tile.wcs(),
                 tile.shape,
                 scale=flux_scale(inp.zp, inp.exptime, cfg.zp),
+                kernel=kernel,
                 total_weight=inp.weight,
             )
         )
