@@ -76,14 +76,14 @@ def coadd(
     release: str | None = typer.Option(None, "--release", help="output and input release"),
     tiling: str | None = typer.Option(None, "--tiling", help="only tiles of this tiling"),
     reference: str = typer.Option("r", "--reference-band", help="dual-mode detection band"),
-    kernel: str = typer.Option("bilinear", help="resampling: bilinear or adaptive"),
+    kernel: str = typer.Option("bilinear", help="resampling: bilinear, reproject or adaptive"),
     processes: int = typer.Option(1, "--processes", "-p", min=1, help="local pilot processes"),
 ) -> None:
     """Co-add tiles per band with pixel rejection, then single- and dual-mode catalogs."""
     from surveydm.pipelines.coadd.run import CoaddRequest, run_coadd
 
-    if kernel not in ("bilinear", "adaptive"):
-        raise typer.BadParameter("--kernel: bilinear or adaptive")
+    if kernel not in ("bilinear", "reproject", "adaptive"):
+        raise typer.BadParameter("--kernel: bilinear, reproject or adaptive")
     s = settings_()
     request = CoaddRequest(
         tiles=tuple(tile),
