@@ -187,6 +187,17 @@ def test_coadd_tiles_in_two_bands_with_lineage_rows_and_truth(registry, home):
             )
             assert out.stdout.startswith("verification OK"), out.stdout
 
+    # flagging an input invalid makes the co-adds that used it stale (seed 002)
+    from surveydm.pipelines.coadd.inputs import stale_tiles
+
+    with registry.session(write=False) as s:
+        assert stale_tiles(s) == []
+    with registry.session() as s:
+        s.get(Product, good["r"][2]).valid = False
+    with registry.session(write=False) as s:
+        stale = stale_tiles(s, prod_id)
+    assert [(t.tile, t.band, t.bad_inputs) for t in stale] == [(name, "r", (good["r"][2],))]
+
     # a second submission of the same request runs nothing new and duplicates nothing
     _, again = submit_coadd(registry, request, "dr1")
     assert again == root

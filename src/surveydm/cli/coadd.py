@@ -69,6 +69,19 @@ def tiles_list(tiling: str | None = typer.Option(None, help="only this tiling"))
     console.print(table)
 
 
+@tiles_app.command("stale")
+@clear_errors
+def tiles_stale() -> None:
+    """List co-adds made from an input since flagged invalid or failed QC (to reprocess)."""
+    from surveydm.pipelines.coadd.inputs import stale_tiles
+
+    table = Table("tile", "band", "production", "bad inputs (product ids)")
+    with registry().session(write=False) as s:
+        for t in stale_tiles(s):
+            table.add_row(t.tile, t.band, str(t.production_id), ", ".join(map(str, t.bad_inputs)))
+    console.print(table)
+
+
 @clear_errors
 def coadd(
     tile: list[str] = typer.Option([], "--tile", help="tile name (repeatable; default: all)"),

@@ -133,3 +133,47 @@ def read_input(store: Archive, ref: InputRef) -> CoaddInput:
     if not wcs.has_celestial:
         raise QualityFailure(f"{ref.name}: no celestial WCS in the science file")
     return CoaddInput(image, weight, mask, wcs, ref.zp, ref.exptime, ref.name)
+
+
+@dataclass(frozen=True)
+class StaleTile:
+    """A recorded co-add made from an input that is now invalid or failed QC.
+
+    Attributes:
+        tile: tile name; band; production_id; product_id: its ``coadd_sci`` product;
+        bad_inputs: product ids of the reduced inputs that are no longer good.
+    """
+
+    tile: str
+    band: str
+    production_id: int | None
+    product_id: int
+    bad_inputs: tuple[int, ...]
+
+
+def stale_tiles(session: Session, production_id: int | None = None) -> list[StaleTile]:
+    """Co-adds (of one production, or all) whose lineage holds a reduced input that a human
+    flagged invalid or whose QC failed since (seed 002: "flagging images as invalid in DB will
+    trigger the reprocessing of any tile that have used it"); found through ``product_input``.
+    """
+    from surveydm.db.models.production import ProductInput
+    from surveydm.db.models.tiles import TileImage
+
+    inp = aliased(Product)
+    q = (
+        select(Tile.name, TileImage, inp.id)
+        .join(TileImage, TileImage.tile_id == Tile.id)
+        .join(ProductInput, ProductInput.product_id == TileImage.product_id)
+        .join(inp, inp.id == ProductInput.input_id)
+        .where(ProductInput.role == "reduced")
+        .where(or_(inp.valid.is_(False), inp.quality == QCResult.FAIL))
+        .order_by(Tile.name, TileImage.band, inp.id)
+    )
+    if production_id is not None:
+        q = q.where(TileImage.production_id == production_id)
+    found: dict[int, StaleTile] = {}
+    for name, ti, bad in session.execute(q):
+        old = found.get(ti.id)
+        ids = (*old.bad_inputs, bad) if old else (bad,)
+        found[ti.id] = StaleTile(name, ti.band, ti.production_id, ti.product_id, ids)
+    return list(found.values())
