@@ -97,16 +97,16 @@ def warp_image(
     if mask is not None:
         bad |= mask != 0
     bad |= ~np.isfinite(image)
-    data = np.where(bad, 0.0, image).astype(np.float64)
     area = proj_plane_pixel_area(wcs_out) / proj_plane_pixel_area(wcs_in)
     if kernel == "bilinear":
         interp = Bilinear(pixel_map(wcs_in, wcs_out, shape_out), image.shape)
         # bad pixels as NaN: any output pixel they touch comes out NaN (no separate mask warp)
-        out = interp(np.where(bad, np.nan, data)) * area
+        out = interp(np.where(bad, np.float32(np.nan), image.astype(np.float32))) * area
         foot = interp.inside.astype(np.float64)
         badw = np.where(np.isfinite(out), 0.0, 1.0)
-        var_out = interp(_variance(weight, bad))
+        var_out = interp(_variance(weight, bad).astype(np.float32))
     else:
+        data = np.where(bad, 0.0, image).astype(np.float64)
         if kernel == "reproject":
             out, foot = reproject_interp((data, wcs_in), wcs_out, shape_out, order="bilinear")
             out = out * area
@@ -129,7 +129,7 @@ def warp_image(
     total = None
     if total_weight is not None:
         tv = (
-            interp(_variance(total_weight, bad))
+            interp(_variance(total_weight, bad).astype(np.float32))
             if kernel == "bilinear"
             else reproject_interp(
                 (_variance(total_weight, bad), wcs_in), wcs_out, shape_out, order="bilinear"
@@ -191,7 +191,7 @@ class Bilinear:
         self.inside = (y >= 0) & (y <= shape[0] - 1) & (x >= 0) & (x <= shape[1] - 1)
         y0 = np.clip(np.floor(y).astype(np.int64), 0, max(shape[0] - 2, 0))
         x0 = np.clip(np.floor(x).astype(np.int64), 0, max(shape[1] - 2, 0))
-        self.fy, self.fx = y - y0, x - x0
+        self.fy, self.fx = (y - y0).astype(np.float32), (x - x0).astype(np.float32)
         self.i00 = y0 * shape[1] + x0
         self.step_x = 1 if shape[1] > 1 else 0
         self.step_y = shape[1] if shape[0] > 1 else 0
