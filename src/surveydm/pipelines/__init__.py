@@ -19,6 +19,8 @@
 * :mod:`~surveydm.pipelines.accuracy` -- a reduced night against the simulator's truth.
 * :mod:`~surveydm.pipelines.lineage` -- lineage, validity flags, staleness, ``make`` and
   ``reprocess``, data releases.
+* :mod:`~surveydm.pipelines.coadd` -- sky tilings, tile co-adds and tile catalogs
+  (docs/coadd.md).
 
 Modules are imported on demand (``from surveydm.pipelines.transfer import transfer_buffer``) so
 that importing one pipeline does not pull in the others.
@@ -29,5 +31,6 @@ TASK_MODULES = [
     "surveydm.pipelines.nightly",
     "surveydm.pipelines.memba",
     "surveydm.pipelines.association",
+    "surveydm.pipelines.coadd",
     "surveydm.pipelines.lineage.remake",
 ]

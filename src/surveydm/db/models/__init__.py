@@ -3,8 +3,8 @@
 One module per area: ``production`` (productions and product lineage), ``raw`` (project,
 obs set, mosaic, image, archive files), ``jobs`` (job system), ``calibration`` (master frames,
 detections, zero-points), ``refcat`` (reference catalogs), ``multiepoch`` (memba forced
-photometry, detection-to-object association), ``validity`` (human validity flags),
-``release`` (data releases).
+photometry, detection-to-object association), ``tiles`` (tilings, co-added tiles and their
+catalogs), ``validity`` (human validity flags), ``release`` (data releases).
 """
 
 from surveydm.db.models import (  # noqa: F401
@@ -15,6 +15,7 @@ from surveydm.db.models import (  # noqa: F401
     raw,
     refcat,
     release,
+    tiles,
     validity,
 )
 from surveydm.db.models.production import Product, ProductInput, Production
