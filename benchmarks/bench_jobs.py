@@ -106,7 +106,6 @@ def _tree_rate(registry: Any, root: int) -> tuple[float, int]:
     from sqlalchemy import func, select
 
     from surveydm.db.models.jobs import Job
-    from surveydm.orchestration.records import aware
 
     with registry.session(write=False) as s:
         first, last, n = s.execute(
@@ -114,7 +113,7 @@ def _tree_rate(registry: Any, root: int) -> tuple[float, int]:
                 Job.root_id == root, Job.id != root, Job.status == "done"
             )
         ).one()
-    span = (aware(last) - aware(first)).total_seconds()
+    span = (last - first).total_seconds()
     return (n / span if span > 0 else float("nan")), int(n)
 
 

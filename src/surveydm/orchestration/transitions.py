@@ -29,6 +29,7 @@ from surveydm.orchestration.status import (
     JobStatus,
     Phase,
 )
+from surveydm.orchestration.wakeup import announce_ready
 
 J = Job.__table__
 D = Dependency.__table__
@@ -315,6 +316,8 @@ def fail_step(
         new = JobStatus.FAILED
         values = {**common, "status": new, "fault": clip(fault), "ended": now}
     _cas(session, claim, values, wall=wall, started=started)
+    if new == JobStatus.QUEUED and backoff <= 0:  # later retries are found by polling
+        announce_ready(session)
     outcome = AttemptOutcome.QUALITY if quality is not None else AttemptOutcome.FAULT
     record_attempts(session, [attempt_row(claim, outcome, now, fault=quality or fault, wall=wall)])
     record_results(session, claim.id, claim.attempts, tags, qc, now)
@@ -348,6 +351,8 @@ def lose(session: Session, r: Any, now: datetime, *, where: Any, why: str) -> Jo
         )
     if res.rowcount != 1:
         return None
+    if new == JobStatus.QUEUED:
+        announce_ready(session)
     record_attempts(session, [attempt_row(r, AttemptOutcome.LOST, now, fault=fault)])
     if new == JobStatus.FAILED:
         skip_dependants(session, [r.id], now)
@@ -443,6 +448,8 @@ def promote_dependants(session: Session, job_ids: Sequence[int], now: datetime) 
     if not job_ids:
         return 0
     res = session.execute(_PROMOTE, {"done_ids": list(job_ids), "now": now})
+    if res.rowcount:
+        announce_ready(session)
     return res.rowcount or 0
 
 
@@ -500,6 +507,8 @@ def wake_parents(session: Session, parent_ids: Sequence[int | None], now: dateti
     if not ids:
         return 0
     res = session.execute(_WAKE, {"parent_ids": ids, "now": now})
+    if res.rowcount:
+        announce_ready(session)
     return res.rowcount or 0
 
 
