@@ -10,11 +10,12 @@ left active. Every function takes an open :class:`~sqlalchemy.orm.Session`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, bindparam, func, insert, literal, select, update
+from sqlalchemy import Float, bindparam, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from surveydm.db.base import utcnow
@@ -104,12 +105,17 @@ def attempt_row(
 
 
 _INSERT_ATTEMPTS = insert(A)  # built once: its cache key is memoised (hot path)
+#: With RETURNING, SQLAlchemy sends many rows as one multi-row INSERT ("insertmanyvalues")
+#: instead of one statement per row.
+_INSERT_ATTEMPTS_MANY = insert(A).returning(A.c.id)
 
 
 def record_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``job_attempt`` rows (see :func:`attempt_row`)."""
-    if rows:
+    """Insert ``job_attempt`` rows (see :func:`attempt_row`): one statement for all of them."""
+    if len(rows) == 1:
         session.execute(_INSERT_ATTEMPTS, list(rows))
+    elif rows:
+        session.execute(_INSERT_ATTEMPTS_MANY, list(rows)).close()
 
 
 def record_results(
@@ -237,6 +243,21 @@ _CAS_DONE_MANY = (
 )
 
 
+#: PostgreSQL: the group's compare-and-set as ONE statement over arrays (a pipelined
+#: ``executemany`` is one round trip but still one statement, plan and lock pass per job).
+_CAS_DONE_UNNEST = text(
+    """
+    UPDATE job SET status = 'done', ended = :now, output = CAST(v.output AS jsonb),
+        token = NULL, lease_expires = NULL, wall_time = job.wall_time + v.wall,
+        started = coalesce(job.started, v.started)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[]), CAST(:outputs AS text[]),
+                CAST(:walls AS float8[]), CAST(:starteds AS timestamptz[]))
+         AS v(id, token, output, wall, started)
+    WHERE job.id = v.id AND job.token = v.token AND job.status = 'running'
+    """
+)
+
+
 def complete_done_group(
     session: Session,
     items: Sequence[tuple[Claim, dict[str, Any] | None, datetime, float]],
@@ -253,20 +274,33 @@ def complete_done_group(
     now = now or utcnow()
     if any(c.phase != Phase.PROLOG for c, *_ in items):
         raise ValueError("group commit takes prolog-phase claims only")
-    params = [
-        {
-            "w_id": c.id,
-            "w_token": c.token,
-            "v_ended": now,
-            "v_output": out,
-            "v_wall": wall,
-            "v_started": started,
-        }
-        for c, out, started, wall in items
-    ]
-    res = session.execute(_CAS_DONE_MANY, params)
-    if res.rowcount != len(items):
-        raise LeaseLostError(f"{len(items) - res.rowcount} of {len(items)} claims lost")
+    if session.get_bind().dialect.name == "postgresql":
+        done = session.execute(
+            _CAS_DONE_UNNEST,
+            {
+                "now": now,
+                "ids": [c.id for c, *_ in items],
+                "tokens": [c.token for c, *_ in items],
+                "outputs": [None if out is None else json.dumps(out) for _, out, _, _ in items],
+                "walls": [float(wall) for *_, wall in items],
+                "starteds": [started for _, _, started, _ in items],
+            },
+        ).rowcount
+    else:  # SQLite: executemany is one C loop in the driver
+        params = [
+            {
+                "w_id": c.id,
+                "w_token": c.token,
+                "v_ended": now,
+                "v_output": out,
+                "v_wall": wall,
+                "v_started": started,
+            }
+            for c, out, started, wall in items
+        ]
+        done = session.execute(_CAS_DONE_MANY, params).rowcount
+    if done != len(items):
+        raise LeaseLostError(f"{len(items) - done} of {len(items)} claims lost")
     record_attempts(
         session, [attempt_row(c, AttemptOutcome.OK, now, wall=wall) for c, _, _, wall in items]
     )
