@@ -105,17 +105,36 @@ def attempt_row(
 
 
 _INSERT_ATTEMPTS = insert(A)  # built once: its cache key is memoised (hot path)
-#: With RETURNING, SQLAlchemy sends many rows as one multi-row INSERT ("insertmanyvalues")
-#: instead of one statement per row.
-_INSERT_ATTEMPTS_MANY = insert(A).returning(A.c.id)
+_ATTEMPT_COLUMNS = (
+    ("job_id", "bigint"),
+    ("attempt", "integer"),
+    ("phase", "text"),
+    ("worker", "text"),
+    ("host", "text"),
+    ("pid", "integer"),
+    ("started", "timestamptz"),
+    ("ended", "timestamptz"),
+    ("outcome", "text"),
+    ("fault", "text"),
+    ("wall_time", "float8"),
+)
+#: PostgreSQL: many attempt rows as ONE statement of fixed text over arrays (a multi-row
+#: VALUES list has a different text for every row count, which the driver parses anew).
+_INSERT_ATTEMPTS_UNNEST = text(
+    f"INSERT INTO job_attempt ({', '.join(c for c, _ in _ATTEMPT_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _ATTEMPT_COLUMNS)})"
+)
 
 
 def record_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``job_attempt`` rows (see :func:`attempt_row`): one statement for all of them."""
-    if len(rows) == 1:
-        session.execute(_INSERT_ATTEMPTS, list(rows))
+    """Insert ``job_attempt`` rows (see :func:`attempt_row`); several rows in one statement
+    on PostgreSQL."""
+    if len(rows) > 1 and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _INSERT_ATTEMPTS_UNNEST, {c: [r[c] for r in rows] for c, _ in _ATTEMPT_COLUMNS}
+        )
     elif rows:
-        session.execute(_INSERT_ATTEMPTS_MANY, list(rows)).close()
+        session.execute(_INSERT_ATTEMPTS, list(rows))
 
 
 def record_results(
