@@ -230,9 +230,8 @@ def main() -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(
-            title=f"surveydm night benchmark ({instrument}, registry {url.split(':')[0]})"
-        )
+        engine = url.split(":")[0].split("+")[0]
+        table = Table(title=f"surveydm night benchmark ({instrument}, registry on {engine})")
         for col in ("measure", "value", "notes"):
             table.add_column(col)
         table.add_row(
