@@ -246,7 +246,7 @@ class Worker:
         token = claims[0].token
         with self._held_lock:
             self._held[token] = dict(events)
-        t0 = time.perf_counter()
+        running = 0.0  # seconds spent in the tasks' own code (not in claims or commits)
         group: list[StepResult] = []
         group_started = 0.0
 
@@ -271,7 +271,9 @@ class Worker:
                     flush()
                 if events[c.id].is_set():
                     continue  # aborted while waiting in the batch; the sweep/abort handled it
+                t_step = time.perf_counter()
                 res = run_step(self.registry, c, cancel=events[c.id], durable=self.durable)
+                running += time.perf_counter() - t_step
                 if isinstance(res, str):
                     account(res)
                 elif not groupable(res) or len(claims) == 1:
@@ -288,7 +290,9 @@ class Worker:
         finally:
             with self._held_lock:
                 self._held.pop(token, None)
-        mean = (time.perf_counter() - t0) / len(claims)
+        # The tasks' own time decides (database latency on a loaded server must not make
+        # trivial jobs look long and shrink the batch).
+        mean = running / len(claims)
         self._batch = min(self._batch * 2, self.max_batch) if mean < self.short_job_seconds else 1
         return len(claims)
 
