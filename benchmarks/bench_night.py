@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="keep the night's files here")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.bias < 3 or args.flats < 3:
+        ap.error("--bias and --flats need at least 3 frames each (the masters' minimum)")
 
     from surveydm.config import Settings
     from surveydm.db import Registry
@@ -267,6 +269,12 @@ def main() -> None:
             f"({after / before:.1f}x)",
         )
         Console().print(table)
+        if night.failures or not night.ccds_reduced:
+            print(
+                f"WARNING: the night did not reduce completely ({night.ccds_reduced} CCDs "
+                f"reduced; failed: {night.failures}): the speed above is not a night's",
+                flush=True,
+            )
     finally:
         if drop is not None:
             drop()
