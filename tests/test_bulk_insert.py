@@ -63,3 +63,59 @@ def test_bulk_insert_rejects_bad_rows(registry: Registry) -> None:
         with pytest.raises(ValueError, match="same columns"):
             bulk_insert(s, T, [{"job_id": job, "name": "a"}, {"job_id": job}])
         assert bulk_insert(s, T, []) == 0
+
+
+def test_detections_of_a_catalog_land_as_measured(registry: Registry) -> None:
+    """The single-epoch path: a catalog's detection rows (NaN -> NULL, FWHM in arcsec) are
+    copied in after the image row added in the same transaction."""
+    from datetime import date
+
+    import numpy as np
+    from astropy.table import Table
+
+    from surveydm.db.models.calibration import Detection
+    from surveydm.db.models.raw import Image, Mosaic, ObsSet, Project
+    from surveydm.pipelines.nightly.ccd_products import detection_rows
+
+    n = 300
+    rng = np.random.default_rng(3)
+    cat = Table(
+        {
+            "ra": rng.uniform(150, 151, n),
+            "dec": rng.uniform(2, 3, n),
+            "x": rng.uniform(0, 2048, n),
+            "y": rng.uniform(0, 4096, n),
+            "fwhm": np.full(n, 4.0),
+            "flags": np.arange(n) % 4,
+            "flux_auto": rng.uniform(100, 1e5, n),
+            "mag": np.where(np.arange(n) % 10 == 0, np.nan, 20.0),
+        }
+    )
+    rows = detection_rows(cat, "NB455", None, pixel_scale=0.26)
+    with registry.session() as s:
+        obs = ObsSet(
+            obs_set="20261120_001",
+            night=date(2026, 11, 20),
+            instrument="paucam",
+            project=Project(name="PAUS"),
+            manifest={"files": []},
+        )
+        mosaic = Mosaic(obs_set=obs, kind="red_science", filename="a.fits")
+        image = Image(mosaic=mosaic, ccd_num=1)
+        s.add(image)
+        s.flush()
+        for r in rows:
+            r["image_id"] = image.id
+        bulk_insert(s, Detection.__table__, rows)
+    with registry.session(write=False) as s:
+        got = s.execute(
+            select(
+                Detection.ra, Detection.flux_auto, Detection.mag, Detection.fwhm, Detection.flags
+            ).order_by(Detection.id)
+        ).all()
+    assert len(got) == n
+    assert np.allclose([g.ra for g in got], cat["ra"])
+    assert np.allclose([g.flux_auto for g in got], cat["flux_auto"])
+    assert [g.mag is None for g in got] == [i % 10 == 0 for i in range(n)]
+    assert np.allclose([g.fwhm for g in got], 4.0 * 0.26)
+    assert [g.flags for g in got] == [i % 4 for i in range(n)]
