@@ -571,6 +571,31 @@ _NOT_RUNNING_ACTIVE = sorted(ACTIVE - {JobStatus.RUNNING})
 _NOT_SETTLING = sorted(SATISFIED | {JobStatus.RUNNING})
 
 
+#: Waiting super-jobs among ``parent_ids`` whose remaining active sub-jobs are all running
+#: (built once: hot path of every completion).
+_RISKY_PARENTS = select(J.c.id).where(
+    J.c.id.in_(bindparam("parent_ids", expanding=True)),
+    J.c.status == JobStatus.WAITING,
+    ~select(literal(1))
+    .where(_C.c.parent_id == J.c.id, _C.c.status.in_(_NOT_RUNNING_ACTIVE))
+    .exists(),
+)
+#: Any pending dependant of ``done_ids`` whose unfinished dependencies are all running.
+_RISKY_IDS = (
+    select(literal(1))
+    .select_from(D.join(J, J.c.id == D.c.child_id))
+    .where(
+        D.c.parent_id.in_(bindparam("done_ids", expanding=True)),
+        J.c.status == JobStatus.PENDING,
+        ~select(literal(1))
+        .select_from(_D2.join(_P, _P.c.id == _D2.c.parent_id))
+        .where(_D2.c.child_id == J.c.id, _P.c.status.not_in(_NOT_SETTLING))
+        .exists(),
+    )
+    .limit(1)
+)
+
+
 def note_settle(session: Session, job_ids: Sequence[int], parent_ids: Sequence[int | None]) -> None:
     """On PostgreSQL, note in ``session.info[SETTLE_KEY]`` what :func:`settle` must re-check
     right after this transaction commits.
@@ -587,36 +612,12 @@ def note_settle(session: Session, job_ids: Sequence[int], parent_ids: Sequence[i
     parents = sorted({p for p in parent_ids if p is not None})
     risky_parents: list[int] = []
     if parents:
-        only_running_left = ~(
-            select(literal(1))
-            .where(_C.c.parent_id == J.c.id, _C.c.status.in_(_NOT_RUNNING_ACTIVE))
-            .exists()
-        )
         risky_parents = [
-            int(r[0])
-            for r in session.execute(
-                select(J.c.id).where(
-                    J.c.id.in_(parents), J.c.status == JobStatus.WAITING, only_running_left
-                )
-            )
+            int(r[0]) for r in session.execute(_RISKY_PARENTS, {"parent_ids": parents})
         ]
     risky_ids: list[int] = []
-    if job_ids:
-        risky = session.execute(
-            select(literal(1))
-            .select_from(D.join(J, J.c.id == D.c.child_id))
-            .where(
-                D.c.parent_id.in_(list(job_ids)),
-                J.c.status == JobStatus.PENDING,
-                ~select(literal(1))
-                .select_from(_D2.join(_P, _P.c.id == _D2.c.parent_id))
-                .where(_D2.c.child_id == J.c.id, _P.c.status.not_in(_NOT_SETTLING))
-                .exists(),
-            )
-            .limit(1)
-        ).first()
-        if risky is not None:
-            risky_ids = list(job_ids)
+    if job_ids and session.execute(_RISKY_IDS, {"done_ids": list(job_ids)}).first() is not None:
+        risky_ids = list(job_ids)
     if risky_parents or risky_ids:
         ids, pids = session.info.setdefault(SETTLE_KEY, (set(), set()))
         ids.update(risky_ids)
