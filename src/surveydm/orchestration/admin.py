@@ -21,6 +21,7 @@ from surveydm.orchestration.transitions import (
     skip_dependants,
     wake_parents,
 )
+from surveydm.orchestration.wakeup import announce_ready
 
 J = Job.__table__
 D = Dependency.__table__
@@ -154,6 +155,7 @@ def retry(session: Session, job_id: int) -> int:
             .values(status=JobStatus.WAITING, queued=None)
         )
     _reopen_ancestors(session, rows, set(ids))
+    announce_ready(session)
     if with_deps:
         session.execute(
             update(J)

@@ -107,7 +107,7 @@ def _run_inline(url: str, wk: dict[str, Any], monitor: RunMonitor) -> None:
                 break
             if worker.step() == 0:
                 worker.sweep()
-                time.sleep(worker.poll_interval)
+                worker.wait_for_work()
     finally:
         worker.close()
 

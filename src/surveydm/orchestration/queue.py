@@ -31,6 +31,7 @@ from surveydm.db.models.jobs import Dependency, Job
 from surveydm.orchestration.records import Claim, DuplicateJobError, SubJobSpec
 from surveydm.orchestration.status import JobStatus, Phase
 from surveydm.orchestration.tasks import get_task
+from surveydm.orchestration.wakeup import announce_ready
 
 J = Job.__table__
 D = Dependency.__table__
@@ -115,6 +116,7 @@ def submit(
         .returning(J.c.id)
     ).scalar_one()
     session.execute(update(J).where(J.c.id == job_id).values(root_id=job_id))
+    announce_ready(session)
     return int(job_id)
 
 
@@ -157,6 +159,8 @@ def insert_subjobs(
         }
         for sp in specs
     ]
+    if any(not sp.after for sp in specs):
+        announce_ready(session)
     if session.get_bind().dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
         return _copy_subjobs(session, rows, specs, parent_id)
     ids = [

@@ -24,6 +24,7 @@ from surveydm.orchestration.transitions import (
     lose,
     skip_dependants,
 )
+from surveydm.orchestration.wakeup import announce_ready
 
 J = Job.__table__
 D = Dependency.__table__
@@ -112,4 +113,6 @@ def sweep(
         .values(queued=now, not_before=now, **WAKE_VALUES)
     )
     out.woken += res.rowcount or 0
+    if out.promoted or out.woken:
+        announce_ready(session)
     return out

@@ -10,11 +10,12 @@ left active. Every function takes an open :class:`~sqlalchemy.orm.Session`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, bindparam, func, insert, literal, select, update
+from sqlalchemy import Float, bindparam, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from surveydm.db.base import utcnow
@@ -29,6 +30,7 @@ from surveydm.orchestration.status import (
     JobStatus,
     Phase,
 )
+from surveydm.orchestration.wakeup import announce_ready
 
 J = Job.__table__
 D = Dependency.__table__
@@ -103,11 +105,35 @@ def attempt_row(
 
 
 _INSERT_ATTEMPTS = insert(A)  # built once: its cache key is memoised (hot path)
+_ATTEMPT_COLUMNS = (
+    ("job_id", "bigint"),
+    ("attempt", "integer"),
+    ("phase", "text"),
+    ("worker", "text"),
+    ("host", "text"),
+    ("pid", "integer"),
+    ("started", "timestamptz"),
+    ("ended", "timestamptz"),
+    ("outcome", "text"),
+    ("fault", "text"),
+    ("wall_time", "float8"),
+)
+#: PostgreSQL: many attempt rows as ONE statement of fixed text over arrays (a multi-row
+#: VALUES list has a different text for every row count, which the driver parses anew).
+_INSERT_ATTEMPTS_UNNEST = text(
+    f"INSERT INTO job_attempt ({', '.join(c for c, _ in _ATTEMPT_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _ATTEMPT_COLUMNS)})"
+)
 
 
 def record_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``job_attempt`` rows (see :func:`attempt_row`)."""
-    if rows:
+    """Insert ``job_attempt`` rows (see :func:`attempt_row`); several rows in one statement
+    on PostgreSQL."""
+    if len(rows) > 1 and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _INSERT_ATTEMPTS_UNNEST, {c: [r[c] for r in rows] for c, _ in _ATTEMPT_COLUMNS}
+        )
+    elif rows:
         session.execute(_INSERT_ATTEMPTS, list(rows))
 
 
@@ -236,6 +262,21 @@ _CAS_DONE_MANY = (
 )
 
 
+#: PostgreSQL: the group's compare-and-set as ONE statement over arrays (a pipelined
+#: ``executemany`` is one round trip but still one statement, plan and lock pass per job).
+_CAS_DONE_UNNEST = text(
+    """
+    UPDATE job SET status = 'done', ended = :now, output = CAST(v.output AS jsonb),
+        token = NULL, lease_expires = NULL, wall_time = job.wall_time + v.wall,
+        started = coalesce(job.started, v.started)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[]), CAST(:outputs AS text[]),
+                CAST(:walls AS float8[]), CAST(:starteds AS timestamptz[]))
+         AS v(id, token, output, wall, started)
+    WHERE job.id = v.id AND job.token = v.token AND job.status = 'running'
+    """
+)
+
+
 def complete_done_group(
     session: Session,
     items: Sequence[tuple[Claim, dict[str, Any] | None, datetime, float]],
@@ -252,20 +293,33 @@ def complete_done_group(
     now = now or utcnow()
     if any(c.phase != Phase.PROLOG for c, *_ in items):
         raise ValueError("group commit takes prolog-phase claims only")
-    params = [
-        {
-            "w_id": c.id,
-            "w_token": c.token,
-            "v_ended": now,
-            "v_output": out,
-            "v_wall": wall,
-            "v_started": started,
-        }
-        for c, out, started, wall in items
-    ]
-    res = session.execute(_CAS_DONE_MANY, params)
-    if res.rowcount != len(items):
-        raise LeaseLostError(f"{len(items) - res.rowcount} of {len(items)} claims lost")
+    if session.get_bind().dialect.name == "postgresql":
+        done = session.execute(
+            _CAS_DONE_UNNEST,
+            {
+                "now": now,
+                "ids": [c.id for c, *_ in items],
+                "tokens": [c.token for c, *_ in items],
+                "outputs": [None if out is None else json.dumps(out) for _, out, _, _ in items],
+                "walls": [float(wall) for *_, wall in items],
+                "starteds": [started for _, _, started, _ in items],
+            },
+        ).rowcount
+    else:  # SQLite: executemany is one C loop in the driver
+        params = [
+            {
+                "w_id": c.id,
+                "w_token": c.token,
+                "v_ended": now,
+                "v_output": out,
+                "v_wall": wall,
+                "v_started": started,
+            }
+            for c, out, started, wall in items
+        ]
+        done = session.execute(_CAS_DONE_MANY, params).rowcount
+    if done != len(items):
+        raise LeaseLostError(f"{len(items) - done} of {len(items)} claims lost")
     record_attempts(
         session, [attempt_row(c, AttemptOutcome.OK, now, wall=wall) for c, _, _, wall in items]
     )
@@ -315,6 +369,8 @@ def fail_step(
         new = JobStatus.FAILED
         values = {**common, "status": new, "fault": clip(fault), "ended": now}
     _cas(session, claim, values, wall=wall, started=started)
+    if new == JobStatus.QUEUED and backoff <= 0:  # later retries are found by polling
+        announce_ready(session)
     outcome = AttemptOutcome.QUALITY if quality is not None else AttemptOutcome.FAULT
     record_attempts(session, [attempt_row(claim, outcome, now, fault=quality or fault, wall=wall)])
     record_results(session, claim.id, claim.attempts, tags, qc, now)
@@ -348,6 +404,8 @@ def lose(session: Session, r: Any, now: datetime, *, where: Any, why: str) -> Jo
         )
     if res.rowcount != 1:
         return None
+    if new == JobStatus.QUEUED:
+        announce_ready(session)
     record_attempts(session, [attempt_row(r, AttemptOutcome.LOST, now, fault=fault)])
     if new == JobStatus.FAILED:
         skip_dependants(session, [r.id], now)
@@ -443,6 +501,8 @@ def promote_dependants(session: Session, job_ids: Sequence[int], now: datetime) 
     if not job_ids:
         return 0
     res = session.execute(_PROMOTE, {"done_ids": list(job_ids), "now": now})
+    if res.rowcount:
+        announce_ready(session)
     return res.rowcount or 0
 
 
@@ -500,6 +560,8 @@ def wake_parents(session: Session, parent_ids: Sequence[int | None], now: dateti
     if not ids:
         return 0
     res = session.execute(_WAKE, {"parent_ids": ids, "now": now})
+    if res.rowcount:
+        announce_ready(session)
     return res.rowcount or 0
 
 
@@ -507,6 +569,31 @@ def wake_parents(session: Session, parent_ids: Sequence[int | None], now: dateti
 SETTLE_KEY = "surveydm_settle"
 _NOT_RUNNING_ACTIVE = sorted(ACTIVE - {JobStatus.RUNNING})
 _NOT_SETTLING = sorted(SATISFIED | {JobStatus.RUNNING})
+
+
+#: Waiting super-jobs among ``parent_ids`` whose remaining active sub-jobs are all running
+#: (built once: hot path of every completion).
+_RISKY_PARENTS = select(J.c.id).where(
+    J.c.id.in_(bindparam("parent_ids", expanding=True)),
+    J.c.status == JobStatus.WAITING,
+    ~select(literal(1))
+    .where(_C.c.parent_id == J.c.id, _C.c.status.in_(_NOT_RUNNING_ACTIVE))
+    .exists(),
+)
+#: Any pending dependant of ``done_ids`` whose unfinished dependencies are all running.
+_RISKY_IDS = (
+    select(literal(1))
+    .select_from(D.join(J, J.c.id == D.c.child_id))
+    .where(
+        D.c.parent_id.in_(bindparam("done_ids", expanding=True)),
+        J.c.status == JobStatus.PENDING,
+        ~select(literal(1))
+        .select_from(_D2.join(_P, _P.c.id == _D2.c.parent_id))
+        .where(_D2.c.child_id == J.c.id, _P.c.status.not_in(_NOT_SETTLING))
+        .exists(),
+    )
+    .limit(1)
+)
 
 
 def note_settle(session: Session, job_ids: Sequence[int], parent_ids: Sequence[int | None]) -> None:
@@ -525,36 +612,12 @@ def note_settle(session: Session, job_ids: Sequence[int], parent_ids: Sequence[i
     parents = sorted({p for p in parent_ids if p is not None})
     risky_parents: list[int] = []
     if parents:
-        only_running_left = ~(
-            select(literal(1))
-            .where(_C.c.parent_id == J.c.id, _C.c.status.in_(_NOT_RUNNING_ACTIVE))
-            .exists()
-        )
         risky_parents = [
-            int(r[0])
-            for r in session.execute(
-                select(J.c.id).where(
-                    J.c.id.in_(parents), J.c.status == JobStatus.WAITING, only_running_left
-                )
-            )
+            int(r[0]) for r in session.execute(_RISKY_PARENTS, {"parent_ids": parents})
         ]
     risky_ids: list[int] = []
-    if job_ids:
-        risky = session.execute(
-            select(literal(1))
-            .select_from(D.join(J, J.c.id == D.c.child_id))
-            .where(
-                D.c.parent_id.in_(list(job_ids)),
-                J.c.status == JobStatus.PENDING,
-                ~select(literal(1))
-                .select_from(_D2.join(_P, _P.c.id == _D2.c.parent_id))
-                .where(_D2.c.child_id == J.c.id, _P.c.status.not_in(_NOT_SETTLING))
-                .exists(),
-            )
-            .limit(1)
-        ).first()
-        if risky is not None:
-            risky_ids = list(job_ids)
+    if job_ids and session.execute(_RISKY_IDS, {"done_ids": list(job_ids)}).first() is not None:
+        risky_ids = list(job_ids)
     if risky_parents or risky_ids:
         ids, pids = session.info.setdefault(SETTLE_KEY, (set(), set()))
         ids.update(risky_ids)

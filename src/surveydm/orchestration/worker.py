@@ -44,6 +44,7 @@ from surveydm.orchestration.steps import (
 from surveydm.orchestration.sweep import sweep as sweep_jobs
 from surveydm.orchestration.tasks import TASKS, UnknownTaskError
 from surveydm.orchestration.txn import job_session, with_db_retry
+from surveydm.orchestration.wakeup import IdleWait
 
 log = logging.getLogger("surveydm.worker")
 
@@ -80,7 +81,11 @@ class Worker:
         lease_seconds: lease length (default: settings ``lease_seconds``); heartbeats renew it
             every third of it.
         max_batch: most jobs claimed at once (see the module docstring).
-        poll_interval: seconds to sleep when nothing is ready.
+        poll_interval: longest wait of an idle pilot, in seconds. On PostgreSQL an idle pilot
+            wakes as soon as jobs become ready (``LISTEN/NOTIFY``) and looks again after this
+            long at the latest; on SQLite it polls with exponential back-off from
+            ``min_poll_interval`` up to this (see :mod:`~surveydm.orchestration.wakeup`).
+        min_poll_interval: first back-off sleep after the last job.
         sweep_interval: seconds between maintenance sweeps while busy (default lease / 2;
             idle pilots sweep every poll).
         short_job_seconds: jobs faster than this grow the claim batch.
@@ -101,6 +106,7 @@ class Worker:
         lease_seconds: float | None = None,
         max_batch: int = 16,
         poll_interval: float = 0.5,
+        min_poll_interval: float = 0.005,
         sweep_interval: float | None = None,
         short_job_seconds: float = 0.05,
         durable: bool = False,
@@ -132,6 +138,8 @@ class Worker:
         self.lease_seconds = float(lease_seconds)
         self.max_batch = max(1, int(max_batch))
         self.poll_interval = float(poll_interval)
+        self.min_poll_interval = min(float(min_poll_interval), self.poll_interval)
+        self._idle: IdleWait | None = None
         self.sweep_interval = (
             float(sweep_interval) if sweep_interval is not None else self.lease_seconds / 2
         )
@@ -238,7 +246,7 @@ class Worker:
         token = claims[0].token
         with self._held_lock:
             self._held[token] = dict(events)
-        t0 = time.perf_counter()
+        running = 0.0  # seconds spent in the tasks' own code (not in claims or commits)
         group: list[StepResult] = []
         group_started = 0.0
 
@@ -263,7 +271,9 @@ class Worker:
                     flush()
                 if events[c.id].is_set():
                     continue  # aborted while waiting in the batch; the sweep/abort handled it
+                t_step = time.perf_counter()
                 res = run_step(self.registry, c, cancel=events[c.id], durable=self.durable)
+                running += time.perf_counter() - t_step
                 if isinstance(res, str):
                     account(res)
                 elif not groupable(res) or len(claims) == 1:
@@ -280,7 +290,9 @@ class Worker:
         finally:
             with self._held_lock:
                 self._held.pop(token, None)
-        mean = (time.perf_counter() - t0) / len(claims)
+        # The tasks' own time decides (database latency on a loaded server must not make
+        # trivial jobs look long and shrink the batch).
+        mean = running / len(claims)
         self._batch = min(self._batch * 2, self.max_batch) if mean < self.short_job_seconds else 1
         return len(claims)
 
@@ -313,6 +325,8 @@ class Worker:
                 if max_steps is not None and steps >= max_steps:
                     break
                 if n:
+                    if self._idle is not None:
+                        self._idle.reset()
                     continue
                 # Idle: sweep (lost jobs, races; rate-limited so that many idle pilots do not
                 # hammer the database), then maybe stop, else sleep.
@@ -322,17 +336,31 @@ class Worker:
                     continue
                 if stopping:
                     break
-                if stop is not None and hasattr(stop, "wait"):
-                    stop.wait(self.poll_interval)
-                else:
-                    time.sleep(self.poll_interval)
+                self.wait_for_work(stop)
         finally:
             self.stop_heartbeat()
             self.report.elapsed += time.perf_counter() - t0
         return self.report
 
+    def wait_for_work(self, stop: threading.Event | Any | None = None) -> bool:
+        """Wait while idle: until a PostgreSQL notification says jobs became ready, else
+        a back-off sleep (see :class:`~surveydm.orchestration.wakeup.IdleWait`). True when
+        woken by a notification."""
+        if self._idle is None:
+            self._idle = IdleWait(
+                self.registry.url,
+                min_wait=self.min_poll_interval,
+                max_wait=self.poll_interval,
+                stop=stop,
+            )
+        return self._idle.wait()
+
     def close(self) -> None:
-        """Stop the heartbeat and release the registry if the worker created it."""
+        """Stop the heartbeat, stop listening, and release the registry if the worker
+        created it."""
         self.stop_heartbeat()
+        if self._idle is not None:
+            self._idle.close()
+            self._idle = None
         if self._own_registry:
             self.registry.dispose()

@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from surveydm.db.base import Base, BigIntPK, utcnow
@@ -37,6 +37,14 @@ class Job(Base):
     __table_args__ = (
         # The claim query: status = 'queued' [AND task IN (...)] AND not_before <= now.
         Index(None, "status", "task", "not_before"),
+        # ... ORDER BY id LIMIT n: the queued jobs alone in id order (partial index), so a claim
+        # never walks past the jobs that already ran (migration 0009).
+        Index(
+            "ix_job_queued_id",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
         # Expired-lease sweep: status = 'running' AND lease_expires < now.
         Index(None, "status", "lease_expires"),
         # Sub-job lookups and the derived progress of a super-job / a whole tree.

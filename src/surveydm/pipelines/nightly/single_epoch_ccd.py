@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from surveydm.archive import Archive
+from surveydm.db.bulk import bulk_insert
 from surveydm.db.models.calibration import Detection
 from surveydm.db.models.production import Product
 from surveydm.db.models.raw import Image, Mosaic
@@ -248,7 +249,7 @@ class SingleEpochCCD(Task):
             if dets:
                 for row in dets:
                     row["image_id"] = image.id
-                session.execute(Detection.__table__.insert(), dets)
+                bulk_insert(session, Detection.__table__, dets)  # COPY on PostgreSQL
 
         return rows
 
