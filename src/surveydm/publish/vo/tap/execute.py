@@ -24,8 +24,9 @@ from typing import Any
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import READER_ROLE, SqlBrowser
 
-#: Rows fetched per round trip.
-BATCH_ROWS = 5_000
+#: Rows fetched per round trip (large: per-call overhead dominates a long stream's cost, and
+#: a batch of a few numeric columns is still only a few MB).
+BATCH_ROWS = 20_000
 
 
 class TapExecutionError(SurveydmError):
@@ -73,8 +74,13 @@ def _engine_error(exc: Exception, limit_s: float) -> TapExecutionError:
 
 
 @contextmanager
-def run_sql(browser: SqlBrowser, sql: str, time_limit_s: float) -> Iterator[Rows]:
+def run_sql(
+    browser: SqlBrowser, sql: str, time_limit_s: float, binary: bool = False
+) -> Iterator[Rows]:
     """Open a read-only connection as ``browser`` does, execute ``sql`` and yield its rows.
+
+    ``binary`` asks PostgreSQL for values in binary format (no text parsing: ``bytea``
+    arrives as is); SQLite ignores it.
 
     Raises:
         TapExecutionError: connection or execution failed (read-only refusal, SQL error).
@@ -84,7 +90,7 @@ def run_sql(browser: SqlBrowser, sql: str, time_limit_s: float) -> Iterator[Rows
         with _sqlite(browser, sql, time_limit_s) as rows:
             yield rows
     else:
-        with _postgres(browser, sql, time_limit_s) as rows:
+        with _postgres(browser, sql, time_limit_s, binary) as rows:
             yield rows
 
 
@@ -175,7 +181,7 @@ def _pg_release(key: tuple, conn: Any) -> None:
 
 
 @contextmanager
-def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
+def _postgres(browser: SqlBrowser, sql: str, limit_s: float, binary: bool) -> Iterator[Rows]:
     import psycopg
 
     key, conn = _pg_connect(browser)
@@ -188,7 +194,8 @@ def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
         conn.execute(
             "SELECT set_config('statement_timeout', %s, true)", (str(max(1, int(limit_s * 1000))),)
         )
-        cur = conn.cursor(name="surveydm_tap")
+        cur = conn.cursor(name="surveydm_tap", binary=binary)
+        cur.itersize = BATCH_ROWS
         try:
             cur.execute(sql)
             # A named cursor only runs the statement at the first fetch: surface errors now.
