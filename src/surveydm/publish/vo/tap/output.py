@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -141,7 +142,10 @@ def resolve_types(
 
 
 # ------------------------------------------------------------------------------ VOTable
+@lru_cache(maxsize=4096)
 def _field(c: OutputColumn) -> str:
+    """The ``FIELD`` element of a column (cached: the same columns come back query after
+    query)."""
     m = c.meta
     attrs = [f"name={quoteattr(m.name)}", f"datatype={quoteattr(m.datatype)}"]
     if m.arraysize:
