@@ -78,17 +78,28 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
         image_id = img.id
     reg.dispose()
     cols = "image_id, band, x, y, ra, dec, healpix, mag, flags"
+    types = {}
+    if engine == "postgresql":
+        with create_engine(url).connect() as c:
+            types = dict(
+                c.execute(
+                    text(
+                        "SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_name = 'detection'"
+                    )
+                ).all()
+            )
     for start in range(0, n, CHUNK):
         k = min(CHUNK, n - start)
         ra = RA0 + rng.uniform(-SIDE / 2, SIDE / 2, k)
         dec = DEC0 + rng.uniform(-SIDE / 2, SIDE / 2, k)
         hp = healpix_index(ra, dec)
         mag = rng.uniform(16, 24, k)
-        rows = [
-            (image_id, "r", 0.0, 0.0, float(a), float(d), int(h), float(mg), 0)
-            for a, d, h, mg in zip(ra, dec, hp, mag, strict=True)
-        ]
         if engine == "sqlite":
+            rows = [
+                (image_id, "r", 0.0, 0.0, float(a), float(d), int(h), float(mg), 0)
+                for a, d, h, mg in zip(ra, dec, hp, mag, strict=True)
+            ]
             conn = sqlite3.connect(url.removeprefix("sqlite:///"))
             conn.executemany(f"INSERT INTO detection ({cols}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.commit()
@@ -97,12 +108,12 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
             import psycopg
 
             pg_url = url.replace("postgresql+psycopg", "postgresql")
+            data = _pg_copy_binary(types, image_id, ra, dec, hp, mag)
             with (
                 psycopg.connect(pg_url) as conn,
-                conn.cursor().copy(f"COPY detection ({cols}) FROM STDIN") as copy,
+                conn.cursor().copy(f"COPY detection ({cols}) FROM STDIN (FORMAT binary)") as copy,
             ):
-                for r in rows:
-                    copy.write_row(r)
+                copy.write(data)
     if engine == "postgresql":
         import psycopg
 
@@ -112,6 +123,27 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         conn.execute("ANALYZE")
         conn.close()
+
+
+_PG_BINARY = {"integer": ">i4", "bigint": ">i8", "double precision": ">f8", "real": ">f4"}
+
+
+def _pg_copy_binary(types: dict[str, str], image_id: int, ra, dec, hp, mag) -> bytes:
+    """PostgreSQL binary COPY data of detection rows (band one character, the other columns
+    numbers of the SQL ``types`` by column name), built with numpy."""
+    names = ("image_id", "band", "x", "y", "ra", "dec", "healpix", "mag", "flags")
+    fields = [(n, "S1" if n == "band" else _PG_BINARY[types[n]]) for n in names]
+    dtype = [("n", ">i2")]
+    for name, kind in fields:
+        dtype += [(f"len_{name}", ">i4"), (name, kind)]
+    rec = np.zeros(len(ra), dtype)
+    rec["n"] = len(fields)
+    for name, kind in fields:
+        rec[f"len_{name}"] = np.dtype(kind).itemsize
+    rec["image_id"], rec["band"] = image_id, b"r"
+    rec["ra"], rec["dec"], rec["healpix"], rec["mag"] = ra, dec, hp, mag
+    header = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+    return header + rec.tobytes() + b"\xff\xff"
 
 
 def _cone_queries(n: int, rng: np.random.Generator) -> list[str]:
