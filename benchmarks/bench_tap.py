@@ -9,8 +9,14 @@ registry on each engine, then prints:
   on a plain connection (the reference, same run);
 * a BINARY2 VOTable stream of ``--stream-rows`` rows (default 1 million): rows/s (target
   >= 1,000,000 rows/s), against fetching the same rows with the engine's cursor alone;
-* DaCHS (Debian ``gavodachs2-server``) on the same table: only when ``dachs`` is installed and
-  serving at ``--dachs-url``; otherwise the line says it was skipped.
+* the query plan of a cone query on each engine (the HEALPix prefilter must be an index range
+  scan);
+* on PostgreSQL, DaCHS (Debian ``gavodachs2-server``) side by side: the same rows are copied
+  into DaCHS's table ``surveydm_bench.detection`` (database ``gavo`` on the same server; resource
+  descriptor in ``benchmarks/dachs/q.rd``, imported with ``dachs imp``) and the same cone queries
+  are sent over HTTP, one at a time, to DaCHS's ``/tap/sync`` at ``--dachs-url`` and to ours
+  (uvicorn in this process): queries/s of each and the ratio (target: ours >= 2x). Skipped,
+  with the reason printed, when DaCHS is not serving.
 
     python benchmarks/bench_tap.py [--rows 10000000] [--stream-rows 1000000] [--queries 200]
         [--engines sqlite,postgresql] [--dachs-url http://localhost:8080/tap]
@@ -19,7 +25,6 @@ registry on each engine, then prints:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sqlite3
 import tempfile
 import time
@@ -40,6 +45,10 @@ from surveydm.publish.vo.tap.service import TapLimits, TapService
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 RA0, DEC0, SIDE = 150.0, 2.0, 10.0  # patch centre and side, deg
 CHUNK = 500_000
+DACHS_DB, DACHS_SCHEMA = (
+    "gavo",
+    "surveydm_bench",
+)  # DaCHS's database; schema of benchmarks/dachs/q.rd
 
 
 def _registry(engine: str, tmp: Path) -> str:
@@ -69,17 +78,28 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
         image_id = img.id
     reg.dispose()
     cols = "image_id, band, x, y, ra, dec, healpix, mag, flags"
+    types = {}
+    if engine == "postgresql":
+        with create_engine(url).connect() as c:
+            types = dict(
+                c.execute(
+                    text(
+                        "SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_name = 'detection'"
+                    )
+                ).all()
+            )
     for start in range(0, n, CHUNK):
         k = min(CHUNK, n - start)
         ra = RA0 + rng.uniform(-SIDE / 2, SIDE / 2, k)
         dec = DEC0 + rng.uniform(-SIDE / 2, SIDE / 2, k)
         hp = healpix_index(ra, dec)
         mag = rng.uniform(16, 24, k)
-        rows = [
-            (image_id, "r", 0.0, 0.0, float(a), float(d), int(h), float(mg), 0)
-            for a, d, h, mg in zip(ra, dec, hp, mag, strict=True)
-        ]
         if engine == "sqlite":
+            rows = [
+                (image_id, "r", 0.0, 0.0, float(a), float(d), int(h), float(mg), 0)
+                for a, d, h, mg in zip(ra, dec, hp, mag, strict=True)
+            ]
             conn = sqlite3.connect(url.removeprefix("sqlite:///"))
             conn.executemany(f"INSERT INTO detection ({cols}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.commit()
@@ -88,12 +108,12 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
             import psycopg
 
             pg_url = url.replace("postgresql+psycopg", "postgresql")
+            data = _pg_copy_binary(types, image_id, ra, dec, hp, mag)
             with (
                 psycopg.connect(pg_url) as conn,
-                conn.cursor().copy(f"COPY detection ({cols}) FROM STDIN") as copy,
+                conn.cursor().copy(f"COPY detection ({cols}) FROM STDIN (FORMAT binary)") as copy,
             ):
-                for r in rows:
-                    copy.write_row(r)
+                copy.write(data)
     if engine == "postgresql":
         import psycopg
 
@@ -103,6 +123,27 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         conn.execute("ANALYZE")
         conn.close()
+
+
+_PG_BINARY = {"integer": ">i4", "bigint": ">i8", "double precision": ">f8", "real": ">f4"}
+
+
+def _pg_copy_binary(types: dict[str, str], image_id: int, ra, dec, hp, mag) -> bytes:
+    """PostgreSQL binary COPY data of detection rows (band one character, the other columns
+    numbers of the SQL ``types`` by column name), built with numpy."""
+    names = ("image_id", "band", "x", "y", "ra", "dec", "healpix", "mag", "flags")
+    fields = [(n, "S1" if n == "band" else _PG_BINARY[types[n]]) for n in names]
+    dtype = [("n", ">i2")]
+    for name, kind in fields:
+        dtype += [(f"len_{name}", ">i4"), (name, kind)]
+    rec = np.zeros(len(ra), dtype)
+    rec["n"] = len(fields)
+    for name, kind in fields:
+        rec[f"len_{name}"] = np.dtype(kind).itemsize
+    rec["image_id"], rec["band"] = image_id, b"r"
+    rec["ra"], rec["dec"], rec["healpix"], rec["mag"] = ra, dec, hp, mag
+    header = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+    return header + rec.tobytes() + b"\xff\xff"
 
 
 def _cone_queries(n: int, rng: np.random.Generator) -> list[str]:
@@ -139,6 +180,8 @@ def _bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> None:
         b"".join(service.stream(service.prepare({"LANG": "ADQL", "QUERY": q}), 60))
     tap_ms, sql_ms, nrows = [], [], []
     conn, execute = _direct(url, engine)
+    for q in queries:  # page cache warm for both sides (else the first to run pays the reads)
+        execute(service.prepare({"LANG": "ADQL", "QUERY": q}).translation.sql).fetchall()
     for q in queries:
         t = time.perf_counter()
         prepared = service.prepare({"LANG": "ADQL", "QUERY": q, "FORMAT": "votable/b2"})
@@ -148,6 +191,7 @@ def _bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> None:
         nrows.append(len(execute(prepared.translation.sql).fetchall()))
         sql_ms.append((time.perf_counter() - t) * 1e3)
         assert doc.endswith(b"</VOTABLE>\n")
+    _explain(engine, execute, prepared.translation.sql)
     conn.close()
     p50, p99 = np.percentile(tap_ms, [50, 99])
     r50, r99 = np.percentile(sql_ms, [50, 99])
@@ -177,9 +221,139 @@ def _bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> None:
         f"{args.stream_rows / dref:,.0f} rows/s; TAP/cursor rate ratio {dref / dt:.2f}"
     )
     if engine == "postgresql":
+        _versus_dachs(url, queries, args)
         name = url.rsplit("/", 1)[1]
         with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _explain(engine: str, execute, sql: str) -> None:
+    """Print the plan of one cone query: the prefilter must use the healpix index."""
+    if engine == "sqlite":
+        plan = [r[-1] for r in execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()]
+    else:
+        plan = [r[0].strip() for r in execute(f"EXPLAIN {sql}").fetchall()]
+    uses = any("healpix" in line.lower() and "index" in line.lower() for line in plan)
+    print(f"[{engine}] cone plan ({'healpix index range scan' if uses else 'NO INDEX'}):")
+    for line in plan:
+        print(f"    {line}")
+
+
+def _dachs_copy(url: str) -> None:
+    """Copy the bench detections into DaCHS's table (indexes dropped, then rebuilt)."""
+    import psycopg
+
+    src = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))
+    dst = psycopg.connect(
+        PG_ADMIN.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)[0] + "/" + DACHS_DB
+    )
+    indexes = [
+        r[0]
+        for r in dst.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'detection'",
+            (DACHS_SCHEMA,),
+        ).fetchall()
+    ]
+    dst.execute(f"ALTER TABLE {DACHS_SCHEMA}.detection DROP CONSTRAINT IF EXISTS detection_pkey")
+    for r in dst.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'detection'",
+        (DACHS_SCHEMA,),
+    ).fetchall():
+        dst.execute(f'DROP INDEX {DACHS_SCHEMA}."{r[0]}"')
+    dst.execute(f"TRUNCATE {DACHS_SCHEMA}.detection")
+    select = "SELECT id::int8, ra::float8, dec::float8, mag::float8, healpix::int8 FROM detection"
+    with (
+        src.cursor().copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as out,
+        dst.cursor().copy(
+            f"COPY {DACHS_SCHEMA}.detection (id, ra, dec, mag, healpix) FROM STDIN (FORMAT binary)"
+        ) as inp,
+    ):
+        for block in out:
+            inp.write(block)
+    for definition in indexes:
+        dst.execute(definition)
+    dst.commit()
+    dst.autocommit = True
+    dst.execute(f"VACUUM ANALYZE {DACHS_SCHEMA}.detection")
+    src.close()
+    dst.close()
+
+
+def _http_rate(base: str, queries: list[str], table: str) -> tuple[float, list[int]]:
+    """Queries/s of ``queries`` sent one at a time to ``base``/sync, and rows per answer."""
+    import io
+
+    import httpx
+    from astropy.io.votable import parse_single_table
+
+    counts = []
+    with httpx.Client(timeout=60) as client:
+        t = time.perf_counter()
+        for q in queries:
+            r = client.post(
+                f"{base}/sync",
+                data={
+                    "REQUEST": "doQuery",
+                    "LANG": "ADQL",
+                    "RESPONSEFORMAT": "votable/b2",
+                    "QUERY": q.replace("surveydm.detection", table),
+                },
+            )
+            r.raise_for_status()
+            counts.append(r.content)
+        dt = time.perf_counter() - t
+    rows = [len(parse_single_table(io.BytesIO(c)).array) for c in counts]
+    return len(queries) / dt, rows
+
+
+def _versus_dachs(url: str, queries: list[str], args: argparse.Namespace) -> None:
+    """The same cone queries over HTTP against DaCHS and ours on the same PostgreSQL."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from surveydm.config import Settings
+    from surveydm.publish.web import create_app
+
+    try:
+        httpx.get(f"{args.dachs_url}/capabilities", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"DaCHS: skipped (not serving at {args.dachs_url}: {exc})")
+        return
+    t = time.perf_counter()
+    _dachs_copy(url)
+    print(
+        f"DaCHS: copied the table into {DACHS_DB}.{DACHS_SCHEMA} in {time.perf_counter() - t:.1f} s"
+    )
+    with tempfile.TemporaryDirectory() as home:
+        app = create_app(Settings(home=Path(home), database_url=url), sql_time_limit_s=60)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        ours_url = f"http://127.0.0.1:{port}/tap"
+        try:
+            _http_rate(ours_url, queries[:5], "surveydm.detection")  # warm up both
+            _http_rate(args.dachs_url, queries[:5], f"{DACHS_SCHEMA}.detection")
+            ours, ours_rows = _http_rate(ours_url, queries, "surveydm.detection")
+            dachs, dachs_rows = _http_rate(args.dachs_url, queries, f"{DACHS_SCHEMA}.detection")
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            app.state.tap_jobs.close()
+    same = sum(a == b for a, b in zip(ours_rows, dachs_rows, strict=True))
+    print(
+        f"[postgresql] cone 1' over HTTP (sync, BINARY2, one client): ours {ours:.1f} queries/s, "
+        f"DaCHS {dachs:.1f} queries/s; ours/DaCHS {ours / dachs:.2f} (target >= 2); "
+        f"same row count in {same}/{len(queries)} answers"
+    )
 
 
 def main() -> None:
@@ -194,13 +368,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(","):
             _bench_engine(engine, args, Path(tmp))
-    if shutil.which("dachs") is None:
-        print("DaCHS: skipped (Debian gavodachs2-server is not installed on this machine)")
-    else:
-        print(
-            f"DaCHS: installed; serve the same table and point --dachs-url ({args.dachs_url})"
-            " at it to compare (not automated yet)"
-        )
 
 
 if __name__ == "__main__":

@@ -152,3 +152,27 @@ def test_binary2_batches_keep_nulls_and_big_integers() -> None:
         t = parse_single_table(io.BytesIO(doc), verify="exception").to_table()
         assert t["n"][0] == 2**60 + 1 and t["n"].mask[1] and t["n"][2] == -3
         assert t["x"][0] == 1.5 and t["x"].mask[1] and t["x"][2] == 2.25
+
+
+def test_template_cache_gives_the_trees_of_a_fresh_parse() -> None:
+    from surveydm.publish.vo.adql import parser
+
+    queries = [
+        "SELECT TOP 5 id FROM surveydm.detection WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+        "CIRCLE('ICRS', 150.123, -2.5, 0.0166667)) AND mag < 1e3 AND x > .5",
+        "SELECT TOP 7 id FROM surveydm.detection WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+        "CIRCLE('ICRS', 10.5, 2.25, 1.0)) AND mag < 2E-3 AND x > 3.",
+        "SELECT 0x1F, t0.a1 FROM x AS t0 WHERE a = 3 -- 42 and 1.0\n AND b = '12' OFFSET 9",
+        'SELECT "1a" FROM x WHERE y = 1 ORDER BY 1',
+    ]
+    for q in queries * 2:  # the second round comes from the cache
+        cached, fresh = parser.parse(q), parser._parse(q)
+        assert cached == fresh
+        assert [t.type for t in cached.scan_values(lambda v: True)] == [
+            t.type for t in fresh.scan_values(lambda v: True)
+        ]
+    assert parser._template_tree.cache_info().hits >= 4
+    # numbers in the query end up in the SQL, not the template's placeholders
+    from surveydm.publish.vo.adql.parser import _template
+
+    assert _template("SELECT TOP 3 a FROM t WHERE b < 2.5")[1] == ["3", "2.5"]

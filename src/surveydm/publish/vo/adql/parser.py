@@ -8,7 +8,9 @@ grammar follows the ADQL 2.1 BNF (IVOA REC 2023-12-15, appendix A) for the parts
 
 from __future__ import annotations
 
-from functools import cache
+import re
+from collections.abc import Iterator
+from functools import cache, lru_cache
 from pathlib import Path
 
 import lark
@@ -40,6 +42,17 @@ def parse(text: str) -> lark.Tree:
         raise AdqlSyntaxError("empty ADQL query")
     if len(text) > MAX_QUERY_CHARS:
         raise AdqlSyntaxError(f"ADQL query longer than {MAX_QUERY_CHARS} characters")
+    template, numbers = _template(text)
+    if numbers:
+        tree = _template_tree(template)
+        if tree is not None:
+            filled = _fill(tree, iter(numbers))
+            if filled is not None:
+                return filled
+    return _parse(text)
+
+
+def _parse(text: str) -> lark.Tree:
     try:
         return _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
@@ -49,3 +62,68 @@ def parse(text: str) -> lark.Tree:
         raise AdqlSyntaxError(
             f"ADQL syntax error at line {exc.line}, column {exc.column} near {near!r}{hint}"
         ) from None
+
+
+# ----------------------------------------------------------------- parse-tree cache
+# Queries a service sees repeat their shape with other numbers (cone searches at other
+# positions), and lark's pure-Python LALR parse is most of a small query's latency. So the
+# tree of the query's *template* (every numeric literal replaced by ``1`` or ``1.0``, which
+# lex as the same INT / DECIMAL terminals) is cached, and a query's own tree is a copy of it
+# with the literals put back in order. The result is the tree ``_parse(text)`` would give.
+
+#: A string literal, quoted identifier or comment (kept), or a numeric literal (replaced).
+_LITERALS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*"""
+    r"|(?<![\w.])((?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)(?![\w.])"
+    r"|(?<![\w.])(\d+)(?![\w.])"
+)
+_PLACEHOLDER = {"DECIMAL": "1.0", "INT": "1"}
+
+
+def _template(text: str) -> tuple[str, list[str]]:
+    """``text`` with numeric literals replaced by placeholders, and those literals in order."""
+    numbers: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) is not None:
+            numbers.append(m.group(1))
+            return _PLACEHOLDER["DECIMAL"]
+        if m.group(2) is not None:
+            numbers.append(m.group(2))
+            return _PLACEHOLDER["INT"]
+        return m.group(0)
+
+    return _LITERALS.sub(sub, text), numbers
+
+
+@lru_cache(maxsize=512)
+def _template_tree(template: str) -> lark.Tree | None:
+    """The (never mutated) tree of a template, or None when it does not parse."""
+    try:
+        return _parser().parse(template)
+    except lark.exceptions.UnexpectedInput:
+        return None
+
+
+def _fill(tree: lark.Tree, numbers: Iterator[str]) -> lark.Tree | None:
+    """A copy of a template tree with its numeric tokens set from ``numbers`` in order; None
+    when the counts differ (then the caller parses the text itself)."""
+
+    def copy(t: lark.Tree) -> lark.Tree:
+        children: list = []
+        for c in t.children:
+            if isinstance(c, lark.Tree):
+                children.append(copy(c))
+            elif isinstance(c, lark.Token) and _PLACEHOLDER.get(c.type) == c.value:
+                children.append(c.update(value=next(numbers)))
+            else:
+                children.append(c)
+        return lark.Tree(t.data, children, t._meta)
+
+    try:
+        out = copy(tree)
+    except StopIteration:
+        return None
+    if next(numbers, None) is not None:
+        return None
+    return out

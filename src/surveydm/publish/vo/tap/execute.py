@@ -5,9 +5,13 @@ not re-implemented: on SQLite a ``mode=ro`` connection with the browser's author
 progress-handler time limit; on PostgreSQL the browser's read-only login role, opened with
 ``default_transaction_read_only=on``, one read-only transaction per query with a transaction-
 local ``statement_timeout``, reading through a server-side cursor (one statement only) and
-rolled back. Connections are pooled (:data:`POOL_SIZE` idle per process and database; a
-SQLite one keeps its authorizer, a PostgreSQL one its read-only session), which takes the
-connection set-up out of a cone search's latency. Rows come in batches, so a result
+rolled back. The PostgreSQL protocol is kept to four round trips for a small result (``BEGIN
+READ ONLY`` with ``SET LOCAL statement_timeout``; ``DECLARE`` of the query in the extended
+protocol, which takes one statement only; ``FETCH``; ``ROLLBACK``): on a loaded machine every
+round trip costs a scheduling delay, which dominated a cone search. Connections are pooled
+(:data:`POOL_SIZE` idle per process and database; a SQLite one keeps its authorizer, a
+PostgreSQL one its read-only session), which takes the connection set-up out of a cone
+search's latency. Rows come in batches, so a result
 is never held in memory whole.
 """
 
@@ -24,8 +28,9 @@ from typing import Any
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import READER_ROLE, SqlBrowser
 
-#: Rows fetched per round trip.
-BATCH_ROWS = 5_000
+#: Rows fetched per round trip (large: per-call overhead dominates a long stream's cost, and
+#: a batch of a few numeric columns is still only a few MB).
+BATCH_ROWS = 20_000
 
 
 class TapExecutionError(SurveydmError):
@@ -60,6 +65,8 @@ class Rows:
             if not rows:
                 return
             yield rows
+            if len(rows) < size:  # the result is exhausted: no further round trip
+                return
 
 
 def _engine_error(exc: Exception, limit_s: float) -> TapExecutionError:
@@ -73,8 +80,13 @@ def _engine_error(exc: Exception, limit_s: float) -> TapExecutionError:
 
 
 @contextmanager
-def run_sql(browser: SqlBrowser, sql: str, time_limit_s: float) -> Iterator[Rows]:
+def run_sql(
+    browser: SqlBrowser, sql: str, time_limit_s: float, binary: bool = False
+) -> Iterator[Rows]:
     """Open a read-only connection as ``browser`` does, execute ``sql`` and yield its rows.
+
+    ``binary`` asks PostgreSQL for values in binary format (no text parsing: ``bytea``
+    arrives as is); SQLite ignores it.
 
     Raises:
         TapExecutionError: connection or execution failed (read-only refusal, SQL error).
@@ -84,7 +96,7 @@ def run_sql(browser: SqlBrowser, sql: str, time_limit_s: float) -> Iterator[Rows
         with _sqlite(browser, sql, time_limit_s) as rows:
             yield rows
     else:
-        with _postgres(browser, sql, time_limit_s) as rows:
+        with _postgres(browser, sql, time_limit_s, binary) as rows:
             yield rows
 
 
@@ -152,7 +164,10 @@ def _pg_connect(browser: SqlBrowser) -> tuple[tuple, Any]:
                 return key, conn
     try:
         conn = psycopg.connect(
-            **info, options="-c default_transaction_read_only=on", connect_timeout=10
+            **info,
+            options="-c default_transaction_read_only=on",
+            connect_timeout=10,
+            autocommit=True,  # transactions are opened and rolled back explicitly
         )
     except psycopg.OperationalError as exc:
         raise TapExecutionError(f"cannot connect read-only: {exc}") from None
@@ -161,8 +176,11 @@ def _pg_connect(browser: SqlBrowser) -> tuple[tuple, Any]:
 
 def _pg_release(key: tuple, conn: Any) -> None:
     """Roll back and keep the connection for the next query (or close it)."""
+    import psycopg
+
     try:
-        conn.rollback()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
     except Exception:  # noqa: BLE001  (a broken connection is simply dropped)
         conn.close()
         return
@@ -175,27 +193,27 @@ def _pg_release(key: tuple, conn: Any) -> None:
 
 
 @contextmanager
-def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
+def _postgres(browser: SqlBrowser, sql: str, limit_s: float, binary: bool) -> Iterator[Rows]:
     import psycopg
 
     key, conn = _pg_connect(browser)
     ok = False
     try:
         # One read-only transaction per query (the session default, asserted again), with
-        # the query's own time limit; only ADQL-translated SQL runs here, and no ADQL
-        # function reaches set_config, so nothing a query does outlives its transaction.
-        conn.execute("SET TRANSACTION READ ONLY")
+        # the query's own time limit (an integer of ours: no user text in this statement).
         conn.execute(
-            "SELECT set_config('statement_timeout', %s, true)", (str(max(1, int(limit_s * 1000))),)
+            f"BEGIN READ ONLY; SET LOCAL statement_timeout = {max(1, int(limit_s * 1000))}",
+            prepare=False,  # two statements: simple protocol, never prepared
         )
-        cur = conn.cursor(name="surveydm_tap")
+        cursor = _PgCursor(conn, binary)
         try:
-            cur.execute(sql)
-            # A named cursor only runs the statement at the first fetch: surface errors now.
-            first = cur.fetchmany(1)
+            # binary=True sends it in the extended protocol: exactly one statement
+            conn.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {sql}", binary=True)
+            first = cursor.fetchmany(BATCH_ROWS)  # errors of the statement surface now
         except psycopg.Error as exc:
             raise _engine_error(exc, limit_s) from None
-        yield Rows(_Prepended(first, cur), "postgresql", time.monotonic() + limit_s, limit_s)
+        cursor.first = first
+        yield Rows(cursor, "postgresql", time.monotonic() + limit_s, limit_s)
         ok = True
     finally:
         if ok:
@@ -204,15 +222,29 @@ def _postgres(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
             conn.close()  # never committed: the server rolls the transaction back
 
 
-class _Prepended:
-    """A cursor whose first rows were already fetched."""
+_CURSOR = "surveydm_tap"
 
-    def __init__(self, first: list[tuple], cursor: Any) -> None:
-        self.first = first
-        self.cursor = cursor
+
+class _PgCursor:
+    """``FETCH FORWARD`` from the declared cursor; the first batch may be fetched already,
+    and a short batch ends the result without another round trip."""
+
+    def __init__(self, conn: Any, binary: bool) -> None:
+        self.conn = conn
+        self.binary = binary
+        self.first: list[tuple] = []
+        self.done = False
 
     def fetchmany(self, size: int) -> list[tuple]:
         if self.first:
             out, self.first = self.first, []
-            return out + (self.cursor.fetchmany(size - len(out)) if size > len(out) else [])
-        return self.cursor.fetchmany(size)
+            if len(out) < size and not self.done:
+                out = out + self.fetchmany(size - len(out))
+            return out
+        if self.done:
+            return []
+        rows = self.conn.execute(f"FETCH FORWARD {int(size)} FROM {_CURSOR}", binary=self.binary)
+        out = rows.fetchall()
+        if len(out) < size:
+            self.done = True
+        return out

@@ -152,20 +152,28 @@ class TapService:
         Raises:
             TapExecutionError, TapTimeout: the database refused or stopped the statement.
         """
-        ctx = run_sql(self.browser, q.translation.sql, time_limit_s)
+        sql, encoded = q.translation.sql, False
+        if q.fmt.kind == "binary2" and self.engine == "postgresql":
+            record_sql = output.binary2_record_sql(q.translation.columns, sql)
+            if record_sql is not None:  # the server encodes the records
+                sql, encoded = record_sql, True
+        ctx = run_sql(self.browser, sql, time_limit_s, binary=encoded)
         rows = ctx.__enter__()
         try:
             state = {"n": 0, "overflow": False}
             batches = rows.batches()
             first = self._limited(next(batches, []), state, q.maxrec)
-            packed_first = output.pack_rows(q.translation.columns, first)
-            columns = output.resolve_types(q.translation.columns, packed_first)
+            if encoded:
+                packed_first, columns = first, q.translation.columns
+            else:
+                packed_first = output.pack_rows(q.translation.columns, first)
+                columns = output.resolve_types(q.translation.columns, packed_first)
         except BaseException:
             ctx.__exit__(None, None, None)
             raise
-        return self._emit(q, ctx, rows, batches, packed_first, columns, state)
+        return self._emit(q, ctx, batches, packed_first, columns, state, encoded)
 
-    def _emit(self, q, ctx, rows, batches, packed_first, columns, state) -> Iterator[bytes]:
+    def _emit(self, q, ctx, batches, packed_first, columns, state, encoded) -> Iterator[bytes]:
         try:
 
             def all_batches() -> Iterator[list[list[Any]]]:
@@ -179,7 +187,7 @@ class TapService:
                 for batch in batches:
                     cut = self._limited(batch, state, q.maxrec)
                     if cut:
-                        yield output.pack_rows(q.translation.columns, cut)
+                        yield cut if encoded else output.pack_rows(q.translation.columns, cut)
                     if state["overflow"]:
                         return
                     if state["n"] >= q.maxrec:
@@ -189,7 +197,12 @@ class TapService:
             kind = q.fmt.kind
             if kind in ("tabledata", "binary2"):
                 yield from output.stream_votable(
-                    columns, all_batches(), kind, {"QUERY": q.adql}, lambda: state["overflow"]
+                    columns,
+                    all_batches(),
+                    kind,
+                    {"QUERY": q.adql},
+                    lambda: state["overflow"],
+                    encoded=encoded,
                 )
             elif kind in ("csv", "tsv"):
                 yield from output.stream_delimited(
