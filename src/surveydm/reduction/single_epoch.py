@@ -5,10 +5,11 @@ and quality figures. Pure computation on arrays and tables: the nightly task
 registry and records what this returns.
 
 Order: overscan per amplifier, trim, crosstalk, non-linearity, gain, bias, dark, flat (one pass
-over the pixels, ``assemble_ccd``); fringe (``detrend``); cosmic rays (astroscrappy); masks and
-weight map; background (sep's mesh, levelled to the mean of the source-free pixels) and source
-extraction (sep); PSF FWHM; astrometric calibration from the header pointing guess to TAN-SIP
-against the reference catalog; photometric zero-point and transparency
+over the pixels, ``assemble_ccd``); fringe (``detrend``); cosmic rays (pixels sharper than the
+PSF, :mod:`surveydm.reduction.cosmics`); masks and weight map; background (sep's mesh,
+levelled to the mean of the source-free pixels) and source extraction (sep); PSF FWHM;
+astrometric calibration from the header pointing guess to TAN-SIP against the reference
+catalog; photometric zero-point and transparency
 (:mod:`surveydm.reduction.zeropoint`).
 """
 
@@ -54,7 +55,7 @@ class SingleEpochConfig:
     """Parameters of the single-epoch reduction (part of the nightly production config).
 
     Attributes:
-        cosmic_rays: run astroscrappy; edge_width: pixels masked along the CCD edges.
+        cosmic_rays: find and clean cosmic rays; edge_width: pixels masked along the CCD edges.
         detect_threshold: detection threshold, sigma of the background.
         aperture_radius_arcsec: radius of ``flux_aper``; sip_degree: SIP polynomial degree.
         max_offset_arcsec, max_rotation_deg: largest pointing error the matcher searches.
@@ -278,8 +279,8 @@ def _clean(
     background = measure_background(science, mask=base_mask)
     cr_mask = None
     if config.cosmic_rays:
-        # A first, bright-source pass measures the PSF, so that astroscrappy's fine-structure
-        # model matches it and undersampled star cores are not taken for cosmic rays.
+        # A first, bright-source pass measures the PSF, so that the cosmic-ray test's bound on
+        # a star's sharpness matches it and undersampled star cores are not taken for hits.
         bright = extract_sources(
             science,
             background=background,
@@ -294,6 +295,7 @@ def _clean(
             read_noise=assembled.read_noise,
             saturation_level=sat_e,
             mask=base_mask,
+            sky=background.image,
             psf_fwhm=psf0.fwhm_pixels if np.isfinite(psf0.fwhm_pixels) else None,
         )
     mask = base_mask | build_mask(shape, cosmic_rays=cr_mask)
