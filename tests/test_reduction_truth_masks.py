@@ -28,7 +28,7 @@ from surveydm.simulation.detector import (
 )
 from surveydm.simulation.truth import read_parquet
 
-CCDS = (1, 9)  # a narrow band and a broad band (g)
+CCDS = (2, 10)  # a narrow band and a broad band (r), both crossed by the trail
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Satellite trails: long straight streaks found by a Hough transform and masked to their width
 (seed 002: J-PLUS's daily pipeline builds "satellite masks" beside the bad-pixel masks).
 
-Method: the image's significance above the sky, smoothed 3x3, is thresholded; connected
+Method: the image's significance above the sky, binned 2x2, is thresholded; connected
 regions shorter than ``min_length`` pixels (stars, galaxies, cosmic rays) are dropped, and the
 straight-line Hough transform (Duda & Hart 1972, CACM 15, 11; scikit-image ``hough_line``) of
 the rest gives candidate lines. Each is refined by fitting a straight line to the trail's
@@ -68,10 +68,10 @@ def find_satellite_trails(
             in that unit (e.g. :class:`~surveydm.reduction.extraction.Background`).
         mask: optional (ny, nx) bool or bit mask of pixels to ignore (saturated, bleed trails,
             bad columns, cosmic rays: bleed trails and bad columns are straight lines too).
-        threshold: significance of the 3x3-smoothed image (in its own noise) that a trail
+        threshold: significance of the 2x2-binned image (in its own noise) that a trail
             pixel must exceed.
         min_length: shortest trail, pixels (also the shortest connected region considered;
-            a Hough peak needs ``0.7 min_length`` votes).
+            a Hough peak in the binned image needs ``0.35 min_length`` votes).
         min_coverage: fraction of the line that must be above ``threshold``.
         max_trails: most trails looked for; max_half_width: widest half-width masked, pixels.
 
@@ -91,30 +91,46 @@ def find_satellite_trails(
     resid = img - sky
     resid[bad] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(rms > 0, resid / rms, 0.0)
-    zs = ndimage.uniform_filter(z.astype(np.float32), 3) * np.float32(3.0)  # unit noise
-    long = _long_regions(zs > threshold, min_length)
+        z = resid / rms
+    z[~np.isfinite(z)] = 0.0
+    zb = _bin2(z)  # 2x2 binned: unit noise
+    bad_b = bad[0:-1:2, 0:-1:2] & bad[1::2, 0:-1:2] & bad[0:-1:2, 1::2] & bad[1::2, 1::2]
     out = SatelliteTrails(np.zeros(img.shape, bool))
+    long = _long_regions(zb > threshold, min_length // 2)
     if not long.any():
         return out
-    angles = np.linspace(-np.pi / 2, np.pi / 2, 1800, endpoint=False)
+    angles = np.linspace(-np.pi / 2, np.pi / 2, 900, endpoint=False)
     hspace, thetas, rhos = hough_line(long, theta=angles)
     _, peak_t, peak_r = hough_line_peaks(
-        hspace, thetas, rhos, min_distance=2 * max_half_width, min_angle=20,
-        threshold=int(0.7 * min_length), num_peaks=max_trails,
+        hspace, thetas, rhos, min_distance=max_half_width, min_angle=10,
+        threshold=int(0.35 * min_length), num_peaks=max_trails,
     )  # fmt: skip
     noise = float(np.median(rms[::8, ::8]))
-    for theta, rho in zip(peak_t, peak_r, strict=True):
-        refined = _refine(resid, bad, float(rho), float(theta), max_half_width)
+    for theta, rho_b in zip(peak_t, peak_r, strict=True):
+        # binned pixel (i, j) covers pixels 2i, 2i + 1: x = 2 x_b + 0.5
+        rho = 2 * float(rho_b) + 0.5 * (math.cos(theta) + math.sin(theta))
+        refined = _refine(resid, bad, rho, float(theta), max_half_width)
         if refined is None:
             continue
         rho, theta = refined
-        coverage, length = _coverage(zs, bad, rho, theta, threshold)
-        if coverage < min_coverage or length < min_length:
+        rho_b = (rho - 0.5 * (math.cos(theta) + math.sin(theta))) / 2
+        coverage, length = _coverage(zb, bad_b, rho_b, theta, threshold)
+        if coverage < min_coverage or 2 * length < min_length:
             continue
         half, peak = _half_width(resid, bad, rho, theta, noise, max_half_width)
         out.trails.append(Trail(rho, theta, half, peak, coverage))
         out.mask |= _band(img.shape, rho, theta, half)
+    return out
+
+
+def _bin2(a: np.ndarray) -> np.ndarray:
+    """2x2 block sums / 2 of ``a`` (odd last row / column dropped): unit noise in, unit out."""
+    h, w = a.shape[0] // 2, a.shape[1] // 2
+    a = a[: 2 * h, : 2 * w]
+    out = a[0::2, 0::2] + a[1::2, 0::2]
+    out += a[0::2, 1::2]
+    out += a[1::2, 1::2]
+    out *= np.float32(0.5)
     return out
 
 
