@@ -11,10 +11,11 @@ bit            value  meaning
 BAD_PIXEL          1  dead / low or high response pixel (master flat outlier)
 SATURATED          2  raw value >= the amplifier's saturation level
 BLEED              4  charge bled along the column from saturated pixels
-COSMIC_RAY         8  cosmic-ray hit (astroscrappy L.A.Cosmic)
+COSMIC_RAY         8  cosmic-ray hit (:mod:`surveydm.reduction.cosmics`)
 EDGE              16  within ``edge_width`` pixels of the CCD border
 HOT               32  hot pixel (master bias / dark outlier)
 NO_DATA           64  no calibration available (flat not positive, combine had no frames)
+SATELLITE        128  satellite trail (:mod:`surveydm.reduction.satellites`)
 =============  =====  =====================================================================
 """
 
@@ -39,6 +40,7 @@ class MaskBit(IntFlag):
     EDGE = 16
     HOT = 32
     NO_DATA = 64
+    SATELLITE = 128
 
 
 def describe_mask_bits() -> dict[str, int]:

@@ -5,10 +5,11 @@ and quality figures. Pure computation on arrays and tables: the nightly task
 registry and records what this returns.
 
 Order: overscan per amplifier, trim, crosstalk, non-linearity, gain, bias, dark, flat (one pass
-over the pixels, ``assemble_ccd``); fringe (``detrend``); cosmic rays (astroscrappy); masks and
-weight map; background (sep's mesh, levelled to the mean of the source-free pixels) and source
-extraction (sep); PSF FWHM; astrometric calibration from the header pointing guess to TAN-SIP
-against the reference catalog; photometric zero-point and transparency
+over the pixels, ``assemble_ccd``); fringe (``detrend``); cosmic rays (pixels sharper than the
+PSF, :mod:`surveydm.reduction.cosmics`); masks and weight map; background (sep's mesh,
+levelled to the mean of the source-free pixels) and source extraction (sep); PSF FWHM;
+astrometric calibration from the header pointing guess to TAN-SIP against the reference
+catalog; photometric zero-point and transparency
 (:mod:`surveydm.reduction.zeropoint`).
 """
 
@@ -32,9 +33,10 @@ from surveydm.reduction.extraction import (
     level_background,
     measure_background,
 )
-from surveydm.reduction.masks import bad_pixels_from_flat, build_mask
+from surveydm.reduction.masks import MaskBit, bad_pixels_from_flat, build_mask
 from surveydm.reduction.photometry import transparency
 from surveydm.reduction.psf import estimate_psf_fwhm
+from surveydm.reduction.satellites import find_satellite_trails
 from surveydm.reduction.weights import weight_map
 from surveydm.reduction.zeropoint import (
     add_calibrated_magnitudes,
@@ -54,7 +56,9 @@ class SingleEpochConfig:
     """Parameters of the single-epoch reduction (part of the nightly production config).
 
     Attributes:
-        cosmic_rays: run astroscrappy; edge_width: pixels masked along the CCD edges.
+        cosmic_rays: find and clean cosmic rays; satellite_trails: find and mask satellite
+            trails (:mod:`surveydm.reduction.satellites`).
+        edge_width: pixels masked along the CCD edges.
         detect_threshold: detection threshold, sigma of the background.
         aperture_radius_arcsec: radius of ``flux_aper``; sip_degree: SIP polynomial degree.
         max_offset_arcsec, max_rotation_deg: largest pointing error the matcher searches.
@@ -62,6 +66,7 @@ class SingleEpochConfig:
     """
 
     cosmic_rays: bool = True
+    satellite_trails: bool = True
     edge_width: int = 4
     detect_threshold: float = 1.5
     aperture_radius_arcsec: float = 3.0
@@ -276,10 +281,16 @@ def _clean(
         image=science,
     )
     background = measure_background(science, mask=base_mask)
+    trail_mask = None
+    if config.satellite_trails:  # before the cosmic rays: their test is not for trails
+        trails = find_satellite_trails(science, background.image, background.rms, base_mask)
+        if trails.trails:  # the sky under a bright trail was taken for background
+            trail_mask = trails.mask
+            background = measure_background(science, mask=base_mask | trail_mask)
     cr_mask = None
     if config.cosmic_rays:
-        # A first, bright-source pass measures the PSF, so that astroscrappy's fine-structure
-        # model matches it and undersampled star cores are not taken for cosmic rays.
+        # A first, bright-source pass measures the PSF, so that the cosmic-ray test's bound on
+        # a star's sharpness matches it and undersampled star cores are not taken for hits.
         bright = extract_sources(
             science,
             background=background,
@@ -293,10 +304,13 @@ def _clean(
             science,
             read_noise=assembled.read_noise,
             saturation_level=sat_e,
-            mask=base_mask,
+            mask=base_mask if trail_mask is None else base_mask | trail_mask,
+            sky=background.image,
             psf_fwhm=psf0.fwhm_pixels if np.isfinite(psf0.fwhm_pixels) else None,
         )
     mask = base_mask | build_mask(shape, cosmic_rays=cr_mask)
+    if trail_mask is not None:
+        mask[trail_mask] |= np.uint16(MaskBit.SATELLITE)
     background, bkg_offset = level_background(science, background, mask)
     # Weight of the background (sky + read noise), as SExtractor/SWarp weight maps are: the
     # extraction adds the sources' own Poisson noise (weight_kind="background").

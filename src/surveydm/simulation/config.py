@@ -102,5 +102,13 @@ class SimulationConfig(BaseModel):
     cosmic_ray_rate_cm2_s: float = Field(0.02, description="events per cm2 per s")
     cosmic_ray_charge_e_um: float = Field(80.0, description="e- per um of track in silicon")
     readout_time_s: float = Field(10.0, description="cosmic rays accumulate during readout")
+    satellite_trail_probability: float = Field(
+        0.15, ge=0, le=1, description="chance that a science exposure holds a satellite trail"
+    )
+    satellite_mag_range: tuple[float, float] = Field((5.0, 9.0), description="AB, every band")
+    satellite_speed_deg_s: tuple[float, float] = Field((0.3, 1.0), description="across the sky")
+    satellite_defocus_arcsec: tuple[float, float] = Field(
+        (0.5, 1.5), description="FWHM of the defocus blur, added to the PSF in quadrature"
+    )
     operator: str = "pixelsim"
     project: str = "surveydm-simulation"

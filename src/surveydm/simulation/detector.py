@@ -275,17 +275,23 @@ def add_cosmic_rays(
 #: Codes of the per-pixel truth masks (``truth_masks.parquet``).
 TRUTH_COSMIC_RAY = 1
 TRUTH_SATURATED = 2
+TRUTH_SATELLITE = 4
 
 
 def truth_mask_rows(
-    file: str, ccd_num: int, cosmic_rays: np.ndarray, saturated: np.ndarray
+    file: str,
+    ccd_num: int,
+    cosmic_rays: np.ndarray,
+    saturated: np.ndarray,
+    satellite: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Sparse rows of one CCD's truth mask: ``file, ccd_num, y, x, code`` arrays, one row per
-    pixel hit by a cosmic ray (code 1) or at full well after bleeding (code 2)."""
-    parts = [
-        (np.nonzero(m), code)
-        for m, code in ((cosmic_rays, TRUTH_COSMIC_RAY), (saturated, TRUTH_SATURATED))
-    ]
+    pixel hit by a cosmic ray (code 1), at full well after bleeding (code 2) or given >= 2 e- by
+    a satellite trail (code 4; :mod:`surveydm.simulation.satellites`)."""
+    pairs = [(cosmic_rays, TRUTH_COSMIC_RAY), (saturated, TRUTH_SATURATED)]
+    if satellite is not None:
+        pairs.append((satellite, TRUTH_SATELLITE))
+    parts = [(np.nonzero(m), code) for m, code in pairs]
     y = np.concatenate([p[0][0] for p in parts]).astype(np.int32)
     x = np.concatenate([p[0][1] for p in parts]).astype(np.int32)
     code = np.concatenate([np.full(len(p[0]), c, np.int8) for p, c in parts])

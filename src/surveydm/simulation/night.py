@@ -44,6 +44,13 @@ from surveydm.simulation.plan import (
     plan_night,
 )
 from surveydm.simulation.render import render_galaxies, render_stars
+from surveydm.simulation.satellites import (
+    SatelliteTrail,
+    draw_trails,
+    render_trail,
+    trail_e_per_pixel,
+    trail_line_pixels,
+)
 from surveydm.simulation.sky import SkyModel, make_sky, refcat_table, write_refcat
 from surveydm.simulation.truth import exposures_table, read_parquet, write_parquet
 
@@ -142,6 +149,7 @@ class _NightSimulator:
         self.field_radius = field_radius_deg(instrument)
         self.truth_rows: list[dict] = []
         self.mask_rows: list[dict] = []
+        self.trail_rows: list[dict] = []
 
     def _psf_fwhm(self, e: Exposure, ccd, flt, x=None, y=None):
         """PSF FWHM (arcsec): seeing x airmass^0.6 x (lambda/500 nm)^-0.2 with a mild
@@ -287,10 +295,53 @@ class _NightSimulator:
             )
         return n_stars, n_gal
 
+    def _add_trails(
+        self, e: Exposure, ccd, expected: np.ndarray, trails: list[SatelliteTrail], row: dict
+    ) -> np.ndarray | None:
+        """Add the exposure's satellite trails that cross the CCD to ``expected`` (e-) and
+        record them; the truth mask of their pixels, or None when none crosses."""
+        if not trails:
+            return None
+        flt = self.inst.filter(self.inst.tray(e.tray).filters[ccd.num])
+        w = ccd_wcs(self.inst, ccd.num, e.ra, e.dec, e.rotation, distortion=True)
+        zp = flt.zeropoint - flt.extinction * e.airmass + 2.5 * math.log10(e.transparency)
+        psf = self._psf_fwhm(e, ccd, flt)
+        scale = self.inst.pixel_scale_arcsec
+        out = None
+        for k, t in enumerate(trails):
+            line = trail_line_pixels(t, w, ccd.shape, self.field_radius)
+            if line is None:
+                continue
+            e_pix = trail_e_per_pixel(t, zp, scale)  # one passage, whatever the exposure time
+            fwhm_pix = math.hypot(psf, t.defocus_arcsec) / scale
+            resp = self.detector.response(ccd, flt)
+            hit = render_trail(expected, line, e_pix, fwhm_pix, resp)
+            out = hit if out is None else out | hit
+            self.trail_rows.append(
+                {"file": row["file"], "expnum": row["expnum"], "ccd_num": ccd.num, "trail": k,
+                 "ra": t.ra, "dec": t.dec, "position_angle_deg": t.position_angle_deg,
+                 "mag": t.mag, "speed_deg_s": t.speed_deg_s,
+                 "defocus_arcsec": t.defocus_arcsec, "x1": line[0], "y1": line[1],
+                 "x2": line[2], "y2": line[3], "e_per_pixel": e_pix, "fwhm_pix": fwhm_pix}
+            )  # fmt: skip
+        return out
+
     def exposure_hdul(
         self, e: Exposure, obs_set: str, expnum: int, filename: str, sky: SkyModel | None
     ) -> fits.HDUList:
         rng = np.random.default_rng([self.seed, expnum, zlib.crc32(obs_set.encode())])
+        # trails from their own stream: the other draws do not depend on them
+        trails = (
+            draw_trails(
+                np.random.default_rng([self.seed, expnum, zlib.crc32(obs_set.encode()), 7]),
+                e.ra,
+                e.dec,
+                self.field_radius,
+                self.cfg,
+            )  # fmt: skip
+            if e.kind == "science" and sky is not None
+            else []
+        )
         hdus: list[fits.hdu.base.ExtensionHDU] = []
         for ccd in self.inst.ccds:
             row = {
@@ -314,6 +365,7 @@ class _NightSimulator:
                 "pointing_error_dec_arcsec": (e.dec_hdr - e.dec) * 3600,
             }
             expected = self._render_ccd(e, ccd, sky, rng, row)
+            trail_truth = self._add_trails(e, ccd, expected, trails, row)
             # Poisson noise: Gaussian approximation where the mean is large, exact elsewhere.
             if e.kind != "bias":
                 low = expected < 30
@@ -338,7 +390,7 @@ class _NightSimulator:
             n_sat = bleed(electrons, full_well)
             if hits is not None:  # per-pixel truth of on-sky exposures
                 sat = electrons >= np.float32(full_well * (1 - 1e-6))
-                self.mask_rows.append(truth_mask_rows(filename, ccd.num, hits, sat))
+                self.mask_rows.append(truth_mask_rows(filename, ccd.num, hits, sat, trail_truth))
             offsets = {a.num: float(rng.normal(0, self.cfg.bias_drift_adu)) for a in ccd.amplifiers}
             raws = electrons_to_raw(ccd, electrons, self.detector, rng, offsets, full_well)
             row["n_cosmic_rays"] = n_cr
@@ -546,9 +598,29 @@ def _write_truth(
             old = old[~np.isin(np.asarray(old["file"]), np.asarray(masks["file"]))]
             masks = vstack([old, masks]) if len(old) else masks
         write_parquet(masks, masks_path)
+        _write_trails(truth / "satellite_trails.parquet", sim.trail_rows, set(masks["file"]))
     refcat_path = truth / "refcat.fits"
     write_refcat(refcat_table(sky_model, inst, cfg), refcat_path)
     return objects_path, exposures_path, refcat_path
+
+
+_TRAIL_COLUMNS = {
+    "file": str, "expnum": np.int64, "ccd_num": np.int64, "trail": np.int64, "ra": float,
+    "dec": float, "position_angle_deg": float, "mag": float, "speed_deg_s": float,
+    "defocus_arcsec": float, "x1": float, "y1": float, "x2": float, "y2": float,
+    "e_per_pixel": float, "fwhm_pix": float,
+}  # fmt: skip
+
+
+def _write_trails(path: Path, rows: list[dict], files: set[str]) -> None:
+    """Write ``satellite_trails.parquet`` (one row per trail and CCD it crosses), replacing the
+    rows of ``files`` (the on-sky exposures just simulated) and keeping the others."""
+    table = Table({k: np.array([r[k] for r in rows], dtype=t) for k, t in _TRAIL_COLUMNS.items()})
+    if path.exists():
+        old = read_parquet(path)
+        old = old[~np.isin(np.asarray(old["file"]), list(files))]
+        table = vstack([old, table]) if len(old) else table
+    write_parquet(table, path)
 
 
 def _write_manifest(
