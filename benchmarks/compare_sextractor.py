@@ -3,11 +3,12 @@
 Simulates a night, builds the master bias and flat and the bad-pixel mask (from the TEST
 darks), reduces every science CCD with ``reduce_ccd`` (detrending, masks, cosmic rays, weight,
 extraction, astrometry, zero-point), then runs SExtractor on the same reduced image, weight map
-and mask with the same detection settings (DETECT_THRESH 1.5, DETECT_MINAREA 5, the 3x3 ``default.conv`` filter, 32 deblending
-levels at contrast 0.005, BACK_SIZE 64, PHOT_AUTOPARAMS 2.5, 3.5, MAP_WEIGHT, FLAG_IMAGE) and
-prints both against the simulator's truth: completeness per magnitude bin (stars, galaxies),
-m50/m90, bright objects found by one tool only, false detections, flux ratio and pull width per
-S/N bin (PSF and Kron fluxes), per-CCD PSF-flux bias, positional RMS and Mpix/s.
+and mask with the same detection settings (DETECT_THRESH 1.5, DETECT_MINAREA 5, the 3x3
+``default.conv`` filter, 32 deblending levels at contrast 0.005, BACK_SIZE 64, PHOT_AUTOPARAMS
+2.5, 3.5, MAP_WEIGHT, FLAG_IMAGE) and prints both against the simulator's truth: completeness
+per magnitude bin (stars, galaxies), m50/m90, bright objects found by one tool only, false
+detections, flux ratio and pull width per S/N bin (PSF and Kron fluxes), per-CCD PSF-flux bias,
+positional RMS and Mpix/s.
 
 SExtractor is the Debian package ``source-extractor`` (``apt-get install source-extractor``,
 binary ``source-extractor``; ``sex`` on other systems). Without it the script says so and
