@@ -88,7 +88,8 @@ class BadPixelMask:
     Attributes:
         mask: (ny, nx) uint16, ``MaskBit.HOT`` and ``MaskBit.BAD_PIXEL`` codes.
         hot, hot_columns, dead, dead_columns, unstable: (ny, nx) bool, each reason alone
-            (``dead`` and ``dead_columns`` include high-response pixels and columns).
+            (``dead`` and ``dead_columns`` include high-response pixels and columns; a
+            flickering pixel may be both hot and unstable).
         stats: figures for QC and the calibration frame: ``n_hot``, ``n_hot_column_pixels``,
             ``n_dead``, ``n_dead_column_pixels``, ``n_unstable``, ``bad_fraction``,
             ``n_darks``, ``n_flats``, ``dark_level`` (e-/s), ``dark_noise`` (e-/s).
@@ -232,14 +233,21 @@ def column_defects(
 
 
 def unstable_pixels(
-    stack: np.ndarray, combined: np.ndarray, *, nsigma: float = 4.0, min_frames: int = 5
+    stack: np.ndarray,
+    combined: np.ndarray,
+    exptime: float,
+    *,
+    nsigma: float = 4.0,
+    min_frames: int = 5,
 ) -> np.ndarray:
     """Pixels whose scatter across frames, after leaving out each pixel's largest value (a
-    cosmic ray), exceeds ``nsigma`` times the typical scatter (random telegraph / flickering
+    cosmic ray), exceeds ``nsigma`` times the expected scatter: the typical one (read noise)
+    with the pixel's own dark-current Poisson noise added (random telegraph / flickering
     pixels); none with fewer than ``min_frames`` frames.
 
     Args:
-        stack: (n, ny, nx) per-frame rates; combined: (ny, nx) their combination.
+        stack: (n, ny, nx) per-frame rates, e-/s; combined: (ny, nx) their combination.
+        exptime: typical exposure time of the frames, s (for the Poisson term).
 
     Returns:
         (ny, nx) bool.
@@ -248,8 +256,9 @@ def unstable_pixels(
         return np.zeros(combined.shape, bool)
     kept = np.sort(stack, axis=0)[:-1]
     spread = kept.std(axis=0, ddof=1)
-    typical = float(np.median(spread[::_STEP, ::_STEP]))
-    return spread > nsigma * max(typical, 1e-12)
+    typical = max(float(np.median(spread[::_STEP, ::_STEP])), 1e-12)
+    expected = np.sqrt(typical**2 + np.maximum(combined, 0.0) / exptime)
+    return spread > nsigma * expected
 
 
 def _flat_defects(
@@ -327,9 +336,12 @@ def bad_pixel_mask(
             min_length=config.column_min_length,
         )
         unstable = unstable_pixels(
-            stack, rate, nsigma=config.unstable_nsigma, min_frames=config.unstable_min_frames
+            stack,
+            rate,
+            float(np.mean(exptimes)),
+            nsigma=config.unstable_nsigma,
+            min_frames=config.unstable_min_frames,
         )
-        unstable &= ~(hot | hot_cols)
     dead, dead_cols = _flat_defects(flats, config) if flats else (none, none)
     mask = np.zeros(shape, MASK_DTYPE)
     mask[hot | hot_cols] |= MASK_DTYPE(MaskBit.HOT)
