@@ -455,6 +455,7 @@ def test_bleed_trail_and_dead_column_do_not_merge_or_split_sources():
 
 
 def test_fill_masked_pixels_bridges_runs_along_rows_then_columns():
+    """Linear between good pixels along the row, else the column; a border run is a copy."""
     from surveydm.reduction.extraction.image import fill_masked_pixels
 
     yy, xx = np.mgrid[0:50, 0:60].astype(np.float32)
@@ -462,9 +463,11 @@ def test_fill_masked_pixels_bridges_runs_along_rows_then_columns():
     fill = np.zeros(image.shape, bool)
     fill[:, 20:25] = True  # a masked column band: rows bridge it
     fill[10, :] = True  # a masked row: no good pixel pair on the row, columns bridge it
-    fill[30, 55:] = True  # a run at the border: columns bridge it
+    fill[30, 55:] = True  # a run reaching the border: its one good end is copied
     out, unfilled = fill_masked_pixels(image + np.where(fill, 1e6, 0).astype(np.float32), fill)
     assert not unfilled.any()
+    np.testing.assert_allclose(out[30, 55:], image[30, 54])
+    out[30, 55:] = image[30, 55:]
     np.testing.assert_allclose(out, image, atol=1e-3)
     fill[:, :] = True
     assert fill_masked_pixels(image, fill)[1].all()  # nothing to interpolate from

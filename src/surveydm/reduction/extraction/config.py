@@ -11,10 +11,9 @@ from surveydm.reduction.extraction.image import ExtractionError
 
 __all__ = ["DEFAULT_DETECTION_IGNORED_BITS", "ExtractionConfig"]
 
-#: Mask bits whose pixels are detected as they are (none by default: saturated, bleed, hot,
-#: bad-column and cosmic-ray pixels are interpolated in the detection image, so a saturated
-#: star is still detected once and its bleed trail does not join the sources along it;
-#: ``image.DETECTION_INTERPOLATED_BITS``).
+#: Mask bits whose pixels are detected as they are (none by default: every masked pixel is
+#: interpolated in the detection image, ``image.fill_masked_pixels``, so a saturated star is
+#: still detected once and its bleed trail does not join the sources along it).
 DEFAULT_DETECTION_IGNORED_BITS = 0
 
 
@@ -37,7 +36,7 @@ class ExtractionConfig:
         filter_kernel: detection filter: "default" (sep's 3x3 pyramid), a 2-D float array, or
             None (no filtering).
         detection_ignored_bits: ``MaskBit`` bits whose pixels are detected as they are
-            (default none: masked pixels are interpolated or hidden, see ``image._masks``).
+            (default none: masked pixels are interpolated for detection, ``image._masks``).
         kron_factor: Kron aperture ``k * r_kron`` (``PHOT_AUTOPARAMS`` first value), default 2.5.
         min_kron_radius: minimum Kron aperture diameter, pixels (circle below it; the second
             ``PHOT_AUTOPARAMS`` value), default 3.5.

@@ -54,9 +54,8 @@ def extract_sources(
             pixels are measured as masked, ``NO_DATA``).
         background: the :func:`measure_background` model; it is subtracted before measuring.
         pixel_scale: arcsec per pixel, to convert the aperture radius.
-        mask: (ny, nx) uint16 ``MaskBit`` mask. Saturated, bleed, hot, bad and cosmic-ray
-            pixels are interpolated in the detection image (as SExtractor does with
-            zero-weight pixels), EDGE and NO_DATA pixels are hidden from it (bits in
+        mask: (ny, nx) uint16 ``MaskBit`` mask. Masked pixels are interpolated in the
+            detection image (as SExtractor does with zero-weight pixels; bits in
             ``config.detection_ignored_bits`` are detected as they are); all flagged pixels
             are excluded from flux sums and reported in ``flags``.
         weight: (ny, nx) inverse variance, e-^-2; zero weight masks a pixel (interpolated

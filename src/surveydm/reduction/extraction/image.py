@@ -12,7 +12,6 @@ from surveydm.errors import SurveydmError
 from surveydm.reduction.masks import MaskBit
 
 __all__ = [
-    "DETECTION_INTERPOLATED_BITS",
     "DETECTION_MAX_GAP",
     "ExtractionError",
     "MeasurementImage",
@@ -22,17 +21,6 @@ __all__ = [
     "measurement_image",
 ]
 
-#: Mask bits whose pixels are replaced in the detection image by values interpolated from the
-#: nearest good pixels (as SExtractor interpolates zero-weight pixels, ``INTERP_TYPE ALL``),
-#: so that a bleed trail, a bad column or a cosmic ray neither joins the sources along it nor
-#: cuts a source in two. Pixels with any other bit (EDGE, NO_DATA) are hidden from detection.
-DETECTION_INTERPOLATED_BITS = (
-    int(MaskBit.BAD_PIXEL)
-    | int(MaskBit.SATURATED)
-    | int(MaskBit.BLEED)
-    | int(MaskBit.COSMIC_RAY)
-    | int(MaskBit.HOT)
-)
 #: Longest run of masked pixels (pixels) bridged by interpolation (SExtractor's
 #: ``INTERP_MAXXLAG`` is 16; saturated cores of bright stars are wider).
 DETECTION_MAX_GAP = 128
@@ -75,17 +63,17 @@ class MeasurementImage:
         background: (ny, nx) float32 background level that was subtracted, e-.
         mask: (ny, nx) integer ``MaskBit`` mask (NO_DATA where the image was not finite), or
             None.
-        det_image: (ny, nx) float32 image the detection thresholds: ``sub`` with the pixels of
-            :data:`DETECTION_INTERPOLATED_BITS` (and zero-weight pixels without mask bits)
-            interpolated by :func:`fill_masked_pixels`; ``sub`` itself when none are.
+        det_image: (ny, nx) float32 image the detection thresholds: ``sub`` with its masked
+            and zero-weight pixels interpolated by :func:`fill_masked_pixels` (pixels whose
+            only bits are ignored for detection excepted); ``sub`` itself when none are.
         err_bkg: (ny, nx) float32 background-only sigma, e- (detection threshold, PSF-fit
             weights).
         err_sum: (ny, nx) float32 sigma of each pixel for flux sums, e-.
         sum_gain: gain for the source Poisson term of flux sums, or None when ``err_sum``
             already holds it (a total-variance weight map).
         gain: e- per image unit, for the source Poisson term of fits.
-        det_mask: (ny, nx) bool pixels hidden from detection (EDGE, NO_DATA, masked pixels too
-            far from good ones to interpolate), or None.
+        det_mask: (ny, nx) bool pixels hidden from detection (masked pixels too far from good
+            ones to interpolate), or None.
         filled: (ny, nx) bool pixels interpolated in ``det_image``, or None.
         meas_mask: (ny, nx) bool pixels left out of every measurement, or None.
     """
@@ -213,34 +201,31 @@ def _masks(
     """(detection mask, measurement mask, pixels to interpolate for detection) from the bit
     mask and the zero-weight pixels.
 
-    A pixel whose only bits are ``detection_ignored_bits`` is detected as it is; one with a bit
-    of :data:`DETECTION_INTERPOLATED_BITS` (and no other) is interpolated; one with any other
-    bit is hidden. A zero-weight pixel without mask bits is interpolated.
+    Every masked or zero-weight pixel is interpolated for detection (the detection mask then
+    holds those that cannot be), except those whose only bits are ``detection_ignored_bits``:
+    they are detected as they are. Every masked or zero-weight pixel is left out of
+    measurements.
     """
-    det_mask = fill = meas_mask = None
+    fill = meas_mask = None
     ignored = int(detection_ignored_bits)
     if mask is not None:
-        m64 = mask.astype(np.int64, copy=False)
-        active = m64 & ~ignored
-        det_mask = (active & ~DETECTION_INTERPOLATED_BITS) != 0
-        fill = (active != 0) & ~det_mask
+        fill = (mask.astype(np.int64, copy=False) & ~ignored) != 0
         meas_mask = mask != 0
     if zero_w is not None and zero_w.any():
         unmasked = zero_w if mask is None else (zero_w & (mask == 0))
         fill = unmasked if fill is None else (fill | unmasked)
         meas_mask = zero_w if meas_mask is None else (meas_mask | zero_w)
-    if det_mask is not None:
-        det_mask = np.ascontiguousarray(det_mask)
     if meas_mask is not None:
         meas_mask = np.ascontiguousarray(meas_mask)
-    return det_mask, meas_mask, fill
+    return None, meas_mask, fill
 
 
 def fill_masked_pixels(
     image: np.ndarray, fill: np.ndarray, *, max_gap: int = DETECTION_MAX_GAP
 ) -> tuple[np.ndarray, np.ndarray]:
     """Replace the ``fill`` pixels of ``image`` by linear interpolation between the nearest
-    good pixels on either side along the row, else along the column.
+    good pixels on either side along the row, else along the column; a run that reaches the
+    image border takes the value of the good pixel at its other end.
 
     SExtractor's treatment of zero-weight pixels in detection (Bertin & Arnouts 1996;
     SExtractor manual, ``INTERP_TYPE ALL``), with linear rather than nearest-pixel values: a
@@ -276,7 +261,8 @@ def _interpolate_rows(
     arr: np.ndarray, fill: np.ndarray, max_gap: int, chunk: int = 256
 ) -> np.ndarray:
     """Interpolate the ``fill`` pixels of ``arr`` in place along axis 1 (runs of at most
-    ``max_gap`` with a good pixel on both sides); returns the bool map of pixels replaced."""
+    ``max_gap``: linear between the good pixels on both sides, or the one good pixel of a run
+    reaching the border); returns the bool map of pixels replaced."""
     done = np.zeros(fill.shape, bool)
     rows = np.flatnonzero(fill.any(axis=1))
     nx = fill.shape[1]
@@ -286,13 +272,18 @@ def _interpolate_rows(
         f = fill[r]
         left = np.maximum.accumulate(np.where(f, np.int32(-1), cols), axis=1)
         right = np.minimum.accumulate(np.where(f, np.int32(nx), cols)[:, ::-1], axis=1)[:, ::-1]
+        # a run reaching the border is bridged from its one good end
+        left_end = (left < 0) & (right <= max_gap)
+        right_end = (right >= nx) & (nx - 1 - left <= max_gap)
+        left = np.where(left_end, right, left)
+        right = np.where(right_end, left, right)
         ok = f & (left >= 0) & (right < nx) & (right - left - 1 <= max_gap)
         ri, ci = np.nonzero(ok)
         lo, hi = left[ri, ci], right[ri, ci]
         rows_ok = r[ri]
         a = arr[rows_ok, lo]
         b = arr[rows_ok, hi]
-        t = ((ci - lo) / (hi - lo)).astype(np.float32)
+        t = ((ci - lo) / np.maximum(hi - lo, 1)).astype(np.float32)
         arr[rows_ok, ci] = a + (b - a) * t
         done[rows_ok, ci] = True
     return done
