@@ -257,33 +257,34 @@ def fill_masked_pixels(
     return out, left
 
 
-def _interpolate_rows(
-    arr: np.ndarray, fill: np.ndarray, max_gap: int, chunk: int = 256
-) -> np.ndarray:
+def _interpolate_rows(arr: np.ndarray, fill: np.ndarray, max_gap: int) -> np.ndarray:
     """Interpolate the ``fill`` pixels of ``arr`` in place along axis 1 (runs of at most
     ``max_gap``: linear between the good pixels on both sides, or the one good pixel of a run
-    reaching the border); returns the bool map of pixels replaced."""
+    reaching the border); returns the bool map of pixels replaced. Works on the runs (found
+    on the flattened, zero-padded mask), not on every pixel."""
+    ny, nx = fill.shape
     done = np.zeros(fill.shape, bool)
-    rows = np.flatnonzero(fill.any(axis=1))
-    nx = fill.shape[1]
-    cols = np.arange(nx, dtype=np.int32)
-    for k in range(0, len(rows), chunk):
-        r = rows[k : k + chunk]
-        f = fill[r]
-        left = np.maximum.accumulate(np.where(f, np.int32(-1), cols), axis=1)
-        right = np.minimum.accumulate(np.where(f, np.int32(nx), cols)[:, ::-1], axis=1)[:, ::-1]
-        # a run reaching the border is bridged from its one good end
-        left_end = (left < 0) & (right <= max_gap)
-        right_end = (right >= nx) & (nx - 1 - left <= max_gap)
-        left = np.where(left_end, right, left)
-        right = np.where(right_end, left, right)
-        ok = f & (left >= 0) & (right < nx) & (right - left - 1 <= max_gap)
-        ri, ci = np.nonzero(ok)
-        lo, hi = left[ri, ci], right[ri, ci]
-        rows_ok = r[ri]
-        a = arr[rows_ok, lo]
-        b = arr[rows_ok, hi]
-        t = ((ci - lo) / np.maximum(hi - lo, 1)).astype(np.float32)
-        arr[rows_ok, ci] = a + (b - a) * t
-        done[rows_ok, ci] = True
+    padded = np.zeros((ny, nx + 2), np.int8)
+    padded[:, 1:-1] = fill
+    edges = np.diff(padded.ravel())
+    starts = np.flatnonzero(edges == 1) + 1
+    stops = np.flatnonzero(edges == -1) + 1
+    row = starts // (nx + 2)
+    c0 = starts % (nx + 2) - 1  # first pixel of the run
+    c1 = stops % (nx + 2) - 1  # first pixel after it (nx: the run reaches the border)
+    length = c1 - c0
+    has_left, has_right = c0 > 0, c1 < nx
+    ok = (has_left | has_right) & (length <= max_gap)
+    row, c0, length = row[ok], c0[ok], length[ok]
+    lo = np.where(has_left[ok], c0 - 1, c1[ok])
+    hi = np.where(has_right[ok], c1[ok], c0 - 1)
+    if not len(row):
+        return done
+    run = np.repeat(np.arange(len(row)), length)
+    cols = c0[run] + (np.arange(run.size) - np.repeat(np.cumsum(length) - length, length))
+    rows = row[run]
+    a, b = arr[row, lo], arr[row, hi]
+    t = ((cols - lo[run]) / np.maximum(hi - lo, 1)[run]).astype(np.float32)
+    arr[rows, cols] = a[run] + (b - a)[run] * t
+    done[rows, cols] = True
     return done
