@@ -21,6 +21,7 @@ from surveydm.pipelines.base.connections import (
     Output,
     RawFrame,
     RawInput,
+    lookup_calibrations,
     mosaics,
     raw_frames,
 )
@@ -61,7 +62,8 @@ class BadPixelMaskTask(MasterCalibrationTask):
 
     def quantum(self, ctx: JobContext, store: Archive) -> BadPixelQuantum:
         """The night's darks (``dark`` and ``test`` exposures with a positive exposure time),
-        the master bias, and the master flats of every tray flat-fielded tonight."""
+        the master bias at their time, and the master flats of every tray flat-fielded
+        tonight."""
         q = super().quantum(ctx, store)
         night_start, _ = night_window(q.data_id["night"])
         with ctx.registry.session(write=False) as s:
@@ -73,7 +75,8 @@ class BadPixelMaskTask(MasterCalibrationTask):
             trays = sorted(
                 {m.filter_tray for m in mosaics(s, q.obs_set_id, "flat") if m.filter_tray}
             )
-            calibs = dict(q.calibrations)
+            when = darks[0].when if darks else night_start + timedelta(hours=12)
+            calibs = lookup_calibrations(s, self.calibrations, q.data_id, when)
             for tray in trays:
                 calibs[FLAT_ROLE + tray] = find_calibration(
                     s,
