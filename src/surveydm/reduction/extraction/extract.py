@@ -56,8 +56,8 @@ def extract_sources(
         pixel_scale: arcsec per pixel, to convert the aperture radius.
         mask: (ny, nx) uint16 ``MaskBit`` mask. Masked pixels are interpolated in the
             detection image (as SExtractor does with zero-weight pixels; bits in
-            ``config.detection_ignored_bits`` are detected as they are); all flagged pixels
-            are excluded from flux sums and reported in ``flags``.
+            ``config.detection_ignored_bits``, EDGE by default, are detected as they are); all
+            flagged pixels are excluded from flux sums and reported in ``flags``.
         weight: (ny, nx) inverse variance, e-^-2; zero weight masks a pixel (interpolated
             for detection, left out of measurements). Without it the background RMS map
             is the noise and the source Poisson term is added.
