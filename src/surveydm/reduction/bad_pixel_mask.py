@@ -162,8 +162,9 @@ def _level_noise(image: np.ndarray) -> tuple[float, float]:
 
 
 def _local_level_noise(image: np.ndarray, box: int = _BOX) -> tuple[np.ndarray, np.ndarray]:
-    """(ny, nx) robust level (median) and sigma (MAD) maps of ``image`` in ``box`` x ``box``
-    cells: amplifiers of one CCD differ in read noise, so one sigma does not fit all."""
+    """(ny, nx) robust level (median) and sigma (MAD, at least 70 % of the median cell's) maps
+    of ``image`` in ``box`` x ``box`` cells: amplifiers of one CCD differ in read noise, so
+    one sigma does not fit all."""
     ny, nx = image.shape
     py, px = -ny % box, -nx % box
     padded = np.pad(image.astype(np.float32), ((0, py), (0, px)), constant_values=np.nan)
@@ -171,7 +172,9 @@ def _local_level_noise(image: np.ndarray, box: int = _BOX) -> tuple[np.ndarray, 
     cells = cells.reshape(cells.shape[0], cells.shape[1], -1)
     level = np.nanmedian(cells, axis=2)
     noise = 1.4826 * np.nanmedian(np.abs(cells - level[..., None]), axis=2)
-    noise = np.where(noise > 0, noise, max(float(np.nanmedian(noise)), 1e-12))
+    # a cell's MAD can fall on a digitisation step (ADU quantised): no cell below 70 % of
+    # the typical one (amplifiers of a CCD differ by less in read noise)
+    noise = np.maximum(noise, max(0.7 * float(np.nanmedian(noise)), 1e-12))
     expand = np.ones((box, box), np.float32)
     return (np.kron(level, expand)[:ny, :nx], np.kron(noise, expand)[:ny, :nx])
 
