@@ -1,13 +1,14 @@
 """surveydm's single-epoch catalogs against SExtractor's on the same reduced images (issue 12).
 
-Simulates a night, builds the master bias and flat, reduces every science CCD with
-``reduce_ccd`` (detrending, masks, cosmic rays, weight, extraction, astrometry, zero-point),
-then runs SExtractor on the same reduced image, weight map and mask with the same detection
-settings (DETECT_THRESH 1.5, DETECT_MINAREA 5, the 3x3 ``default.conv`` filter, 32 deblending
-levels at contrast 0.005, BACK_SIZE 64, PHOT_AUTOPARAMS 2.5, 3.5, MAP_WEIGHT, FLAG_IMAGE) and
-prints both against the simulator's truth: completeness per magnitude bin (stars, galaxies),
-m50/m90, bright objects found by one tool only, false detections, flux ratio and pull width per
-S/N bin (PSF and Kron fluxes), per-CCD PSF-flux bias, positional RMS and Mpix/s.
+Simulates a night, builds the master bias and flat and the bad-pixel mask (from the TEST
+darks), reduces every science CCD with ``reduce_ccd`` (detrending, masks, cosmic rays, weight,
+extraction, astrometry, zero-point), then runs SExtractor on the same reduced image, weight map
+and mask with the same detection settings (DETECT_THRESH 1.5, DETECT_MINAREA 5, the 3x3
+``default.conv`` filter, 32 deblending levels at contrast 0.005, BACK_SIZE 64, PHOT_AUTOPARAMS
+2.5, 3.5, MAP_WEIGHT, FLAG_IMAGE) and prints both against the simulator's truth: completeness
+per magnitude bin (stars, galaxies), m50/m90, bright objects found by one tool only, false
+detections, flux ratio and pull width per S/N bin (PSF and Kron fluxes), per-CCD PSF-flux bias,
+positional RMS and Mpix/s.
 
 SExtractor is the Debian package ``source-extractor`` (``apt-get install source-extractor``,
 binary ``source-extractor``; ``sex`` on other systems). Without it the script says so and
@@ -43,8 +44,10 @@ from scipy.spatial import cKDTree
 
 from surveydm.instruments import load_instrument
 from surveydm.instruments.geometry import ccd_wcs
+from surveydm.instruments.loader import read_keyword
 from surveydm.pipelines.fitsio import read_raw_ccd
 from surveydm.reduction.assemble import assemble_ccd
+from surveydm.reduction.bad_pixel_mask import bad_pixel_mask
 from surveydm.reduction.calibration_frames import master_bias, master_flat
 from surveydm.reduction.extraction import ExtractionConfig, extract_sources, measure_background
 from surveydm.reduction.single_epoch import reduce_ccd
@@ -109,29 +112,32 @@ class Tally:
     seconds: float = 0.0
 
 
-def masters(sim, inst) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """(master bias, {tray: master flat}) per CCD from the night's raw calibrations."""
+def masters(sim, inst) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+    """(master bias, {tray: master flat}, bad-pixel mask) per CCD from the night's raw
+    calibrations (the mask from the TEST closed-shutter darks and the master flats)."""
     out = {}
     biases = [f.path for f in sim.files if f.kind == "bias"]
+    darks = [f.path for f in sim.files if f.kind == "test"]
+    times = [float(read_keyword(fits.getheader(p), inst.header.exptime)) for p in darks]
     flats: dict[str, list[Path]] = {}
     for f in sim.files:
         if f.kind == "flat":
-            tray = fits.getheader(f.path)["FILTRAY"]
+            tray = read_keyword(fits.getheader(f.path), inst.header.filter_tray)
             flats.setdefault(tray, []).append(f.path)
+
+    def assembled(p, ccd):
+        return assemble_ccd(read_raw_ccd(p, inst, ccd.num).amps, ccd).image
+
     for ccd in inst.ccds:
-        mb = master_bias(
-            [assemble_ccd(read_raw_ccd(p, inst, ccd.num).amps, ccd).image for p in biases]
-        )
+        mb = master_bias([assembled(p, ccd) for p in biases])
         mf = {
-            tray: master_flat(
-                [
-                    assemble_ccd(read_raw_ccd(p, inst, ccd.num).amps, ccd).image - mb.image
-                    for p in ps
-                ]
-            ).image
+            tray: master_flat([assembled(p, ccd) - mb.image for p in ps]).image
             for tray, ps in flats.items()
         }
-        out[ccd.num] = (mb.image, mf)
+        bpm = bad_pixel_mask(
+            [assembled(p, ccd) for p in darks], times, bias=mb.image, flats=list(mf.values())
+        )
+        out[ccd.num] = (mb.image, mf, bpm.mask)
     return out
 
 
@@ -423,22 +429,27 @@ def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
     for f in [f for f in sim.files if f.kind == "science"]:
         for ccd in inst.ccds[: max_ccds or None]:
             raw = read_raw_ccd(f.path, inst, ccd.num)
-            header, amps = raw.header, raw.amps
-            band = inst.filter(inst.tray(header["FILTRAY"]).filters[ccd.num])
+            amps = raw.amps
+            header = {
+                k: read_keyword(raw.header, getattr(inst.header, k), k)
+                for k in ("filter_tray", "exptime", "airmass", "ra", "dec")
+            }
+            band = inst.filter(inst.tray(header["filter_tray"]).filters[ccd.num])
             ref = refcat.copy()
             ref["mag"], ref["mag_error"] = ref[f"mag_{band.name}"], ref[f"magerr_{band.name}"]
-            bias, flats = cal[ccd.num]
+            bias, flats, bpm = cal[ccd.num]
             red = reduce_ccd(
                 amps,
                 ccd,
                 band,
-                exptime=header["EXPTIME"],
-                airmass=header["AIRMASS"],
+                exptime=header["exptime"],
+                airmass=header["airmass"] or 1.0,
                 pixel_scale=scale,
-                initial_wcs=ccd_wcs(inst, ccd.num, header["RA"], header["DEC"]),
+                initial_wcs=ccd_wcs(inst, ccd.num, header["ra"], header["dec"]),
                 reference=ref,
                 bias=bias,
-                flat=flats[header["FILTRAY"]],
+                flat=flats[header["filter_tray"]],
+                bad_pixel_mask=bpm,
             )
             row = rows[(f.path.name, ccd.num)]
             truth = truth_ccd(objects, row, band.name, red.science.shape, scale)

@@ -20,7 +20,7 @@ from surveydm.db import Registry
 from surveydm.db.models.calibration import CalibrationFrame, Detection
 from surveydm.db.models.jobs import Job, QualityControl
 from surveydm.db.models.production import Product, ProductInput
-from surveydm.db.models.raw import Image, Mosaic
+from surveydm.db.models.raw import ArchiveFile, Image, Mosaic
 from surveydm.pipelines.accuracy import night_accuracy
 from surveydm.pipelines.night import run_night
 from surveydm.pipelines.refcat import load_refcat
@@ -32,8 +32,9 @@ TRAY = "NB455-525"  # 8 narrow bands on the inner CCDs, g r i z on the outer one
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Night A (biases, flats, three dithered science exposures in a narrow-band tray, so that
-    the fringe frame of its red outer CCDs is a clipped median) and night B (the next night:
+    """Night A (biases, flats, two closed-shutter darks for the bad-pixel mask, three dithered
+    science exposures in a narrow-band tray, so that the fringe frame of its red outer CCDs is
+    a clipped median) and night B (the next night:
     biases and one science exposure, no flats), simulated once for the module."""
     root = tmp_path_factory.mktemp("nights")
     simulate_night(
@@ -44,7 +45,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         n_bias=3,
         n_flats_per_tray=3,
         n_science=3,
-        n_test=0,
+        n_test=2,
         n_focus=0,
         trays=[TRAY],
     )
@@ -93,7 +94,7 @@ def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights
     # calibrations carry their validity range; products record their inputs
     with reg.session(write=False) as s:
         kinds = sorted(c.kind for c in s.scalars(select(CalibrationFrame)))
-        assert kinds == ["master_bias", "master_flat", "master_fringe"]
+        assert kinds == ["bad_pixel_mask", "master_bias", "master_flat", "master_fringe"]
         sci = s.scalars(select(Product).where(Product.product_type == "reduced_sci")).all()
         assert len(sci) == 54
         roles = {
@@ -102,7 +103,7 @@ def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights
                 select(ProductInput.role).where(ProductInput.product_id == sci[0].id)
             )
         }
-        assert {"raw", "bias", "flat", "refcat"} <= roles
+        assert {"raw", "bias", "flat", "bpm", "refcat"} <= roles
         # one QC vocabulary: products and exposures are pass/warn/fail; a calibration frame's
         # quality is its product's; the zero-point is recorded once, on the image row
         qualities = set(s.scalars(select(Product.quality).distinct()))
@@ -124,8 +125,11 @@ def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights
         assert fringed > 0  # the fringing CCDs name the master fringe they used
         assert s.scalar(select(func.count()).select_from(Detection)) > 54 * 50
         assert s.scalar(select(func.count()).select_from(QualityControl)) > 54 * 3
+        bpm_file = s.scalar(select(Product.file_id).where(Product.product_type == "bad_pixel_mask"))
+        bpm_path = s.get(ArchiveFile, bpm_file).path
     archive_red = settings.archive_root / "red" / settings.release
     assert len(list(archive_red.glob("*/*.sci.fits"))) == 54
+    _assert_bad_pixels_match_truth(store.abspath(bpm_path))
 
     # accuracy against the simulation truth (issue 6 targets)
     report = night_accuracy(reg, nights["truth_a"])
@@ -165,6 +169,24 @@ def test_night_reduces_accurately_and_reruns_without_duplicates(settings, nights
         }
     assert flat_nights == {"2026-11-20"}
     reg.dispose()
+
+
+def _assert_bad_pixels_match_truth(path: Path) -> None:
+    """The bad-pixel mask holds the simulator's hot pixels and bad columns (its detector
+    model's own maps), and little else."""
+    from surveydm.instruments import load_instrument
+    from surveydm.pipelines.fitsio import read_ccd_image
+    from surveydm.simulation import SimulationConfig
+    from surveydm.simulation.detector import DetectorModel
+
+    cam = load_instrument("paucam-mini")
+    model = DetectorModel(cam, SimulationConfig())
+    for ccd in cam.ccds[:3]:
+        truth = model.defect_mask(ccd)
+        found = read_ccd_image(path, ccd.num) != 0
+        recall = (found & truth).sum() / truth.sum()
+        false = (found & ~truth).sum() / found.sum()
+        assert recall >= 0.97 and false <= 0.03, (ccd.num, recall, false)
 
 
 def test_tray_without_any_flat_fails_with_reason(settings, nights):

@@ -10,7 +10,12 @@ from surveydm.orchestration.qc import QCResult
 from surveydm.orchestration.tasks import TASKS
 from surveydm.pipelines.base.connections import Output, require_calibrations
 from surveydm.pipelines.nightly import QC_LIMITS, SingleEpochCCD
-from surveydm.pipelines.nightly.qc import bias_checks, ccd_checks, mosaic_checks
+from surveydm.pipelines.nightly.qc import (
+    bad_pixel_checks,
+    bias_checks,
+    ccd_checks,
+    mosaic_checks,
+)
 from surveydm.reduction.single_epoch import CCDMetrics, SingleEpochConfig
 
 
@@ -28,7 +33,7 @@ def _metrics(**changes) -> CCDMetrics:  # noqa: ANN003
 def test_task_names_are_the_stored_job_task_names():
     assert {
         "register", "register_file", "nightly", "master_bias", "master_flat", "master_fringe",
-        "single_epoch", "single_epoch_ccd",
+        "single_epoch", "single_epoch_ccd", "bad_pixel_mask",
     } <= set(TASKS)  # fmt: skip
 
 
@@ -48,6 +53,17 @@ def test_mosaic_transparency_has_no_upper_limit_and_bias_checks_take_the_worst_c
     assert transp.limit.judge(1.5) == QCResult.PASS
     level = bias_checks({1: {"level": 2.0}, 2: {"level": -12.0}})[0]
     assert level.value == 12.0 and level.limit.judge(level.value) == QCResult.WARN
+
+
+def test_bad_pixel_checks_take_the_worst_ccd_and_warn_without_darks():
+    fraction, darks = bad_pixel_checks(
+        {1: {"bad_fraction": 0.002, "n_darks": 1.0}, 2: {"bad_fraction": 0.02, "n_darks": 1.0}}
+    )
+    assert fraction.value == 0.02 and fraction.limit.judge(fraction.value) == QCResult.WARN
+    assert darks.limit.judge(darks.value) == QCResult.PASS
+    (_, darks) = bad_pixel_checks({1: {"bad_fraction": 0.002, "n_darks": 0.0}})
+    assert darks.limit.judge(darks.value) == QCResult.WARN
+    assert bad_pixel_checks({}) == []
 
 
 def test_declarations_select_data_ids_and_required_calibrations_say_why():

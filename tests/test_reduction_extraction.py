@@ -401,3 +401,73 @@ def test_moffat_pixel_profile_normalised_with_exact_derivatives():
     assert np.allclose(gx, (p1 - p0) / (2 * h), atol=1e-8)
     assert moffat_fwhm(alpha, beta) == pytest.approx(2 * alpha * np.sqrt(2 ** (1 / beta) - 1))
     assert np.sum(gy) == pytest.approx(0.0, abs=1e-6)
+
+
+def _bleed_field(rng):
+    """A saturated star whose bleed trail runs the full column through six fainter stars, and a
+    star cut by a dead (masked) column; returns image, mask (MaskBit codes), weight and truth."""
+    from surveydm.reduction.masks import MaskBit
+
+    shape = (400, 160)
+    xs = np.array([80.0, 81.5, 78.5, 82.0, 79.0, 80.5, 81.0, 40.0])
+    ys = np.array([200.0, 40.0, 90.0, 140.0, 260.0, 310.0, 360.0, 200.0])
+    flux = np.array([5e6, 4e4, 4e4, 4e4, 4e4, 4e4, 4e4, 4e4])
+    image, weight = render_stars(shape, xs, ys, flux, 2.5, rng=rng)
+    mask = np.zeros(shape, np.uint16)
+    sat = image >= 60_000.0
+    image[sat] = 60_000.0
+    mask[sat] = MaskBit.SATURATED
+    cols = np.unique(np.nonzero(sat)[1])
+    trail = np.zeros(shape, bool)
+    trail[:, cols] = True
+    trail &= ~sat
+    image[trail] = 60_000.0  # charge bled along the whole column
+    mask[trail] |= np.uint16(MaskBit.BLEED)
+    mask[:, 40] |= np.uint16(MaskBit.BAD_PIXEL)  # a dead column through the last star
+    image[:, 40] *= 0.1
+    weight[mask != 0] = 0.0
+    return image, mask, weight, xs, ys
+
+
+def test_bleed_trail_and_dead_column_do_not_merge_or_split_sources():
+    image, mask, weight, xs, ys = _bleed_field(np.random.default_rng(21))
+    bkg = measure_background(image, mask)
+    cat = extract_sources(
+        image, background=bkg, mask=mask, weight=weight, pixel_scale=0.8,
+        saturation=60_000.0, weight_kind="background",
+    )  # fmt: skip
+    d, j = cKDTree(np.column_stack([cat["x"], cat["y"]])).query(np.column_stack([xs, ys]))
+    assert (d < 1.0).all(), d  # every star found once at its place, the saturated one too
+    assert np.all(np.bincount(j, minlength=len(cat))[j] == 1)
+    assert cat["mask_flags"][j[0]] & 2  # the saturated star is flagged SATURATED
+    near_dead = np.hypot(cat["x"] - 40.0, cat["y"] - 200.0) < 8
+    assert near_dead.sum() == 1  # not split in two by the dead column
+    # the old rule (saturated and bleed pixels detected as they are) merges the trail's stars
+    merged = extract_sources(
+        image, background=bkg, mask=mask, weight=weight, pixel_scale=0.8,
+        saturation=60_000.0, weight_kind="background",
+        config=ExtractionConfig(detection_ignored_bits=2 | 4),
+    )  # fmt: skip
+    dm, _ = cKDTree(np.column_stack([merged["x"], merged["y"]])).query(
+        np.column_stack([xs[:7], ys[:7]])
+    )
+    assert (dm > 1.0).sum() >= 3
+
+
+def test_fill_masked_pixels_bridges_runs_along_rows_then_columns():
+    """Linear between good pixels along the row, else the column; a border run is a copy."""
+    from surveydm.reduction.extraction.image import fill_masked_pixels
+
+    yy, xx = np.mgrid[0:50, 0:60].astype(np.float32)
+    image = 2.0 * xx + 3.0 * yy
+    fill = np.zeros(image.shape, bool)
+    fill[:, 20:25] = True  # a masked column band: rows bridge it
+    fill[10, :] = True  # a masked row: no good pixel pair on the row, columns bridge it
+    fill[30, 55:] = True  # a run reaching the border: its one good end is copied
+    out, unfilled = fill_masked_pixels(image + np.where(fill, 1e6, 0).astype(np.float32), fill)
+    assert not unfilled.any()
+    np.testing.assert_allclose(out[30, 55:], image[30, 54])
+    out[30, 55:] = image[30, 55:]
+    np.testing.assert_allclose(out, image, atol=1e-3)
+    fill[:, :] = True
+    assert fill_masked_pixels(image, fill)[1].all()  # nothing to interpolate from

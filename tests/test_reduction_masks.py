@@ -92,3 +92,68 @@ def test_bad_and_hot_pixels():
     assert hot[20, 21] and hot[30, 1]
     assert hot.sum() == 2
     assert edge_mask((5, 6), 1).sum() == 5 * 6 - 3 * 4
+
+
+def _camera_frames(n_darks: int, seed: int = 3):
+    """Darks (60 s, with cosmic rays) and a master flat of paucam-mini CCD 2 drawn from the
+    simulator's detector model, and the model's own map of hot pixels and bad columns."""
+    from surveydm.instruments import load_instrument
+    from surveydm.simulation import SimulationConfig
+    from surveydm.simulation.detector import DetectorModel, add_cosmic_rays
+
+    cam = load_instrument("paucam-mini")
+    cfg = SimulationConfig()
+    model = DetectorModel(cam, cfg)
+    ccd = cam.ccd(2)
+    rng = np.random.default_rng(seed)
+    darks = []
+    for _ in range(n_darks):
+        dark = rng.poisson(model.dark_map(ccd) * 60.0).astype(np.float32)
+        dark += rng.normal(0.0, 5.0, dark.shape).astype(np.float32)
+        add_cosmic_rays(dark, rng, 70.0, cam.pixel_size_um, cfg)
+        darks.append(dark)
+    response = model.prnu(ccd)
+    flat = rng.normal(response * 2e5, np.sqrt(response * 2e5)).astype(np.float32)
+    flat /= np.median(flat)
+    return darks, flat, model.defect_mask(ccd), model.bad_columns(ccd)
+
+
+@pytest.mark.parametrize("n_darks", [1, 3])
+def test_bad_pixel_mask_finds_the_simulated_hot_pixels_and_bad_columns(n_darks):
+    from surveydm.reduction.bad_pixel_mask import bad_pixel_mask
+
+    darks, flat, truth, columns = _camera_frames(n_darks)
+    bpm = bad_pixel_mask(darks, [60.0] * n_darks, flats=[flat])
+    found = bpm.mask != 0
+    recall = (found & truth).sum() / truth.sum()
+    false = (found & ~truth).sum() / found.sum()
+    assert recall >= 0.98 and false <= 0.02, (recall, false)  # cosmic rays are not hot
+    for col, y0, y1, kind in columns:
+        bit = MaskBit.HOT if kind == "hot" else MaskBit.BAD_PIXEL
+        assert (bpm.mask[y0:y1, col] & bit).mean() > 0.99, (col, kind)
+    assert bpm.stats["n_darks"] == n_darks and bpm.stats["n_unstable"] == 0
+
+
+def test_unstable_pixels_flicker_across_darks_and_cosmic_rays_do_not():
+    from surveydm.reduction.bad_pixel_mask import bad_pixel_mask
+
+    rng = np.random.default_rng(5)
+    darks = [rng.normal(0.0, 5.0, (128, 128)).astype(np.float32) for _ in range(6)]
+    for i, d in enumerate(darks):
+        d[40, 50] += 300.0 * (i % 2)  # a random-telegraph pixel: two levels
+    darks[2][90, 20] += 5000.0  # a cosmic ray in one frame
+    bpm = bad_pixel_mask(darks, [60.0] * 6)
+    assert bpm.unstable[40, 50] and bpm.mask[40, 50] & MaskBit.BAD_PIXEL
+    assert not bpm.mask[90, 20]
+    assert bpm.unstable.sum() == 1 and not (bpm.hot & ~bpm.unstable).any()
+
+
+def test_bad_pixel_mask_rejects_bad_input():
+    from surveydm.reduction.bad_pixel_mask import BadPixelError, bad_pixel_mask
+
+    with pytest.raises(BadPixelError, match="darks or master flats"):
+        bad_pixel_mask([], [])
+    with pytest.raises(BadPixelError, match="positive exposure time"):
+        bad_pixel_mask([np.zeros((8, 8))], [0.0])
+    with pytest.raises(BadPixelError, match="shape"):
+        bad_pixel_mask([np.zeros((8, 8))], [1.0], flats=[np.ones((4, 4))])

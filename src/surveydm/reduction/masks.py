@@ -8,12 +8,12 @@ unreliable. Bits combine with ``|``: a saturated pixel hit by a cosmic ray is
 =============  =====  =====================================================================
 bit            value  meaning
 =============  =====  =====================================================================
-BAD_PIXEL          1  dead / low or high response pixel (master flat outlier)
+BAD_PIXEL          1  dead / low or high response pixel or column (master flat), unstable pixel
 SATURATED          2  raw value >= the amplifier's saturation level
 BLEED              4  charge bled along the column from saturated pixels
 COSMIC_RAY         8  cosmic-ray hit (:mod:`surveydm.reduction.cosmics`)
 EDGE              16  within ``edge_width`` pixels of the CCD border
-HOT               32  hot pixel (master bias / dark outlier)
+HOT               32  hot pixel or column (the night's darks: ``reduction.bad_pixel_mask``)
 NO_DATA           64  no calibration available (flat not positive, combine had no frames)
 SATELLITE        128  satellite trail (:mod:`surveydm.reduction.satellites`)
 =============  =====  =====================================================================

@@ -5,11 +5,13 @@ and quality figures. Pure computation on arrays and tables: the nightly task
 registry and records what this returns.
 
 Order: overscan per amplifier, trim, crosstalk, non-linearity, gain, bias, dark, flat (one pass
-over the pixels, ``assemble_ccd``); fringe (``detrend``); cosmic rays (pixels sharper than the
-PSF, :mod:`surveydm.reduction.cosmics`); masks and weight map; background (sep's mesh,
-levelled to the mean of the source-free pixels) and source extraction (sep); PSF FWHM;
-astrometric calibration from the header pointing guess to TAN-SIP against the reference
-catalog; photometric zero-point and transparency
+over the pixels, ``assemble_ccd``); fringe (``detrend``); masks (the night's bad-pixel mask,
+flat outliers, saturation and bleed trails); satellite trails
+(:mod:`surveydm.reduction.satellites`); cosmic rays (pixels sharper than the PSF,
+:mod:`surveydm.reduction.cosmics`); weight map; background (sep's mesh, levelled to the mean
+of the source-free pixels) and source extraction (sep); PSF FWHM; astrometric calibration
+from the header pointing guess to TAN-SIP against the reference catalog; photometric
+zero-point and transparency
 (:mod:`surveydm.reduction.zeropoint`).
 """
 
@@ -181,6 +183,7 @@ def reduce_ccd(
     bias: np.ndarray | None,
     flat: np.ndarray | None,
     fringe: np.ndarray | None = None,
+    bad_pixel_mask: np.ndarray | None = None,
     config: SingleEpochConfig = SingleEpochConfig(),
 ) -> CCDReduction:
     """Reduce one CCD of a science exposure.
@@ -195,9 +198,13 @@ def reduce_ccd(
         bias: master bias of this CCD (e-), or None; flat: master flat normalised to 1, or None.
         fringe: master fringe frame of this CCD and filter (zero-mean, sky units), or None; its
             amplitude is fitted by least squares (bands with ``fringing``).
+        bad_pixel_mask: (ny, nx) ``MaskBit`` codes of the CCD's bad-pixel mask (hot, dead,
+            unstable pixels and columns; :func:`surveydm.reduction.bad_pixel_mask.bad_pixel_mask`),
+            or None; OR-ed into the image's mask.
 
     Raises:
         surveydm.reduction.overscan.RawGeometryError: raw arrays do not match the description.
+        ValueError: ``bad_pixel_mask`` does not have the CCD's shape.
     """
     assembled = assemble_ccd(
         raw_amps,
@@ -208,7 +215,7 @@ def reduce_ccd(
         flat=flat,
     )
     science = detrend(assembled.image, fringe=fringe, overwrite=True)
-    clean = _clean(science, assembled, flat, pixel_scale, config)
+    clean = _clean(science, assembled, flat, bad_pixel_mask, pixel_scale, config)
     sat_e = assembled.saturation_level
     catalog = extract_sources(
         clean.science,
@@ -266,6 +273,7 @@ def _clean(
     science: np.ndarray,
     assembled: AssembledCCD,
     flat: np.ndarray | None,
+    bad_pixel_mask: np.ndarray | None,
     pixel_scale: float,
     config: SingleEpochConfig,
 ) -> _Cleaned:
@@ -280,6 +288,10 @@ def _clean(
         edge_width=config.edge_width,
         image=science,
     )
+    if bad_pixel_mask is not None:
+        if np.shape(bad_pixel_mask) != shape:
+            raise ValueError(f"bad-pixel mask has shape {np.shape(bad_pixel_mask)}, CCD {shape}")
+        base_mask |= np.asarray(bad_pixel_mask).astype(base_mask.dtype)
     background = measure_background(science, mask=base_mask)
     trail_mask = None
     if config.satellite_trails:  # before the cosmic rays: their test is not for trails

@@ -1,9 +1,10 @@
 """The ``nightly`` task: plans an observation set's reduction as sub-jobs with dependencies.
 
-master bias -> one master flat per filter tray (after the bias) -> one master fringe per
-science tray with fringing filters (after its flat) -> one single epoch per science mosaic
-(after the master flat, and fringe frame, of its tray). Its epilog counts how the sub-jobs
-ended.
+master bias -> one master flat per filter tray (after the bias) -> the bad-pixel mask (after
+the flats: hot pixels from the night's darks, dead pixels from the flats) and one master fringe
+per science tray with fringing filters (after its flat) -> one single epoch per science mosaic
+(after the bad-pixel mask and the master flat, and fringe frame, of its tray). Its epilog
+counts how the sub-jobs ended.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.orchestration.tasks import SubJobRef
 from surveydm.pipelines.base.connections import archive, mosaics, obs_set
 from surveydm.pipelines.instrument_versions import obs_set_instrument
+
+#: Raw kinds taken as closed-shutter darks (the ``bad_pixel_mask`` task reads them).
+DARK_KINDS = ("dark", "test")
 
 
 def fringing_ccds(instrument: Instrument, tray: str) -> list[int]:
@@ -40,6 +44,7 @@ class Nightly(Task):
             biases = mosaics(s, obs.id, "bias")
             flats = mosaics(s, obs.id, "flat")
             science = mosaics(s, obs.id, "science")
+            darks = [m for kind in DARK_KINDS for m in mosaics(s, obs.id, kind)]
             instrument = obs_set_instrument(s, obs)
         after_bias = []
         if biases:
@@ -57,10 +62,21 @@ class Nightly(Task):
         }
         fringe_refs = self._fringe_jobs(ctx, obs.obs_set, instrument, science, flat_refs,
                                         after_bias)  # fmt: skip
+        bpm = []
+        if darks or flat_refs:
+            bpm = [
+                ctx.add_subjob(
+                    "bad_pixel_mask",
+                    name=f"bad-pixel mask {obs.obs_set}",
+                    config=cfg,
+                    after=list(flat_refs.values()) or after_bias,
+                )
+            ]
         for m in science:
             after = [flat_refs[m.filter_tray]] if m.filter_tray in flat_refs else after_bias
             if m.filter_tray in fringe_refs:
                 after = [*after, fringe_refs[m.filter_tray]]
+            after = [*after, *bpm]
             ctx.add_subjob(
                 "single_epoch",
                 name=f"single epoch {m.filename}",
@@ -70,6 +86,7 @@ class Nightly(Task):
         missing = sorted({m.filter_tray for m in science} - set(flat_refs))
         ctx.log(
             f"{len(biases)} bias, {len(flats)} flats in {len(flat_refs)} trays, "
+            f"{len(darks)} darks, "
             f"{len(science)} science mosaics"
             + (f"; no flats tonight for trays {missing}: nearest valid master flat" if missing
                else "")

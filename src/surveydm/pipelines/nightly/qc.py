@@ -27,7 +27,8 @@ class NightlyLimits:
     over CCDs, with no upper limit), ``zp_err`` (mag), ``zp_measured`` (1 when measured),
     ``ccds_reduced`` (fraction), ``fringe_corrected`` (1 when corrected). Master calibrations:
     ``bias_level``, ``bias_noise``, ``bias_structure`` (e-), ``flat_residual_rms``,
-    ``flat_stability_rms`` (fractions), ``fringe_frames`` (exposures).
+    ``flat_stability_rms`` (fractions), ``fringe_frames`` (exposures). Bad-pixel mask:
+    ``bad_pixel_fraction`` (fraction of a CCD's pixels), ``bad_pixel_darks`` (darks used).
     """
 
     psf_fwhm: QCLimit = QCLimit(max=2.5, warn_max=1.6)
@@ -45,6 +46,8 @@ class NightlyLimits:
     bias_structure: QCLimit = QCLimit(max=10.0, warn_max=3.0)
     flat_residual_rms: QCLimit = QCLimit(max=0.05, warn_max=0.02)
     flat_stability_rms: QCLimit = QCLimit(max=0.02, warn_max=0.01)
+    bad_pixel_fraction: QCLimit = QCLimit(max=0.1, warn_max=0.01)
+    bad_pixel_darks: QCLimit = QCLimit(warn_min=1)
 
 
 #: The limits in force.
@@ -120,6 +123,22 @@ def bias_checks(
               "largest pixel noise of the master bias, over CCDs"),
         Check("bias_structure_max", _worst_abs(stats, "structure"), limits.bias_structure,
               "e-", "largest rms of the smoothed bias structure"),
+    ]  # fmt: skip
+
+
+def bad_pixel_checks(
+    stats: Mapping[int, Mapping[str, float]], limits: NightlyLimits = QC_LIMITS
+) -> list[Check]:
+    """Checks of a bad-pixel mask from its per-CCD statistics (``bad_fraction``, ``n_darks``;
+    :func:`surveydm.reduction.bad_pixel_mask.bad_pixel_mask`)."""
+    if not stats:
+        return []
+    darks = min(v.get("n_darks", 0.0) for v in stats.values())
+    return [
+        Check("bad_pixel_fraction_max", _worst_abs(stats, "bad_fraction"),
+              limits.bad_pixel_fraction, description="largest masked fraction over CCDs"),
+        Check("bad_pixel_darks", darks, limits.bad_pixel_darks,
+              description="darks the hot pixels were found on (0: flats only)"),
     ]  # fmt: skip
 
 

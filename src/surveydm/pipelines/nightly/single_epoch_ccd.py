@@ -1,7 +1,7 @@
 """The ``single_epoch_ccd`` task in the task shape: one CCD of a science mosaic.
 
 :meth:`SingleEpochCCD.quantum` resolves the declared inputs in the registry (the raw exposure,
-master bias, flat and fringe frame by validity range, the reference catalog);
+master bias, flat, fringe frame and bad-pixel mask by validity range, the reference catalog);
 :meth:`SingleEpochCCD.read` reads their arrays; the science is
 :func:`surveydm.reduction.single_epoch.reduce_ccd` (pure); and
 :func:`~surveydm.pipelines.base.recording.publish` writes the science, weight and mask files
@@ -93,6 +93,7 @@ class CCDInputs:
     bias: np.ndarray
     flat: np.ndarray
     fringe: np.ndarray | None
+    bad_pixel_mask: np.ndarray | None
     initial_wcs: WCS
     reference: Table
 
@@ -110,6 +111,7 @@ class SingleEpochCCD(Task):
                          missing="no valid master flat for tray {filter_tray} within the search "
                          "window: observe flats or reduce a night that has them"),
         CalibrationInput("master_fringe", "fringe", ("instrument", "filter_tray")),
+        CalibrationInput("bad_pixel_mask", "bpm"),
     )  # fmt: skip
     outputs = tuple(REDUCED_OUTPUTS.values())
 
@@ -129,6 +131,7 @@ class SingleEpochCCD(Task):
             bias=inputs.bias,
             flat=inputs.flat,
             fringe=inputs.fringe,
+            bad_pixel_mask=inputs.bad_pixel_mask,
             config=SingleEpochConfig.from_mapping(ctx.config.get("single_epoch")),
         )
         m = result.metrics
@@ -143,7 +146,7 @@ class SingleEpochCCD(Task):
             ctx,
             store,
             reduced_files(store, job_release(ctx), q.data_id, q.exposure, result),
-            self.lineage(q, inputs.fringe is not None),
+            self.lineage(q, inputs.fringe is not None, inputs.bad_pixel_mask is not None),
             checks,
             rows=self._rows(ctx, q, result),
         )
@@ -200,6 +203,13 @@ class SingleEpochCCD(Task):
                 fringe = read_ccd_image(store.abspath(ref.path), num)
             except RawFileError:
                 fringe = None  # a fringe frame without this CCD: go without, QC says so
+        bpm = None
+        if q.calibrations["bpm"] is not None:
+            try:
+                bpm = read_ccd_image(store.abspath(q.calibrations["bpm"].path), num)
+                bpm = bpm.astype(np.uint16)
+            except RawFileError:
+                bpm = None  # a mask without this CCD: the flat's bad pixels only
         wcs0 = ccd_wcs(q.instrument, num, *q.pointing, distortion=False)
         return CCDInputs(
             raw.amps,
@@ -207,6 +217,7 @@ class SingleEpochCCD(Task):
             read_ccd_image(store.abspath(q.calibrations["bias"].path), num),
             read_ccd_image(store.abspath(q.calibrations["flat"].path), num),
             fringe,
+            bpm,
             wcs0,
             self._reference(ctx, q, wcs0),
         )
@@ -221,10 +232,12 @@ class SingleEpochCCD(Task):
         return query_refcat(ctx.registry, q.refcat[0], cra, cdec, radius, q.band.name, epoch=epoch)
 
     @staticmethod
-    def lineage(q: CCDQuantum, fringe_used: bool) -> Lineage:
-        """Inputs of the CCD's products: raw file, master bias and flat, the master fringe when
-        it was applied, and the reference catalog."""
-        roles = ("bias", "flat", "fringe") if fringe_used else ("bias", "flat")
+    def lineage(q: CCDQuantum, fringe_used: bool, bpm_used: bool = False) -> Lineage:
+        """Inputs of the CCD's products: raw file, master bias and flat, the master fringe and
+        the bad-pixel mask when they were applied, and the reference catalog."""
+        roles = (
+            ("bias", "flat") + (("fringe",) if fringe_used else ()) + (("bpm",) if bpm_used else ())
+        )
         products = {role: [q.calibrations[role].product_id] for role in roles}
         products["refcat"] = [q.refcat[1]] if q.refcat[1] else []
         return Lineage([q.raw], products)

@@ -12,9 +12,11 @@ from surveydm.reduction.masks import MaskBit
 
 __all__ = ["DEFAULT_DETECTION_IGNORED_BITS", "ExtractionConfig"]
 
-#: Mask bits that do not hide pixels from detection: a saturated star must still be detected
-#: (and then flagged), or its core would split it into a ring of spurious fragments.
-DEFAULT_DETECTION_IGNORED_BITS = int(MaskBit.SATURATED) | int(MaskBit.BLEED)
+#: Mask bits whose pixels are detected as they are: EDGE (real data, which keeps the isophotal
+#: barycentres of sources at the border right). Every other masked pixel is interpolated in the
+#: detection image (``image.fill_masked_pixels``), so a saturated star is still detected once
+#: and its bleed trail does not join the sources along it.
+DEFAULT_DETECTION_IGNORED_BITS = int(MaskBit.EDGE)
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ class ExtractionConfig:
             default 0.005.
         filter_kernel: detection filter: "default" (sep's 3x3 pyramid), a 2-D float array, or
             None (no filtering).
-        detection_ignored_bits: ``MaskBit`` bits that do not hide pixels from detection
-            (default SATURATED | BLEED).
+        detection_ignored_bits: ``MaskBit`` bits whose pixels are detected as they are
+            (default EDGE; other masked pixels are interpolated for detection).
         kron_factor: Kron aperture ``k * r_kron`` (``PHOT_AUTOPARAMS`` first value), default 2.5.
         min_kron_radius: minimum Kron aperture diameter, pixels (circle below it; the second
             ``PHOT_AUTOPARAMS`` value), default 3.5.

@@ -1,6 +1,10 @@
 """Step 1 of source extraction: detection of the sources on the background-subtracted image
 (isophotal thresholding, filtering and multi-threshold deblending: SExtractor, Bertin & Arnouts
-1996, sect. 3.2-3.4, through sep, Barbary 2016)."""
+1996, sect. 3.2-3.4, through sep, Barbary 2016).
+
+Detection thresholds ``MeasurementImage.det_image``: masked pixels (saturated, bleed, bad
+column, hot, cosmic ray) interpolated from their neighbours as SExtractor does with zero-weight
+pixels, so that a bleed trail does not merge the sources along it into one object."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
+from scipy import ndimage
 
 from surveydm.reduction.extraction.image import ExtractionError, MeasurementImage
 
@@ -26,7 +31,8 @@ class Detections:
         a, b: semi-major / semi-minor axis of the isophotal second moments, pixels (>= 0.1).
         theta: position angle, rad from +x towards +y, within (-pi/2, pi/2).
         flags: int32 sep extraction flags (``sep.OBJ_MERGED`` ...).
-        peak: peak pixel value above the background, e-.
+        peak: peak pixel value above the background, e- (the measured image's, also where
+            the detection image was interpolated, e.g. a saturated core).
         background: background level at the barycentre's pixel, e-.
         npix: isophotal area, pixels.
         errx2, erry2: variances of the barycentre, pixels^2 (SExtractor ``ERRX2_IMAGE``).
@@ -68,16 +74,22 @@ def detect(img: MeasurementImage, config) -> Detections:
     kwargs = {}
     if not isinstance(config.filter_kernel, str):
         kwargs["filter_kernel"] = config.filter_kernel
-    objs = sep_extract(
-        img.sub,
+    with_seg = img.filled is not None
+    found = sep_extract(
+        img.det_image,
         float(config.threshold),
         err=img.err_bkg,
         mask=img.det_mask,
         minarea=int(config.minarea),
         deblend_nthresh=int(config.deblend_nthresh),
         deblend_cont=float(config.deblend_cont),
+        segmentation_map=with_seg,
         **kwargs,
     )
+    objs, peak = found, None
+    if with_seg:
+        objs, seg = found
+        peak = _measured_peaks(img, seg, objs["peak"].astype(np.float64))
     x = objs["x"].astype(np.float64)
     y = objs["y"].astype(np.float64)
     ny, nx = img.shape
@@ -90,12 +102,27 @@ def detect(img: MeasurementImage, config) -> Detections:
         b=np.maximum(objs["b"].astype(np.float64), 0.1),
         theta=np.clip(objs["theta"].astype(np.float64), -np.pi / 2 + 1e-6, np.pi / 2 - 1e-6),
         flags=objs["flag"].astype(np.int32),
-        peak=objs["peak"].astype(np.float64),
+        peak=objs["peak"].astype(np.float64) if peak is None else peak,
         background=img.background[yi, xi].astype(np.float64),
         npix=objs["npix"],
         errx2=objs["errx2"],
         erry2=objs["erry2"],
     )
+
+
+def _measured_peaks(img: MeasurementImage, seg: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """Peak of each object (n,), e-: the detection image's ``peak``, raised to the measured
+    image's largest value over the object's interpolated pixels (segmentation map ``seg``,
+    object i labelled i + 1)."""
+    if len(peak) == 0:
+        return peak
+    sel = img.filled & (seg > 0)
+    if not sel.any():
+        return peak
+    labels = seg[sel]
+    index = np.arange(1, len(peak) + 1)
+    hidden = ndimage.maximum(img.sub[sel], labels=labels, index=index)
+    return np.fmax(peak, np.where(np.isin(index, labels), hidden, np.nan))
 
 
 def sep_extract(sub: np.ndarray, threshold: float, **kwargs) -> np.ndarray:

@@ -54,11 +54,12 @@ def extract_sources(
             pixels are measured as masked, ``NO_DATA``).
         background: the :func:`measure_background` model; it is subtracted before measuring.
         pixel_scale: arcsec per pixel, to convert the aperture radius.
-        mask: (ny, nx) uint16 ``MaskBit`` mask. Pixels with bits other than
-            ``config.detection_ignored_bits`` (saturated, bleed) are excluded from detection;
-            all flagged pixels are excluded from flux sums and reported in ``flags``.
-        weight: (ny, nx) inverse variance, e-^-2; zero weight masks a pixel (saturated and
-            bleed pixels are still detected, then flagged). Without it the background RMS map
+        mask: (ny, nx) uint16 ``MaskBit`` mask. Masked pixels are interpolated in the
+            detection image (as SExtractor does with zero-weight pixels; bits in
+            ``config.detection_ignored_bits``, EDGE by default, are detected as they are); all
+            flagged pixels are excluded from flux sums and reported in ``flags``.
+        weight: (ny, nx) inverse variance, e-^-2; zero weight masks a pixel (interpolated
+            for detection, left out of measurements). Without it the background RMS map
             is the noise and the source Poisson term is added.
         weight_kind: what ``weight`` holds. "total" (default): the full per-pixel variance
             including the objects' own Poisson noise, as made by

@@ -11,7 +11,19 @@ import numpy as np
 from surveydm.errors import SurveydmError
 from surveydm.reduction.masks import MaskBit
 
-__all__ = ["ExtractionError", "MeasurementImage", "as_image", "as_mask", "measurement_image"]
+__all__ = [
+    "DETECTION_MAX_GAP",
+    "ExtractionError",
+    "MeasurementImage",
+    "as_image",
+    "as_mask",
+    "fill_masked_pixels",
+    "measurement_image",
+]
+
+#: Longest run of masked pixels (pixels) bridged by interpolation (SExtractor's
+#: ``INTERP_MAXXLAG`` is 16; saturated cores of bright stars are wider).
+DETECTION_MAX_GAP = 128
 
 
 class ExtractionError(SurveydmError):
@@ -51,17 +63,23 @@ class MeasurementImage:
         background: (ny, nx) float32 background level that was subtracted, e-.
         mask: (ny, nx) integer ``MaskBit`` mask (NO_DATA where the image was not finite), or
             None.
+        det_image: (ny, nx) float32 image the detection thresholds: ``sub`` with its masked
+            and zero-weight pixels interpolated by :func:`fill_masked_pixels` (pixels whose
+            only bits are ignored for detection excepted); ``sub`` itself when none are.
         err_bkg: (ny, nx) float32 background-only sigma, e- (detection threshold, PSF-fit
             weights).
         err_sum: (ny, nx) float32 sigma of each pixel for flux sums, e-.
         sum_gain: gain for the source Poisson term of flux sums, or None when ``err_sum``
             already holds it (a total-variance weight map).
         gain: e- per image unit, for the source Poisson term of fits.
-        det_mask: (ny, nx) bool pixels hidden from detection, or None.
+        det_mask: (ny, nx) bool pixels hidden from detection (masked pixels too far from good
+            ones to interpolate), or None.
+        filled: (ny, nx) bool pixels interpolated in ``det_image``, or None.
         meas_mask: (ny, nx) bool pixels left out of every measurement, or None.
     """
 
     sub: np.ndarray
+    det_image: np.ndarray
     background: np.ndarray
     mask: np.ndarray | None
     err_bkg: np.ndarray
@@ -70,6 +88,7 @@ class MeasurementImage:
     gain: float
     det_mask: np.ndarray | None
     meas_mask: np.ndarray | None
+    filled: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -104,12 +123,18 @@ def measurement_image(
     if not finite.all():
         data = np.where(finite, data, np.float32(0.0))
         m = np.where(finite, 0 if m is None else m, int(MaskBit.NO_DATA)).astype(np.uint16)
-    err_bkg, err_sum, add_poisson, det_mask, meas_mask = _noise_maps(
+    err_bkg, err_sum, add_poisson, det_mask, meas_mask, fill = _noise_maps(
         data, background, m, weight, weight_kind, detection_ignored_bits
     )
-    sub = data - background.image
+    sub = np.ascontiguousarray(data - background.image, dtype=np.float32)
+    det_image, filled = sub, None
+    if fill is not None and fill.any():
+        det_image, unfilled = fill_masked_pixels(sub, fill)
+        filled = fill & ~unfilled
+        det_mask = unfilled if det_mask is None else (det_mask | unfilled)
     return MeasurementImage(
-        sub=np.ascontiguousarray(sub, dtype=np.float32),
+        sub=sub,
+        det_image=det_image,
         background=background.image,
         mask=m,
         err_bkg=err_bkg,
@@ -118,6 +143,7 @@ def measurement_image(
         gain=gain,
         det_mask=det_mask,
         meas_mask=meas_mask,
+        filled=filled,
     )
 
 
@@ -128,12 +154,13 @@ def _noise_maps(
     weight: np.ndarray | None,
     weight_kind: str,
     detection_ignored_bits: int,
-) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray | None, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Noise maps and masks for extraction.
 
-    Returns ``(err_bkg, err_sum, add_poisson, det_mask, meas_mask)``: the background-only
-    sigma (detection threshold, PSF-fit weights), the sigma for flux sums, whether the source
-    Poisson term must be added to ``err_sum``, and the detection / measurement masks.
+    Returns ``(err_bkg, err_sum, add_poisson, det_mask, meas_mask, fill)``: the
+    background-only sigma (detection threshold, PSF-fit weights), the sigma for flux sums,
+    whether the source Poisson term must be added to ``err_sum``, the detection / measurement
+    masks and the pixels to interpolate in the detection image.
     """
     if background.image.shape != data.shape or background.rms.shape != data.shape:
         raise ExtractionError("background maps do not match the image shape")
@@ -164,29 +191,100 @@ def _noise_maps(
         lo, hi = float(arr.min()), float(arr.max())
         if not (lo > 0 and math.isfinite(hi)):
             raise ExtractionError("noise map has non-positive or non-finite values")
-    det_mask, meas_mask = _masks(mask, zero_w, detection_ignored_bits)
-    return err_bkg, err_sum, add_poisson, det_mask, meas_mask
+    det_mask, meas_mask, fill = _masks(mask, zero_w, detection_ignored_bits)
+    return err_bkg, err_sum, add_poisson, det_mask, meas_mask, fill
 
 
 def _masks(
     mask: np.ndarray | None, zero_w: np.ndarray | None, detection_ignored_bits: int
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(detection mask, measurement mask) from the bit mask and the zero-weight pixels."""
-    det_mask = None
-    meas_mask = None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(detection mask, measurement mask, pixels to interpolate for detection) from the bit
+    mask and the zero-weight pixels.
+
+    Every masked or zero-weight pixel is interpolated for detection (the detection mask then
+    holds those that cannot be), except those whose only bits are ``detection_ignored_bits``:
+    they are detected as they are. Every masked or zero-weight pixel is left out of
+    measurements.
+    """
+    fill = meas_mask = None
     ignored = int(detection_ignored_bits)
     if mask is not None:
-        m64 = mask.astype(np.int64, copy=False)
-        det_mask = (m64 & ~ignored) != 0
+        fill = (mask.astype(np.int64, copy=False) & ~ignored) != 0
         meas_mask = mask != 0
     if zero_w is not None and zero_w.any():
-        # Zero weight hides a pixel from detection unless its only mask bits are ignored ones
-        # (the surveydm weight map zeroes saturated pixels, which must still be detected).
-        hide = zero_w if mask is None else (zero_w & ~((mask != 0) & ~det_mask))
-        det_mask = hide if det_mask is None else (det_mask | hide)
+        unmasked = zero_w if mask is None else (zero_w & (mask == 0))
+        fill = unmasked if fill is None else (fill | unmasked)
         meas_mask = zero_w if meas_mask is None else (meas_mask | zero_w)
-    if det_mask is not None:
-        det_mask = np.ascontiguousarray(det_mask)
     if meas_mask is not None:
         meas_mask = np.ascontiguousarray(meas_mask)
-    return det_mask, meas_mask
+    return None, meas_mask, fill
+
+
+def fill_masked_pixels(
+    image: np.ndarray, fill: np.ndarray, *, max_gap: int = DETECTION_MAX_GAP
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace the ``fill`` pixels of ``image`` by linear interpolation between the nearest
+    good pixels on either side along the row, else along the column; a run that reaches the
+    image border takes the value of the good pixel at its other end.
+
+    SExtractor's treatment of zero-weight pixels in detection (Bertin & Arnouts 1996;
+    SExtractor manual, ``INTERP_TYPE ALL``), with linear rather than nearest-pixel values: a
+    bleed trail or bad column is bridged by its neighbours, so it neither merges the sources
+    along it nor splits a source it crosses; a saturated core becomes a plateau between its
+    unsaturated edges, so the star is still detected once.
+
+    Args:
+        image: (ny, nx) float32 (not modified).
+        fill: (ny, nx) bool, the pixels to replace.
+        max_gap: longest run of ``fill`` pixels (pixels) bridged in one direction.
+
+    Returns:
+        ``(filled, unfilled)``: a float32 copy of ``image`` with the pixels replaced, and the
+        (ny, nx) bool ``fill`` pixels that no good pixel pair within ``max_gap`` bridged along
+        either axis (left as they were).
+
+    Raises:
+        ValueError: ``fill`` does not have the image's shape.
+    """
+    if fill.shape != image.shape:
+        raise ValueError(f"fill mask shape {fill.shape} does not match image {image.shape}")
+    out = np.array(image, dtype=np.float32, copy=True)
+    done = _interpolate_rows(out, fill, max_gap)
+    left = fill & ~done
+    if left.any():
+        done_t = _interpolate_rows(out.T, left.T, max_gap)  # out.T is a view: writes through
+        left &= ~done_t.T
+    return out, left
+
+
+def _interpolate_rows(arr: np.ndarray, fill: np.ndarray, max_gap: int) -> np.ndarray:
+    """Interpolate the ``fill`` pixels of ``arr`` in place along axis 1 (runs of at most
+    ``max_gap``: linear between the good pixels on both sides, or the one good pixel of a run
+    reaching the border); returns the bool map of pixels replaced. Works on the runs (found
+    on the flattened, zero-padded mask), not on every pixel."""
+    ny, nx = fill.shape
+    done = np.zeros(fill.shape, bool)
+    padded = np.zeros((ny, nx + 2), np.int8)
+    padded[:, 1:-1] = fill
+    edges = np.diff(padded.ravel())
+    starts = np.flatnonzero(edges == 1) + 1
+    stops = np.flatnonzero(edges == -1) + 1
+    row = starts // (nx + 2)
+    c0 = starts % (nx + 2) - 1  # first pixel of the run
+    c1 = stops % (nx + 2) - 1  # first pixel after it (nx: the run reaches the border)
+    length = c1 - c0
+    has_left, has_right = c0 > 0, c1 < nx
+    ok = (has_left | has_right) & (length <= max_gap)
+    row, c0, length = row[ok], c0[ok], length[ok]
+    lo = np.where(has_left[ok], c0 - 1, c1[ok])
+    hi = np.where(has_right[ok], c1[ok], c0 - 1)
+    if not len(row):
+        return done
+    run = np.repeat(np.arange(len(row)), length)
+    cols = c0[run] + (np.arange(run.size) - np.repeat(np.cumsum(length) - length, length))
+    rows = row[run]
+    a, b = arr[row, lo], arr[row, hi]
+    t = ((cols - lo[run]) / np.maximum(hi - lo, 1)[run]).astype(np.float32)
+    arr[rows, cols] = a[run] + (b - a)[run] * t
+    done[rows, cols] = True
+    return done
