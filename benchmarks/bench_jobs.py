@@ -66,36 +66,16 @@ class BenchGraph(Task):
 
 def _make_db(engine: str, tmp: Path) -> tuple[str, Any]:
     """(url, cleanup) of a fresh database with the registry schema."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
+    from scratch_postgres import scratch_database
     from surveydm.db import models  # noqa: F401
     from surveydm.db.base import Base
 
     if engine == "sqlite":
-        url = f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.sqlite'}"
-        cleanup = None
+        url, cleanup = f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.sqlite'}", None
     else:
-        admin_url = os.environ.get(
-            "SURVEYDM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        )
-        name = f"surveydm_bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-        def cleanup() -> None:
-            with admin.connect() as c:
-                c.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :n AND pid <> pg_backend_pid()"
-                    ),
-                    {"n": name},
-                )
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            admin.dispose()
-
+        url, cleanup = scratch_database()
     eng = create_engine(url)
     # Schema from the models (as the tests do until the Alembic revision exists).
     Base.metadata.create_all(eng)

@@ -30,7 +30,6 @@ benchmark creates and drops its own database.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -58,34 +57,13 @@ CHUNK = 20_000
 
 def _make_db(engine: str, tmp: Path) -> tuple[str, Callable[[], None] | None]:
     """(url, cleanup) of a fresh migrated database."""
-    from sqlalchemy import create_engine, text
+    from scratch_postgres import scratch_database
 
     if engine == "sqlite":
-        url = f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.sqlite'}"
-        upgrade(url)
-        return url, None
-    admin_url = os.environ.get(
-        "SURVEYDM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"surveydm_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        url, cleanup = f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.sqlite'}", None
+    else:
+        url, cleanup = scratch_database()
     upgrade(url)
-
-    def cleanup() -> None:
-        with admin.connect() as c:
-            c.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
     return url, cleanup
 
 

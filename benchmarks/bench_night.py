@@ -35,7 +35,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,29 +71,9 @@ def default_science(minutes: float, cores: int, n_calib: int, mpix: float) -> in
 
 def postgres_database() -> tuple[str, Callable[[], None]]:
     """(url, drop) of a fresh empty PostgreSQL database (``run_night`` migrates it)."""
-    from sqlalchemy import create_engine, text
+    from scratch_postgres import scratch_database
 
-    admin_url = os.environ.get(
-        "SURVEYDM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"surveydm_night_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as c:
-            c.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
+    return scratch_database("surveydm_night")
 
 
 def job_stages(url: str, roots: list[int]) -> list[StageTime]:
