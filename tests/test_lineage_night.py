@@ -38,7 +38,7 @@ def buffers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     next): flats only, so its master flat is the next best for night A."""
     root = tmp_path_factory.mktemp("lineage_nights")
     a = simulate_night("mosaicam-mini", root / "a", night="2026-11-20", seed=8, n_bias=3,
-                       n_flats_per_tray=3, n_science=1, n_test=0, n_focus=0,
+                       n_flats_per_tray=3, n_science=1, n_test=3, n_focus=0,
                        trays=["r"])  # fmt: skip
     simulate_night("mosaicam-mini", root / "b", night="2026-11-21", seed=9, n_bias=0,
                    n_flats_per_tray=3, n_science=0, n_test=0, n_focus=0, trays=["r"])  # fmt: skip
@@ -79,23 +79,26 @@ def test_flag_a_master_flat_and_reprocess_with_the_next_best(settings, buffers):
         old_images = set(
             s.scalars(select(Product.id).where(Product.product_type.like("reduced_%")))
         )
-    # the detection's lineage: raw science file, master bias and flat (and their raw frames)
+    # the detection's lineage: raw science file, master bias and flat, bad-pixel mask (and their
+    # raw frames: 3 biases, 3 flats, 3 darks)
     types = sorted({n.product_type for n in g.nodes.values()})
-    assert types == ["master_bias", "master_flat", "raw", "reduced_sci", "refcat"]
+    assert types == ["bad_pixel_mask", "master_bias", "master_flat", "raw", "reduced_sci", "refcat"]
     assert [n.id for n in g.of_type("master_flat")] == [flat_a]
     raws = [n.path for n in g.of_type("raw")]
-    assert len(raws) == 1 + 3 + 3 and all((settings.archive_root / p).is_file() for p in raws)
-    assert {r for r, _ in g.children(g.root)} == {"raw", "bias", "flat", "refcat"}
+    assert len(raws) == 1 + 3 + 3 + 3 and all((settings.archive_root / p).is_file() for p in raws)
+    assert {r for r, _ in g.children(g.root)} == {"raw", "bias", "flat", "bpm", "refcat"}
     assert g.nodes[flat_a].calibration.night == "2026-11-20"
     assert g.nodes[g.root].job.worker and g.nodes[g.root].production.pipeline == "nightly"
 
-    # flag night A's flat: exactly the 2 CCDs x (sci, wht, msk) that used it are stale
+    # flag night A's flat: exactly the bad-pixel mask built from it and the 2 CCDs x (sci, wht,
+    # msk) that used the flat and that mask are stale
     with reg.session() as s:
+        bpm = s.scalar(select(Product.id).where(Product.product_type == "bad_pixel_mask"))
         set_validity(s, flat_a, Validity.BAD, author="ana", reason="dust donut")
         stale = stale_products(s)
         plans = plan_reprocess(s, stale)
-    assert {i.id for i in stale} == old_images and len(old_images) == 6
-    assert [p.products for p in plans] == [sorted(old_images)]  # what --dry-run lists
+    assert {i.id for i in stale} == old_images | {bpm} and len(old_images) == 6
+    assert [p.products for p in plans] == [sorted(old_images | {bpm})]  # what --dry-run lists
 
     done = reprocess(reg, stale, release="dev-r1")
     (sub,) = done
@@ -114,8 +117,8 @@ def test_flag_a_master_flat_and_reprocess_with_the_next_best(settings, buffers):
         kept = set(s.scalars(select(Product.id).where(Product.id.in_(old_images))))
         assert s.scalar(select(func.count()).select_from(Job).where(Job.task == "remake")) == 2
         remaining = stale_products(s)
-    assert sorted(p.product_type for p in new) == sorted(["reduced_sci", "reduced_wht",
-                                                          "reduced_msk"] * 2)  # fmt: skip
+    remade = ["bad_pixel_mask"] + ["reduced_sci", "reduced_wht", "reduced_msk"] * 2
+    assert sorted(p.product_type for p in new) == sorted(remade)
     assert flats_used == {flat_b}  # the next best master flat
     assert prod.release == "dev-r1" and prod.input_production_id is not None
     assert kept == old_images and remaining == []

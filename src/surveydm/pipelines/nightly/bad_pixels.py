@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from surveydm.archive import Archive
 from surveydm.db.models.raw import Mosaic
@@ -133,9 +132,6 @@ class BadPixelMaskTask(MasterCalibrationTask):
 
     def checks(self, ctx: JobContext, q: MasterQuantum, made: MasterCCDs) -> list[Check]:
         return bad_pixel_checks(made.stats)
-
-    def frame_stats(self, made: MasterCCDs) -> dict[str, Any]:
-        return {str(k): v for k, v in made.stats.items()}
 
 
 __all__ = ["DARK_KINDS", "FLAT_ROLE", "BadPixelMaskTask", "BadPixelQuantum"]

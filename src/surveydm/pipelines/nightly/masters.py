@@ -11,6 +11,7 @@ with its ``calibration_frame`` row, lineage and QC through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -122,8 +123,8 @@ class MasterCalibrationTask(Task):
         return [c.num for c in q.instrument.ccds]
 
     def frame_stats(self, made: MasterCCDs) -> dict[str, Any]:
-        """``calibration_frame.stats``: the QC figures per CCD."""
-        return {str(k): v for k, v in made.stats.items()}
+        """``calibration_frame.stats``: the QC figures per CCD (NaN as null: JSON has no NaN)."""
+        return {str(k): _json_number(v) for k, v in made.stats.items()}
 
     # -- I/O -------------------------------------------------------------------------------
     def run(self, ctx: JobContext) -> dict[str, Any]:
@@ -335,6 +336,15 @@ def _previous_flat(ctx: JobContext, q: MasterQuantum) -> CalibrationRef | None:
             filter_tray=q.data_id["filter_tray"],
             max_days=365,
         )
+
+
+def _json_number(value: Any) -> Any:
+    """``value`` with every non-finite float (nested in dicts) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _json_number(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 __all__: Sequence[str] = ("BIAS", "FLAT", "MasterBias", "MasterCalibrationTask", "MasterFlat")
