@@ -72,14 +72,6 @@ def create_app(
 
     The registry schema must exist (``surveydm db upgrade``); the app never writes to it.
     """
-    from surveydm.publish.web import (
-        routes_data,
-        routes_inspector,
-        routes_lineage,
-        routes_ops,
-        routes_report,
-    )
-
     registry = registry or Registry(settings.resolved_database_url)
     try:
         sql: SqlBrowser | None = SqlBrowser(
@@ -88,12 +80,6 @@ def create_app(
         sql_error = None
     except SqlBrowserError as exc:
         sql, sql_error = None, str(exc)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters["duration"] = _format_duration
-    templates.env.filters["when"] = _format_time
-    templates.env.filters["num"] = _format_number
-    templates.env.autoescape = True
-
     app = FastAPI(
         title="surveydm portal",
         version=__version__,
@@ -108,7 +94,7 @@ def create_app(
         archive_root=Path(settings.archive_root),
         sql=sql,
         sql_error=sql_error,
-        templates=templates,
+        templates=_templates(),
     )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -143,14 +129,37 @@ def create_app(
             hint = " (is the schema up to date? run `surveydm db upgrade`)"
         return _error(request, 503, f"registry error: {reason}{hint}")
 
-    app.include_router(routes_ops.router)
-    app.include_router(routes_report.router)
-    app.include_router(routes_data.router)
-    app.include_router(routes_lineage.router)
-    app.include_router(routes_inspector.router)
-    if sql is not None:  # TAP reads through the SQL browser's read-only connections
+    _install_routes(app, sql, tap_limits, Path(settings.archive_root))
+    return app
+
+
+def _templates() -> Jinja2Templates:
+    """The portal's Jinja2 templates with its number, time and duration filters."""
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["duration"] = _format_duration
+    templates.env.filters["when"] = _format_time
+    templates.env.filters["num"] = _format_number
+    templates.env.autoescape = True
+    return templates
+
+
+def _install_routes(
+    app: FastAPI, sql: SqlBrowser | None, tap_limits: Any, archive_root: Path
+) -> None:
+    """The portal's pages and, when the SQL browser is available, TAP under ``/tap`` (it reads
+    through the browser's read-only connections)."""
+    from surveydm.publish.web import (
+        routes_data,
+        routes_inspector,
+        routes_lineage,
+        routes_ops,
+        routes_report,
+    )
+
+    for module in (routes_ops, routes_report, routes_data, routes_lineage, routes_inspector):
+        app.include_router(module.router)
+    if sql is not None:
         from surveydm.publish.vo.tap.routes import install
         from surveydm.publish.vo.tap.service import TapService
 
-        install(app, TapService(sql, tap_limits), Path(settings.archive_root) / "tap-jobs")
-    return app
+        install(app, TapService(sql, tap_limits), archive_root / "tap-jobs")
