@@ -205,7 +205,7 @@ def denoise_fringe_frame(
     of ``P`` above ``noise_frequency`` cycles per pixel (periods under ~3 pixels, far shorter
     than any fringe). On the simulated ``paucam-mini`` fringes (40-pixel period) this cuts the
     frame's deviation from the true pattern from 0.45 % to 0.10 % of the sky, with the
-    amplitude kept within 0.5 %; the correction then moves a science pixel by ~1 % of its noise
+    amplitude kept within 0.5 %; the correction then moves a science pixel by ~10 % of its noise
     instead of ~75 % (tests/test_reduction_detrend.py, two dithers).
 
     Args:
