@@ -6,6 +6,10 @@
 * ``data_release.visibility``: ``public`` or ``proprietary``. Releases made before this
   migration were readable by anyone (the portal had no access control) and stay ``public``;
   new ones are ``proprietary`` until published.
+* ``ix_product_obs_set``: an expression index on the data ID's ``obs_set``
+  (``json_extract(data_id, '$.obs_set')`` on SQLite, ``(data_id ->> 'obs_set')`` on
+  PostgreSQL, as :class:`surveydm.db.lineage.obs_set_key` writes it): a night's products are
+  an index lookup instead of a scan of every product (the stale listing of a night).
 
 Revision ID: 0010_lineage
 Revises: 0009
@@ -26,7 +30,15 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _WHEN = sa.DateTime(timezone=True)
 
 
+_OBS_SET_KEY = {
+    "sqlite": "json_extract(data_id, '$.obs_set')",
+    "postgresql": "(data_id ->> 'obs_set')",
+}
+
+
 def upgrade() -> None:
+    key = _OBS_SET_KEY[op.get_bind().dialect.name]
+    op.execute(f"CREATE INDEX ix_product_obs_set ON product ({key})")
     op.add_column(
         "data_release",
         sa.Column("visibility", sa.String(16), nullable=False, server_default="proprietary",
@@ -87,6 +99,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_product_obs_set")
     for table in ("release_access", "web_session", "api_token", "portal_user"):
         op.drop_table(table)
     if op.get_bind().dialect.name == "sqlite":
