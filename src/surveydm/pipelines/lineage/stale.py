@@ -24,7 +24,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, and_, cast, exists, literal, or_, select, union, union_all
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    literal,
+    or_,
+    select,
+    union,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased
 
 from surveydm import __version__
@@ -38,6 +50,7 @@ from surveydm.orchestration.qc import QCResult
 #: Cause of each kind of staleness.
 CAUSES = {
     "bad_input": "data",
+    "failed_input": "data",
     "better_calibration": "data",
     "stale_input": "data",
     "code_version": "code",
@@ -59,6 +72,7 @@ class StaleCause:
         """One line for listings."""
         return {
             "bad_input": f"input product:{self.source_id} flagged bad",
+            "failed_input": f"input product:{self.source_id} failed QC",
             "better_calibration": f"a better calibration covers it: product:{self.source_id}",
             "stale_input": f"input product:{self.source_id} is stale",
             "code_version": f"production {self.source_id} ran another code version",
@@ -136,6 +150,42 @@ def stale_products(
     return list(out.values())
 
 
+def bad_inputs(
+    session: Session, products: Select[tuple[int]], *, role: str | None = None,
+    failed_qc: bool = True,
+) -> dict[int, list[StaleCause]]:  # fmt: skip
+    """The data causes of the products ``products`` (a SELECT of product ids) found on their
+    direct inputs alone (in ``role`` when given), in one query: an input flagged bad
+    (``bad_input``) or, with ``failed_qc``, an input whose QC failed (``failed_input``: its
+    job's QC was redone since). Product id -> causes, by input id.
+
+    What :func:`stale_products` seeds with, asked of one kind of product: the co-adds made
+    from an image flagged invalid are reprocessed (seed 002, CEFCA:
+    :func:`surveydm.pipelines.coadd.inputs.stale_tiles`)."""
+    inp = aliased(Product)
+    failed = inp.quality == QCResult.FAIL
+    kind = case((_flagged_bad(inp), literal("bad_input")), else_=literal("failed_input"))
+    q = (
+        select(ProductInput.product_id, kind, ProductInput.input_id)
+        .join(inp, inp.id == ProductInput.input_id)
+        .where(ProductInput.product_id.in_(products))
+        .where(or_(_flagged_bad(inp), failed) if failed_qc else _flagged_bad(inp))
+        .order_by(ProductInput.product_id, ProductInput.input_id)
+    )
+    if role is not None:
+        q = q.where(ProductInput.role == role)
+    out: dict[int, list[StaleCause]] = {}
+    for pid, k, source in session.execute(q):
+        out.setdefault(pid, []).append(StaleCause(CAUSES[k], k, source))
+    return out
+
+
+def _flagged_bad(p):  # noqa: ANN001, ANN202
+    """A product flagged bad (``validity``) or marked not valid (``valid``, which calibration
+    selection reads)."""
+    return or_(p.validity == "bad", p.valid.is_(False))
+
+
 def _with_ancestors(chosen):  # noqa: ANN001, ANN202
     """A materialised CTE (column ``id``) of the ``chosen`` products and all their inputs."""
     up = inputs_query(chosen)
@@ -150,7 +200,7 @@ def _seeds(code_version: str, scope):  # noqa: ANN001, ANN202 (a compound select
         select(ProductInput.product_id.label("product_id"), literal("bad_input").label("kind"),
                ProductInput.input_id.label("source_id"))
         .join(inp, inp.id == ProductInput.input_id)
-        .where(inp.validity == "bad")
+        .where(_flagged_bad(inp))
     )  # fmt: skip
     own = _production_causes(code_version)
     if scope is None:
