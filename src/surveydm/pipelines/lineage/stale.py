@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, aliased
 
 from surveydm import __version__
 from surveydm.db.expressions import obs_set_key
-from surveydm.db.lineage import inputs_query, without_jit
+from surveydm.db.lineage import index_lookups, inputs_query, without_jit
 from surveydm.db.models.calibration import CalibrationFrame
 from surveydm.db.models.production import Product, ProductInput, Production
 from surveydm.db.models.raw import Mosaic
@@ -109,16 +109,16 @@ def stale_products(
     ancestors (found by a recursive walk), which is what makes a night's listing fast on a
     large registry; without them the whole registry is examined. ``code_version`` is the code
     now installed (default: this surveydm's version)."""
-    chosen = None
+    wanted = None  # the condition on a product that it is asked about
     if within is not None:
-        chosen = select(Product.id).where(Product.id.in_(list(within)))
+        wanted = Product.id.in_(list(within))
     elif obs_set is not None:
-        chosen = select(Product.id).where(obs_set_key(Product.data_id) == obs_set)
-    scope = None
-    if chosen is not None:  # evaluated once, used by the scope and the final filter
-        chosen = select(chosen.cte("stale_chosen").prefix_with("MATERIALIZED").c.id)
-        scope = _with_ancestors(chosen)
-    seeds = _seeds(code_version, scope).cte("stale_seed").prefix_with("MATERIALIZED")
+        wanted = obs_set_key(Product.data_id) == obs_set
+    scope = edges = None
+    if wanted is not None:
+        chosen = select(Product.id).where(wanted).cte("stale_chosen").prefix_with("MATERIALIZED")
+        scope, edges = _with_ancestors(select(chosen.c.id))
+    seeds = _seeds(code_version, scope, edges).cte("stale_seed").prefix_with("MATERIALIZED")
     walk = select(seeds.c.product_id, seeds.c.kind, seeds.c.source_id).cte("stale", recursive=True)
     # Not limited to the scope: a path from a seed to a chosen product runs through the chosen
     # product's ancestors only, so the final filter gives the same rows, and the step stays a
@@ -138,11 +138,13 @@ def stale_products(
         stmt = stmt.where(Product.product_type == product_type)
     if production_id is not None:
         stmt = stmt.where(Product.production_id == production_id)
-    if chosen is not None:
-        stmt = stmt.where(Product.id.in_(chosen))
+    if wanted is not None:  # a condition on the row, not a join with another CTE
+        stmt = stmt.where(wanted)
     without_jit(session)
     out: dict[int, StaleProduct] = {}
-    for pid, kind, source, p in session.execute(stmt):
+    with index_lookups(session, scope is not None):
+        rows = session.execute(stmt).all()
+    for pid, kind, source, p in rows:
         item = out.setdefault(
             pid, StaleProduct(pid, p.product_type, dict(p.data_id), p.production_id, p.job_id)
         )
@@ -187,19 +189,23 @@ def _flagged_bad(p):  # noqa: ANN001, ANN202
 
 
 def _with_ancestors(chosen):  # noqa: ANN001, ANN202
-    """A materialised CTE (column ``id``) of the ``chosen`` products and all their inputs."""
+    """(scope, edges): a materialised CTE (column ``id``) of the ``chosen`` products and all
+    their inputs, and the recursive CTE of the edges walked to find them, which are exactly
+    the input edges of every product in the scope."""
     up = inputs_query(chosen)
-    return union(chosen, select(up.c.input_id)).cte("stale_scope").prefix_with("MATERIALIZED")
+    scope = union(chosen, select(up.c.input_id)).cte("stale_scope").prefix_with("MATERIALIZED")
+    return scope, up
 
 
-def _seeds(code_version: str, scope):  # noqa: ANN001, ANN202 (a compound select)
+def _seeds(code_version: str, scope, edges):  # noqa: ANN001, ANN202 (a compound select)
     """(product_id, kind, source_id) of the products stale for a cause of their own (only
-    those in the CTE ``scope`` when given)."""
+    those in the CTE ``scope`` when given, whose input edges are the CTE ``edges``)."""
     inp = aliased(Product)
+    e = ProductInput.__table__.c if edges is None else edges.c  # the scope's edges, walked once
     bad = (
-        select(ProductInput.product_id.label("product_id"), literal("bad_input").label("kind"),
-               ProductInput.input_id.label("source_id"))
-        .join(inp, inp.id == ProductInput.input_id)
+        select(e.product_id.label("product_id"), literal("bad_input").label("kind"),
+               e.input_id.label("source_id"))
+        .join(inp, inp.id == e.input_id)
         .where(_flagged_bad(inp))
     )  # fmt: skip
     own = _production_causes(code_version)
@@ -214,7 +220,6 @@ def _seeds(code_version: str, scope):  # noqa: ANN001, ANN202 (a compound select
             .join(Product, Product.id == scope.c.id)
             .join(own, own.c.production_id == Product.production_id)
         )
-        bad = bad.where(ProductInput.product_id.in_(select(scope.c.id)))
     return union(bad, _better_calibration(scope), by_production)
 
 
