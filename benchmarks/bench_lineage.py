@@ -30,6 +30,8 @@ benchmark creates and drops its own database.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -65,6 +67,34 @@ def _make_db(engine: str, tmp: Path) -> tuple[str, Callable[[], None] | None]:
         url, cleanup = scratch_database()
     upgrade(url)
     return url, cleanup
+
+
+def _kept_db(engine: str, keep: Path, args: argparse.Namespace) -> tuple[str, Path]:
+    """(url, ids file) of a registry kept between runs under ``keep`` (one per engine and
+    size): built on the first run, migrated to the newest schema on every run."""
+    from scratch_postgres import DEFAULT_ADMIN_URL
+
+    size = f"{args.nights}x{args.science}x{args.ccds}x{args.detections}"
+    keep.mkdir(parents=True, exist_ok=True)
+    ids = keep / f"bench-lineage-{engine}-{size}.json"
+    if engine == "sqlite":
+        url = f"sqlite:///{keep / f'bench-lineage-{size}.sqlite'}"
+    else:
+        from sqlalchemy import create_engine, text
+
+        name = f"surveydm_bench_lineage_{size}"
+        admin_url = os.environ.get("SURVEYDM_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL)
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            if not c.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first():
+                c.execute(text(f'CREATE DATABASE "{name}"'))
+                ids.unlink(missing_ok=True)
+        admin.dispose()
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    return url, ids
 
 
 class Rows:
@@ -210,14 +240,32 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def _registry(reg: Registry, engine: str, args: argparse.Namespace, ids_file: Path | None
+              ) -> dict[str, Any]:  # fmt: skip
+    """Build the synthetic registry, or read the ids of one built by an earlier run."""
+    if ids_file is not None and ids_file.exists():
+        print(f"{engine}: reusing the registry of {ids_file}", file=sys.stderr)
+        return json.loads(ids_file.read_text())
+    t = time.perf_counter()
+    ids = build(reg, args.nights, args.science, args.ccds, args.detections)
+    print(f"{engine}: built {ids['products']:,} products, {ids['detections']:,} detections "
+          f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)  # fmt: skip
+    if ids_file is not None:
+        ids_file.write_text(json.dumps(ids))
+    return ids
+
+
 def run(engine: str, args: argparse.Namespace, tmp: Path) -> list[tuple[str, ...]]:
-    url, cleanup = _make_db(engine, tmp)
+    if args.keep:
+        (url, ids_file), cleanup = _kept_db(engine, Path(args.keep), args), None
+    else:
+        (url, cleanup), ids_file = _make_db(engine, tmp), None
     reg = Registry(url)
     try:
-        t = time.perf_counter()
-        ids = build(reg, args.nights, args.science, args.ccds, args.detections)
-        print(f"{engine}: built {ids['products']:,} products, {ids['detections']:,} detections "
-              f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)  # fmt: skip
+        ids = _registry(reg, engine, args, ids_file)
+        with reg.session() as s:  # a kept registry: its flat flagged bad by the last run
+            s.execute(update(Product).where(Product.id == ids["flat"]).values(
+                validity="ok", valid=True))  # fmt: skip
 
         def detection_lineage() -> int:
             with reg.session(write=False) as s:
@@ -275,6 +323,12 @@ def main() -> None:
     ap.add_argument("--detections", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--whole", action="store_true", help="also list stale over the registry")
+    ap.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the built registries (SQLite file and PostgreSQL database) and reuse them "
+        "in later runs of the same size",
+    )
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmpd:

@@ -315,3 +315,22 @@ def test_five_line_script_doctests_run(registry, graph):
     assert result.attempted >= 5 and result.failed == 0, result
     table = navigate.Survey(registry).images(band="r")
     assert len(table) == 4 and list(table["bkg_std"]) == [11.0, 12.0, 16.0, 17.0]
+
+
+def test_bad_inputs_of_one_product_type_flagged_or_failed(registry, graph):
+    from surveydm.pipelines.lineage.stale import bad_inputs
+
+    n0, n1 = graph.nights
+    with registry.session() as s:
+        set_validity(s, n0.flat, Validity.BAD, author="ana", reason="dust")
+        s.get(Product, n1.bias).quality = "fail"
+    images = select(Product.id).where(Product.product_type == "reduced_sci")
+    with registry.session(write=False) as s:
+        found = bad_inputs(s, images)
+        flats_only = bad_inputs(s, images, role="flat")
+        flagged_only = bad_inputs(s, images, failed_qc=False)
+    assert sorted(found) == sorted(n0.images + n1.images)
+    assert {(c.kind, c.source_id) for i in n0.images for c in found[i]} == {("bad_input", n0.flat)}
+    assert {(c.kind, c.source_id) for i in n1.images for c in found[i]} == {
+        ("failed_input", n1.bias)}  # fmt: skip
+    assert sorted(flats_only) == sorted(flagged_only) == sorted(n0.images)

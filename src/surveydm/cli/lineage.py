@@ -304,15 +304,44 @@ def release_create(
     name: str = typer.Argument(..., help="release name, e.g. DR1"),
     production: list[int] = typer.Option([], "--production", help="production id (repeat)"),
     author: str = typer.Option("", "--author", help="who (default: the login name)"),
+    public: bool = typer.Option(
+        False, "--public", help="readable by anyone (default: proprietary, see `users grant`)"
+    ),
 ) -> None:
     """Freeze productions as a named, immutable data release, with generated notes."""
     from surveydm.pipelines.lineage.releases import create_release
 
     reg = registry()
     with reg.session() as s:
-        info = create_release(s, name, production, author=author or getpass.getuser())
+        info = create_release(
+            s,
+            name,
+            production,
+            author=author or getpass.getuser(),
+            visibility="public" if public else "proprietary",
+        )
     reg.dispose()
     console.print(info.notes)
+    console.print(f"visibility: {info.visibility}")
+
+
+@release_app.command("publish")
+@clear_errors
+def release_publish(
+    name: str = typer.Argument(...),
+    proprietary: bool = typer.Option(
+        False, "--proprietary", help="make it proprietary again instead"
+    ),
+) -> None:
+    """Make a release public (readable by anyone), or proprietary again."""
+    from surveydm.db.access import set_visibility
+
+    visibility = "proprietary" if proprietary else "public"
+    reg = registry()
+    with reg.session() as s:
+        set_visibility(s, name, visibility)
+    reg.dispose()
+    console.print(f"release {name} is {visibility}")
 
 
 @release_app.command("show")
@@ -326,6 +355,7 @@ def release_show(name: str = typer.Argument(...)) -> None:
         info = get_release(s, name)
     reg.dispose()
     console.print(info.notes)
+    console.print(f"visibility: {info.visibility}")
     for text in info.errata:
         console.print(f"erratum: {text}")
 

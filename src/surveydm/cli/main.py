@@ -6,7 +6,18 @@ from __future__ import annotations
 import typer
 
 from surveydm import __version__
-from surveydm.cli import coadd, db, ingest, jobs, lineage, memba, night, serve, simulate
+from surveydm.cli import (
+    coadd,
+    db,
+    ingest,
+    jobs,
+    lineage,
+    memba,
+    night,
+    serve,
+    simulate,
+    users,
+)
 
 app = typer.Typer(
     name="surveydm",
@@ -29,5 +40,5 @@ def main(
     """surveydm: ingest, archive, reduce and publish survey data."""
 
 
-for module in (db, simulate, ingest, jobs, night, memba, coadd, serve, lineage):
+for module in (db, simulate, ingest, jobs, night, memba, coadd, serve, lineage, users):
     module.register(app)

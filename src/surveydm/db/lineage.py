@@ -9,7 +9,8 @@ malformed graph with a cycle (seed 003, "full data lineage"; GUIDE: recursive CT
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -103,6 +104,31 @@ def without_jit(session: Session) -> None:
     the plan then costs seconds for a query that runs in milliseconds."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL jit = off"))
+
+
+@contextmanager
+def index_lookups(session: Session, small: bool = True) -> Iterator[None]:
+    """On PostgreSQL, while a query over a few thousand products runs (``small``), plan it
+    with nested loops of index lookups: the planner cannot estimate a recursive CTE (it guesses
+    billions of rows) and then scans, hashes or merges whole tables (``product_input``,
+    ``product``) for a night's stale listing that touches thousands of rows. Restored
+    afterwards."""
+    if not small or session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    for name in _INDEX_ONLY:
+        session.execute(text(f"SET LOCAL {name} = off"))
+    try:
+        yield
+    finally:
+        for name in _INDEX_ONLY:
+            session.execute(text(f"RESET {name}"))
+
+
+#: Planner methods turned off by :func:`index_lookups`: hash and merge joins, which the
+#: planner otherwise feeds with whole tables (turning off sequential scans instead makes it
+#: hash whole indexes).
+_INDEX_ONLY = ("enable_hashjoin", "enable_mergejoin")
 
 
 def _walk(start: Sequence[int] | Select[Any], direction: Direction) -> CTE:

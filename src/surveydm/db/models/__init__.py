@@ -4,10 +4,12 @@ One module per area: ``production`` (productions and product lineage), ``raw`` (
 obs set, mosaic, image, archive files), ``jobs`` (job system), ``calibration`` (master frames,
 detections, zero-points), ``refcat`` (reference catalogs), ``multiepoch`` (memba forced
 photometry, detection-to-object association), ``tiles`` (tilings, co-added tiles and their
-catalogs), ``validity`` (human validity flags), ``release`` (data releases).
+catalogs), ``validity`` (human validity flags), ``release`` (data releases), ``access``
+(users, API tokens, portal sessions, release grants).
 """
 
 from surveydm.db.models import (  # noqa: F401
+    access,
     calibration,
     jobs,
     multiepoch,

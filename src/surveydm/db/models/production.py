@@ -16,6 +16,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from surveydm.db.base import Base, BigIntPK, utcnow
+from surveydm.db.expressions import obs_set_key
 
 
 class Production(Base):
@@ -76,6 +77,10 @@ class Product(Base):
     inputs: Mapped[list[ProductInput]] = relationship(
         foreign_keys="ProductInput.product_id", cascade="all, delete-orphan"
     )
+
+
+#: A night's products by the data ID's obs set (migration 0010_lineage; the stale listing).
+Index("ix_product_obs_set", obs_set_key(Product.data_id))
 
 
 class ProductInput(Base):

@@ -23,6 +23,12 @@ class DataRelease(Base):
     notes: Mapped[str] = mapped_column(Text, default="", comment="generated release notes")
     author: Mapped[str] = mapped_column(String(128), comment="who froze it")
     created: Mapped[datetime] = mapped_column(default=utcnow, comment="when it was frozen (UTC)")
+    visibility: Mapped[str] = mapped_column(
+        String(16),
+        default="proprietary",
+        server_default="proprietary",
+        comment="public (anyone) or proprietary (the users granted, curators, admins)",
+    )
 
 
 class ReleaseProduction(Base):

@@ -152,28 +152,31 @@ class StaleTile:
 
 
 def stale_tiles(session: Session, production_id: int | None = None) -> list[StaleTile]:
-    """Co-adds (of one production, or all) whose lineage holds a reduced input that a human
-    flagged invalid or whose QC failed since (seed 002: "flagging images as invalid in DB will
-    trigger the reprocessing of any tile that have used it"); found through ``product_input``.
+    """Co-adds (of one production, or all) with a reduced input that a human flagged invalid
+    or whose QC failed since (seed 002: "flagging images as invalid in DB will trigger the
+    reprocessing of any tile that have used it"): the ``bad_input`` / ``failed_input`` causes
+    of :func:`surveydm.pipelines.lineage.stale.bad_inputs`, by tile name and band.
     """
-    from surveydm.db.models.production import ProductInput
     from surveydm.db.models.tiles import TileImage
+    from surveydm.pipelines.lineage.stale import bad_inputs
 
-    inp = aliased(Product)
-    q = (
-        select(Tile.name, TileImage, inp.id)
-        .join(TileImage, TileImage.tile_id == Tile.id)
-        .join(ProductInput, ProductInput.product_id == TileImage.product_id)
-        .join(inp, inp.id == ProductInput.input_id)
-        .where(ProductInput.role == "reduced")
-        .where(or_(inp.valid.is_(False), inp.quality == QCResult.FAIL))
-        .order_by(Tile.name, TileImage.band, inp.id)
-    )
+    coadds = select(TileImage.product_id)
     if production_id is not None:
-        q = q.where(TileImage.production_id == production_id)
-    found: dict[int, StaleTile] = {}
-    for name, ti, bad in session.execute(q):
-        old = found.get(ti.id)
-        ids = (*old.bad_inputs, bad) if old else (bad,)
-        found[ti.id] = StaleTile(name, ti.band, ti.production_id, ti.product_id, ids)
-    return list(found.values())
+        coadds = coadds.where(TileImage.production_id == production_id)
+    bad = bad_inputs(session, coadds, role="reduced")
+    rows = session.execute(
+        select(Tile.name, TileImage)
+        .join(TileImage, TileImage.tile_id == Tile.id)
+        .where(TileImage.product_id.in_(list(bad)))
+        .order_by(Tile.name, TileImage.band)
+    )
+    return [
+        StaleTile(
+            name,
+            ti.band,
+            ti.production_id,
+            ti.product_id,
+            tuple(c.source_id for c in bad[ti.product_id]),
+        )  # fmt: skip
+        for name, ti in rows
+    ]

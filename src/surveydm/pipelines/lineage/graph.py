@@ -23,7 +23,8 @@ class LineageGraph:
         root: the product asked about; direction: ``inputs`` (what it was made from, down to
         the raw files) or ``dependents`` (everything made from it); nodes: every product
         reached, root included, by id; edges: (product, input, role); detection: the detection
-        asked about, when one was.
+        asked about, when one was; hidden: products left out because the reader may not read
+        them (:meth:`restricted`).
     """
 
     root: int
@@ -31,6 +32,23 @@ class LineageGraph:
     nodes: dict[int, ProductNode]
     edges: list[Edge]
     detection: DetectionRef | None = None
+    hidden: int = 0
+
+    def restricted(self, readable: set[int]) -> LineageGraph:
+        """What a reader of some releases only may see: the products reached from the root
+        through ``readable`` products alone, and the edges between them (a readable raw file
+        behind an unreadable image is left out too). The root must be readable."""
+        keep, frontier = {self.root}, [self.root]
+        while frontier:
+            here = frontier.pop()
+            for _, nxt in self.children(here):
+                if nxt in readable and nxt not in keep:
+                    keep.add(nxt)
+                    frontier.append(nxt)
+        nodes = {k: v for k, v in self.nodes.items() if k in keep}
+        edges = [e for e in self.edges if e.product_id in keep and e.input_id in keep]
+        hidden = self.hidden + len(self.nodes) - len(nodes)
+        return dataclasses.replace(self, nodes=nodes, edges=edges, hidden=hidden)
 
     def children(self, product_id: int) -> list[tuple[str, int]]:
         """(role, product id) one step further from the root than ``product_id``, in order."""
@@ -44,7 +62,8 @@ class LineageGraph:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict: ``root``, ``direction``, ``detection``, ``nodes`` (list),
-        ``edges`` (list of ``{product_id, input_id, role}``); times in ISO 8601 UTC."""
+        ``edges`` (list of ``{product_id, input_id, role}``), ``hidden``; times in ISO 8601
+        UTC."""
         return _jsonable(
             {
                 "root": self.root,
@@ -52,6 +71,7 @@ class LineageGraph:
                 "detection": self.detection,
                 "nodes": [self.nodes[k] for k in sorted(self.nodes)],
                 "edges": self.edges,
+                "hidden": self.hidden,
             }
         )
 

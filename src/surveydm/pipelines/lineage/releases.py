@@ -47,7 +47,8 @@ class ReleaseContent:
 
 @dataclass(frozen=True)
 class ReleaseInfo:
-    """A frozen release: name, author, time, notes, contents and errata (texts)."""
+    """A frozen release: name, author, time, notes, contents, errata (texts) and visibility
+    (``public``, or ``proprietary``: the users granted it, curators and admins)."""
 
     id: int
     name: str
@@ -56,22 +57,35 @@ class ReleaseInfo:
     notes: str
     contents: list[ReleaseContent]
     errata: list[str]
+    visibility: str = "proprietary"
 
 
 def create_release(
-    session: Session, name: str, production_ids: Sequence[int], *, author: str
+    session: Session,
+    name: str,
+    production_ids: Sequence[int],
+    *,
+    author: str,
+    visibility: str = "proprietary",
 ) -> ReleaseInfo:
-    """Freeze ``production_ids`` as the release ``name`` with generated notes.
+    """Freeze ``production_ids`` as the release ``name`` with generated notes, readable by
+    anyone (``visibility="public"``) or only by the users granted it, curators and admins
+    (``proprietary``, the default; :func:`surveydm.db.access.set_visibility` publishes it).
 
     Raises:
-        ReleaseError: no production given, an unknown production, or the name is taken.
+        ReleaseError: no production given, an unknown production, the name is taken, or an
+            unknown visibility.
     """
+    if visibility not in ("public", "proprietary"):
+        raise ReleaseError(f"visibility {visibility!r}: public or proprietary")
     if not production_ids:
         raise ReleaseError("a release needs at least one production (--production)")
     if session.scalar(select(DataRelease.id).where(DataRelease.name == name)) is not None:
         raise ReleaseError(f"release {name!r} exists already: releases are immutable")
     contents = [_content(session, pid) for pid in dict.fromkeys(production_ids)]
-    rel = DataRelease(name=name, author=author, notes=release_notes(name, contents))
+    rel = DataRelease(
+        name=name, author=author, notes=release_notes(name, contents), visibility=visibility
+    )
     session.add(rel)
     try:
         session.flush()
@@ -102,7 +116,7 @@ def get_release(session: Session, name: str) -> ReleaseInfo:
     )
     return ReleaseInfo(
         rel.id, rel.name, rel.author, rel.created, rel.notes,
-        [_content(session, p) for p in pids], list(errata),
+        [_content(session, p) for p in pids], list(errata), rel.visibility,
     )  # fmt: skip
 
 

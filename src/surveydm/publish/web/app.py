@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,6 +25,7 @@ from surveydm.config import Settings
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import DEFAULT_TIME_LIMIT_S, SqlBrowser, SqlBrowserError
+from surveydm.publish.web.auth import AccessPolicy, gate
 from surveydm.publish.web.portal import Portal
 
 HERE = Path(__file__).parent
@@ -58,6 +59,7 @@ def create_app(
     sql_reader_url: str | None = None,
     sql_time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     tap_limits: Any = None,
+    access: AccessPolicy | str | None = None,
 ) -> FastAPI:
     """Build the portal over the registry and archive of ``settings``.
 
@@ -69,9 +71,20 @@ def create_app(
         sql_time_limit_s: statement time limit of the SQL browser, seconds.
         tap_limits: limits of the TAP service under ``/tap``
             (:class:`surveydm.publish.vo.tap.service.TapLimits`; default: its defaults).
+        access: ``open`` (anonymous callers read the unreleased data: the laptop default) or
+            ``closed`` (only public releases); default ``SURVEYDM_PORTAL_ACCESS`` or open.
 
-    The registry schema must exist (``surveydm db upgrade``); the app never writes to it.
+    Every route goes through one dependency, :func:`surveydm.publish.web.auth.gate` (see that
+    module). The registry schema must exist (``surveydm db upgrade``); the app writes only
+    sessions, token use and validity flags set by curators.
+
+    Raises:
+        SurveydmError: an unknown ``access`` policy.
     """
+    try:
+        policy = AccessPolicy(access) if access is not None else AccessPolicy.from_env()
+    except ValueError:
+        raise SurveydmError(f"unknown access policy {access!r}: open or closed") from None
     registry = registry or Registry(settings.resolved_database_url)
     try:
         sql: SqlBrowser | None = SqlBrowser(
@@ -86,8 +99,11 @@ def create_app(
         docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN: the portal is offline
         redoc_url=None,
         description="Operations control, data quality, nightly report and data access of a "
-        "surveydm installation (JSON twins of the HTML pages).",
+        "surveydm installation (JSON twins of the HTML pages). Authenticate with "
+        "`Authorization: Bearer <token>` (`surveydm users token NAME`).",
+        dependencies=[Depends(gate)],
     )
+    app.state.access = policy
     app.state.portal = Portal(
         settings=settings,
         registry=registry,
@@ -111,7 +127,10 @@ def create_app(
     @app.exception_handler(SurveydmError)
     async def _surveydm_error(request: Request, exc: SurveydmError) -> Response:
         status = int(getattr(exc, "http_status", 400))
-        return _error(request, status, str(exc))
+        resp = _error(request, status, str(exc))
+        if status == 401:  # RFC 6750 section 3
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="surveydm"'
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -149,6 +168,7 @@ def _install_routes(
     """The portal's pages and, when the SQL browser is available, TAP under ``/tap`` (it reads
     through the browser's read-only connections)."""
     from surveydm.publish.web import (
+        routes_auth,
         routes_data,
         routes_inspector,
         routes_lineage,
@@ -156,7 +176,14 @@ def _install_routes(
         routes_report,
     )
 
-    for module in (routes_ops, routes_report, routes_data, routes_lineage, routes_inspector):
+    for module in (
+        routes_auth,
+        routes_ops,
+        routes_report,
+        routes_data,
+        routes_lineage,
+        routes_inspector,
+    ):
         app.include_router(module.router)
     if sql is not None:
         from surveydm.publish.vo.tap.routes import install

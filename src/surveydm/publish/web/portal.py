@@ -17,6 +17,7 @@ from surveydm.config import Settings
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import SqlBrowser
+from surveydm.publish.web.auth import csrf_token, current_user
 
 
 class PageNotFound(SurveydmError):
@@ -37,10 +38,15 @@ class Portal:
     templates: Jinja2Templates
 
     def render(self, request: Request, name: str, **context: Any) -> HTMLResponse:
-        """Render template ``name`` with ``context`` (plus the request and the version)."""
-        return self.templates.TemplateResponse(
-            request, name, {"version": __version__, "engine": self.registry.dialect, **context}
-        )
+        """Render template ``name`` with ``context`` (plus the request, the version, the
+        caller and its CSRF token for forms that change something)."""
+        base = {
+            "version": __version__,
+            "engine": self.registry.dialect,
+            "user": current_user(request),
+            "csrf": csrf_token(request),
+        }
+        return self.templates.TemplateResponse(request, name, {**base, **context})
 
 
 def portal(request: Request) -> Portal:

@@ -99,7 +99,8 @@ def stretch(image: np.ndarray) -> np.ndarray:
     if not vmax > vmin:
         vmax = vmin + 1.0
     scaled = np.clip((np.where(finite, image, vmin) - vmin) / (vmax - vmin), 0, 1)
-    return np.asarray(AsinhStretch(a=0.1)(scaled), dtype=np.float32)
+    # in float64: float32 rounding makes the top of the stretch 0.99999994, not 1
+    return np.asarray(AsinhStretch(a=0.1)(scaled.astype(np.float64)), dtype=np.float32)
 
 
 def to_png(image01: np.ndarray) -> bytes:

@@ -12,11 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy import inspect, select
 
+from surveydm.db.access import VisibleReleases
 from surveydm.db.base import Base
 from surveydm.db.models.production import Production
 from surveydm.db.models.raw import ArchiveFile
 from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import MAX_ROW_LIMIT, QueryResult, SqlBrowserError, check_limit
+from surveydm.publish.web.auth import current_user, deny, visible
 from surveydm.publish.web.plots import histogram_png, scatter_png
 from surveydm.publish.web.portal import PageNotFound, Portal, portal
 from surveydm.publish.web.safepath import safe_archive_path
@@ -49,8 +51,9 @@ def _clean_prefix(prefix: str) -> str:
     return prefix + "/" if prefix else ""
 
 
-def archive_listing(p: Portal, prefix: str) -> ArchiveListing:
-    """Folders and files directly under ``prefix`` among the registered archive files."""
+def archive_listing(p: Portal, prefix: str, vis: VisibleReleases | None = None) -> ArchiveListing:
+    """Folders and files directly under ``prefix`` among the registered archive files (those
+    ``vis`` may read, when given)."""
     prefix = _clean_prefix(prefix)
     with p.registry.session(write=False) as s:
         stmt = select(
@@ -63,6 +66,8 @@ def archive_listing(p: Portal, prefix: str) -> ArchiveListing:
         ).order_by(ArchiveFile.path)
         if prefix:
             stmt = stmt.where(ArchiveFile.path.startswith(prefix, autoescape=True))
+        if vis is not None:
+            stmt = stmt.where(vis.file_clause(ArchiveFile.id))
         rows = s.execute(stmt).all()
     if prefix and not rows:
         raise PageNotFound(f"no archive folder {prefix!r}")
@@ -98,32 +103,41 @@ def archive_listing(p: Portal, prefix: str) -> ArchiveListing:
 
 @router.get("/api/archive", response_model=ArchiveListing, responses=ERRORS, tags=["data access"])
 def api_archive(
+    request: Request,
     p: Annotated[Portal, Depends(portal)],
     prefix: Annotated[str, Query(description="folder, e.g. raw/2026-11-20")] = "",
 ) -> ArchiveListing:
-    """Browse the archive: ``raw/<night>/<obs_set>/`` and ``red/<release>/<obs_set>/``."""
-    return archive_listing(p, prefix)
+    """Browse the archive: ``raw/<night>/<obs_set>/`` and ``red/<release>/<obs_set>/`` (the
+    files the caller may read)."""
+    return archive_listing(p, prefix, visible(request))
 
 
 @router.get("/archive", response_class=HTMLResponse, include_in_schema=False)
 def page_archive(
     request: Request, p: Annotated[Portal, Depends(portal)], prefix: str = ""
 ) -> HTMLResponse:
-    return p.render(request, "archive.html", listing=archive_listing(p, prefix))
+    listing = archive_listing(p, prefix, visible(request))
+    return p.render(request, "archive.html", listing=listing)
 
 
-def _file_row(p: Portal, file_id: int | None = None, path: str | None = None) -> ArchiveFile:
+def _file_row(
+    request: Request, p: Portal, file_id: int | None = None, path: str | None = None
+) -> ArchiveFile:
+    """The archive file asked for (404 if none; 401/403 if the caller may not read it)."""
+    vis = visible(request)
     with p.registry.session(write=False) as s:
-        stmt = select(ArchiveFile)
+        stmt = select(ArchiveFile, vis.file_clause(ArchiveFile.id))
         stmt = (
             stmt.where(ArchiveFile.id == file_id)
             if file_id
             else stmt.where(ArchiveFile.path == path)
         )
-        row = s.scalars(stmt).first()
-    if row is None:
+        found = s.execute(stmt).first()
+    if found is None:
         raise PageNotFound(f"no archive file {file_id or path!r}")
-    return row
+    if not found[1]:
+        deny(current_user(request), f"archive file {found[0].id} is in a release you may not read")
+    return found[0]
 
 
 def _info(row: ArchiveFile) -> ArchiveFileInfo:
@@ -146,9 +160,11 @@ def _info(row: ArchiveFile) -> ArchiveFileInfo:
     responses=ERRORS,
     tags=["data access"],
 )
-def api_archive_file(file_id: int, p: Annotated[Portal, Depends(portal)]) -> ArchiveFileInfo:
+def api_archive_file(
+    request: Request, file_id: int, p: Annotated[Portal, Depends(portal)]
+) -> ArchiveFileInfo:
     """Size, checksums and state of one registered archive file."""
-    return _info(_file_row(p, file_id=file_id))
+    return _info(_file_row(request, p, file_id=file_id))
 
 
 def _download(p: Portal, row: ArchiveFile) -> FileResponse:
@@ -169,10 +185,12 @@ def _download(p: Portal, row: ArchiveFile) -> FileResponse:
     responses={200: {"description": "the file (supports Range)"}, **ERRORS},
     tags=["data access"],
 )
-def download_file(file_id: int, p: Annotated[Portal, Depends(portal)]) -> FileResponse:
+def download_file(
+    request: Request, file_id: int, p: Annotated[Portal, Depends(portal)]
+) -> FileResponse:
     """Download one registered archive file, streamed, with HTTP range requests and its
     checksums in the ``Digest``, ``X-Checksum-MD5`` and ``X-Checksum-Adler32`` headers."""
-    return _download(p, _file_row(p, file_id=file_id))
+    return _download(p, _file_row(request, p, file_id=file_id))
 
 
 @router.get(
@@ -181,18 +199,25 @@ def download_file(file_id: int, p: Annotated[Portal, Depends(portal)]) -> FileRe
     responses={200: {"description": "the file (supports Range)"}, **ERRORS},
     tags=["data access"],
 )
-def download_path(path: str, p: Annotated[Portal, Depends(portal)]) -> FileResponse:
+def download_path(
+    request: Request, path: str, p: Annotated[Portal, Depends(portal)]
+) -> FileResponse:
     """Download a registered archive file by its archive path (same headers as by id)."""
-    return _download(p, _file_row(p, path=path))
+    return _download(p, _file_row(request, p, path=path))
 
 
 # -- productions --------------------------------------------------------------------------------
 
 
-def productions(p: Portal, release: str | None, pipeline: str | None) -> list[ProductionRow]:
-    """Every production, newest first, optionally of one release and/or pipeline."""
+def productions(
+    p: Portal, release: str | None, pipeline: str | None, vis: VisibleReleases | None = None
+) -> list[ProductionRow]:
+    """Every production (that ``vis`` may read, when given), newest first, optionally of one
+    release and/or pipeline."""
     with p.registry.session(write=False) as s:
         stmt = select(Production).order_by(Production.id.desc())
+        if vis is not None:
+            stmt = stmt.where(vis.production_clause(Production.id))
         if release:
             stmt = stmt.where(Production.release == release)
         if pipeline:
@@ -216,12 +241,14 @@ def productions(p: Portal, release: str | None, pipeline: str | None) -> list[Pr
 
 @router.get("/api/productions", response_model=list[ProductionRow], tags=["data access"])
 def api_productions(
+    request: Request,
     p: Annotated[Portal, Depends(portal)],
     release: str | None = None,
     pipeline: str | None = None,
 ) -> list[ProductionRow]:
-    """The production table (seed 000 section 7.4), filtered by release and pipeline."""
-    return productions(p, release or None, pipeline or None)
+    """The production table (seed 000 section 7.4), filtered by release and pipeline (the
+    productions the caller may read)."""
+    return productions(p, release or None, pipeline or None, visible(request))
 
 
 @router.get("/productions", response_class=HTMLResponse, include_in_schema=False)
@@ -231,7 +258,7 @@ def page_productions(
     release: str | None = None,
     pipeline: str | None = None,
 ) -> HTMLResponse:
-    rows = productions(p, release or None, pipeline or None)
+    rows = productions(p, release or None, pipeline or None, visible(request))
     return p.render(request, "productions.html", rows=rows, release=release, pipeline=pipeline)
 
 
