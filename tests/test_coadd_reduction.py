@@ -165,15 +165,15 @@ def test_star_cores_in_different_seeing_kept_and_cosmic_rays_off_stars_rejected(
     core = d_star <= 2
     assert core.sum() > 300 and (rej & core[None]).sum() == 0
     n_in = res.coadd.count + res.coadd.rejected
-    # where 3+ inputs overlap and no other input has a cosmic ray within 2 pixels (two hits
-    # among three inputs leave the median no clean majority)
+    # where 3+ inputs overlap and no other input has a cosmic ray within 4 pixels (the
+    # matched footprint: two hits among three inputs leave no two clean inputs to agree)
     caught = []
     for i, (tx, ty) in enumerate(hits):
         others = np.concatenate([np.c_[a, b] for q, (a, b) in enumerate(hits) if q != i])
         d = np.hypot(tx[:, None] - others[None, :, 0], ty[:, None] - others[None, :, 1])
-        alone = (d.min(axis=1) > 2) & (n_in[ty, tx] >= 3)
+        alone = (d.min(axis=1) > 4) & (n_in[ty, tx] >= 3)
         caught.append(rej[i][ty[alone], tx[alone]])
-    assert sum(len(c) for c in caught) > 200 and all(c.all() for c in caught)
+    assert sum(len(c) for c in caught) > 150 and all(c.all() for c in caught)
     assert abs(np.median(aperture_ratio(res, field)) - 1) < 0.005
 
 

@@ -63,7 +63,7 @@ class CombineConfig:
             the range of the other inputs' values by ``raw_margin`` times its noise (default
             2): within a flagged region only the artefact's own pixels are taken.
         min_kernel_weight: kept fraction of the matching kernel a pixel needs to be compared
-            (default 0.5; near masked pixels and input edges a truncated kernel mismatches
+            (default 0.25; near masked pixels and input edges a truncated kernel mismatches
             stars: the noise model adds 2 (1 - kept fraction) of the matched median there).
         grow: pixels to grow each input's rejected region by (default 1).
         min_inputs: inputs needed at a pixel for rejection (below it, no pixel is rejected:
@@ -75,7 +75,7 @@ class CombineConfig:
     match_sigma: float = 0.7
     localise: float = 0.1
     raw_margin: float = 2.0
-    min_kernel_weight: float = 0.5
+    min_kernel_weight: float = 0.25
     grow: int = 1
     min_inputs: int = 3
 

@@ -239,9 +239,7 @@ def reject_pixels(
     their variances. At a pixel where m >= ``min_inputs`` inputs are compared, with median
     M and mean variance V: input i is flagged in ``out`` (n, ny, nx) bool when
     |x_i - M| > nsigma * sqrt(var_i + pi/2 V / m + ((ampfrac + 2 missing_i) M)^2), where
-    ``missing`` is the part of input i's matching kernel that was truncated. A majority is
-    never flagged: if the median flags more than half of the inputs (artefacts of several
-    inputs at one pixel), the lower median is tried, then nothing is flagged.
+    ``missing`` is the part of input i's matching kernel that was truncated.
     ``matched`` is overwritten with |x_i - M| (0 where not compared).
     """
     n, ny, nx = matched.shape
@@ -261,34 +259,17 @@ def reject_pixels(
                     matched[k, j, i] = 0.0
                 continue
             _sort_small(vals, m)
+            med = np.float32(0.5) * (vals[(m - 1) // 2] + vals[m // 2])
             base = np.float32(np.pi / 2) * vsum / m / m
-            # the median; if it flags a majority (several artefacts at one pixel), the lower
-            # median (artefacts are mostly positive); if that does too, nothing is rejected
-            for attempt in range(2):
-                if attempt == 0:
-                    med = np.float32(0.5) * (vals[(m - 1) // 2] + vals[m // 2])
-                else:
-                    med = vals[(m - 1) // 2]
-                nflag = 0
-                for k in range(n):
-                    x = matched[k, j, i]
-                    flag = False
-                    if np.isfinite(x):
-                        d = x - med
-                        allow = (ampfrac + np.float32(2.0) * missing[k, j, i]) * med
-                        flag = d * d > nsigma * nsigma * (
-                            matched_variance[k, j, i] + base + allow**2
-                        )
-                    out[k, j, i] = flag
-                    nflag += flag
-                if 2 * nflag <= m:
-                    break
-            if 2 * nflag > m:
-                for k in range(n):
-                    out[k, j, i] = False
             for k in range(n):
                 x = matched[k, j, i]
-                matched[k, j, i] = abs(x - med) if np.isfinite(x) else 0.0
+                matched[k, j, i] = 0.0
+                if np.isfinite(x):
+                    d = x - med
+                    matched[k, j, i] = abs(d)
+                    allow = (ampfrac + np.float32(2.0) * missing[k, j, i]) * med
+                    if d * d > nsigma * nsigma * (matched_variance[k, j, i] + base + allow**2):
+                        out[k, j, i] = True
 
 
 @njit(**_JIT)
@@ -391,8 +372,8 @@ def weighted_mean(
 ) -> None:
     """Inverse-variance weighted mean of the kept (weight > 0, finite, not rejected) input
     pixels: image (NaN where none), summed weight, count, summed exposure time, and the
-    number of rejected inputs at each pixel. Where every input was rejected, none is (and
-    ``rejected`` is cleared there): a hole is worse than an artefact."""
+    number of rejected inputs at each pixel. Where every input was rejected, the one with the
+    lowest value is kept (and cleared in ``rejected``): no hole in the co-add."""
     n, ny, nx = images.shape
     for j in range(ny):
         for i in range(nx):
@@ -413,18 +394,21 @@ def weighted_mean(
                     c += 1
                     e += exptimes[k]
             if c == 0 and r > 0:
-                # every input rejected (grown regions of several artefacts): keep them all
-                # rather than leave a hole
+                # every input rejected (artefacts of several inputs at one pixel): the lowest
+                # value is kept (cosmic rays and trails add flux) rather than leave a hole
+                best = -1
                 for k in range(n):
-                    rejected[k, j, i] = False
                     w = weights[k, j, i]
                     x = images[k, j, i]
-                    if w > 0 and np.isfinite(x):
-                        s += w * x
-                        ws += w
-                        c += 1
-                        e += exptimes[k]
-                r = 0
+                    if w > 0 and np.isfinite(x) and (best < 0 or x < images[best, j, i]):
+                        best = k
+                if best >= 0:
+                    rejected[best, j, i] = False
+                    ws = weights[best, j, i]
+                    s = ws * images[best, j, i]
+                    c = 1
+                    r -= 1
+                    e = exptimes[best]
             out_image[j, i] = s / ws if ws > 0 else np.nan
             out_weight[j, i] = ws
             out_count[j, i] = c
