@@ -6,10 +6,12 @@ Inputs are synthetic reduced images (``tests/coadd_data.py``) written as FITS wi
 and ``FLXSCALE`` (the scale to the common zero-point). SWarp runs with ``RESAMPLING_TYPE
 BILINEAR, COMBINE_TYPE CLIPPED, CLIP_SIGMA 4, CLIP_AMPFRAC 0.3, SUBTRACT_BACK Y, NTHREADS 1``
 onto the tile's header; ours reads the same files and runs background subtraction + warp +
-rejection + weighted mean (``core``, with our coarse-grid bilinear warp and with
-``reproject_interp``), then also the tile PSF and depth (``full``). Printed: wall time, input
-pixel throughput (Mpix/s), the ratio to SWarp (target: ours at least as fast), peak memory (RSS
-above the start) of each, and the median flux ratio of bright stars between the two co-adds.
+rejection + weighted mean (``core``: our compiled coarse-grid bilinear warp and PSF-matched
+rejection), then also the tile PSF and depth (``full``). Printed: CPU and wall time, input
+pixel throughput (Mpix/s), the ratio to SWarp (target: ours at least as fast), peak memory
+(RSS above the start) of each, the CPU time of every stage (SWarp's resampling alone from a
+``COMBINE N`` run), one warp with ours against ``reproject_interp``, and the median flux ratio
+of bright stars between the two co-adds.
 
     python benchmarks/bench_coadd.py [--inputs 8] [--size 1000] [--repeat 2]
 """
@@ -39,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from coadd_data import make_exposure, make_field  # noqa: E402
 from surveydm.reduction.coadd import StackConfig, TileSpec, coadd_tile  # noqa: E402
-from surveydm.reduction.coadd.combine import combine  # noqa: E402
+from surveydm.reduction.coadd.combine import combine, reject_in_strips  # noqa: E402
 from surveydm.reduction.coadd.resample import flux_scale, warp_image  # noqa: E402
-from surveydm.reduction.coadd.stack import CoaddInput, sky_subtracted  # noqa: E402
+from surveydm.reduction.coadd.stack import CoaddInput, sky_subtracted, warped_fwhm  # noqa: E402
 
 SCALE = 0.5
 
@@ -99,6 +101,7 @@ def write_inputs(tmp: Path, n: int, size: int, tile: TileSpec, zp_common: float)
         hdr = e.input.wcs.to_header()
         hdr["MAGZERO"], hdr["EXPTIME"] = e.input.zp, e.input.exptime
         hdr["FLXSCALE"] = flux_scale(e.input.zp, e.input.exptime, zp_common)
+        hdr["SEEING"] = (e.fwhm_pix * SCALE, "PSF FWHM, arcsec (single epoch)")
         p = tmp / f"in{i:02d}.fits"
         fits.PrimaryHDU(e.input.image, hdr).writeto(p)
         fits.PrimaryHDU(e.input.weight, hdr).writeto(tmp / f"in{i:02d}.weight.fits")
@@ -112,37 +115,54 @@ def read_inputs(paths: list[Path]) -> list[CoaddInput]:
         with fits.open(p) as h:
             img, hdr = np.asarray(h[0].data, np.float32), h[0].header
         wht = np.asarray(fits.getdata(p.with_suffix(".weight.fits")), np.float32)
-        out.append(CoaddInput(img, wht, None, WCS(hdr), hdr["MAGZERO"], hdr["EXPTIME"], p.name))
+        out.append(
+            CoaddInput(
+                img, wht, None, WCS(hdr), hdr["MAGZERO"], hdr["EXPTIME"], p.name, hdr["SEEING"]
+            )
+        )
     return out
 
 
-def ours_core(paths: list[Path], tile: TileSpec, out: Path, kernel: str) -> np.ndarray:
+class Stages:
+    """CPU time (s) of each stage of our co-add, summed over the inputs."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[str, float] = {}
+
+    def add(self, name: str, t0: float) -> float:
+        t1 = time.process_time()
+        self.cpu[name] = self.cpu.get(name, 0.0) + t1 - t0
+        return t1
+
+
+def ours_core(
+    paths: list[Path], tile: TileSpec, out: Path, kernel: str, stages: Stages | None = None
+) -> np.ndarray:
+    """Read, background, warp (image, weight, total variance into the input stacks), PSF-matched
+    rejection and weighted mean: what SWarp does, timed stage by stage into ``stages``."""
+    st = stages or Stages()
     cfg = StackConfig(kernel=kernel)
+    t = time.process_time()
     inputs = read_inputs(paths)
-    warps = []
-    for inp in inputs:
+    t = st.add("read FITS", t)
+    n, shape, wcs = len(inputs), tile.shape, tile.wcs()
+    images, weights, variances = (np.empty((n, *shape), np.float32) for _ in range(3))
+    for k, inp in enumerate(inputs):
         sub, wbkg = sky_subtracted(inp, cfg.background_box)
-        warps.append(
-            warp_image(
-                sub,
-                wbkg,
-                None,
-                inp.wcs,
-                tile.wcs(),
-                tile.shape,
-                scale=flux_scale(inp.zp, inp.exptime, cfg.zp),
-                kernel=kernel,
-                total_weight=inp.weight,
-            )
-        )
-    co = combine(
-        [w.image for w in warps],
-        [w.weight for w in warps],
-        [i.exptime for i in inputs],
-        cfg.combine,
-        [w.variance for w in warps],
-    )
-    fits.PrimaryHDU(np.nan_to_num(co.image), tile.wcs().to_header()).writeto(out)
+        t = st.add("background (sep)", t)
+        warp_image(
+            sub, wbkg, None, inp.wcs, wcs, shape, scale=flux_scale(inp.zp, inp.exptime, cfg.zp),
+            kernel=kernel, total_weight=inp.weight, out=(images[k], weights[k], variances[k]),
+        )  # fmt: skip
+        t = st.add(f"warp ({kernel})", t)
+    fwhm = [warped_fwhm(i, SCALE) for i in inputs]  # single-epoch SEEING from the header
+    rejected = reject_in_strips(images, weights, variances, cfg.combine, fwhm)
+    t = st.add("median + rejection (PSF-matched)", t)
+    co = combine(images, weights, [i.exptime for i in inputs], cfg.combine, variances, fwhm,
+                 rejected=rejected)  # fmt: skip
+    t = st.add("weighted mean", t)
+    fits.PrimaryHDU(np.nan_to_num(co.image), wcs.to_header()).writeto(out)
+    st.add("write FITS", t)
     return co.image
 
 
@@ -150,53 +170,25 @@ def ours_full(paths: list[Path], tile: TileSpec) -> None:
     coadd_tile(read_inputs(paths), tile.wcs(), tile.shape, SCALE)
 
 
-def swarp(paths: list[Path], tile: TileSpec, tmp: Path) -> tuple[float, float, np.ndarray]:
+def swarp(
+    paths: list[Path], tile: TileSpec, tmp: Path, combine: bool = True
+) -> tuple[float, float, np.ndarray | None, float]:
+    """SWarp on ``paths`` onto the tile's grid: (wall s, peak RSS MB, co-add, CPU s). With
+    ``combine=False`` it only resamples (``COMBINE N``: background + warp of every input)."""
     head = tmp / "swarp.head"
     head.write_text(
         tile.wcs().to_header().tostring(sep="\n") + f"\nNAXIS1  = {tile.naxis1}\n"
         f"NAXIS2  = {tile.naxis2}\nEND\n"
     )
     out = tmp / "swarp.fits"
-    cmd = [
-        "SWarp",
-        *map(str, paths),
-        "-c",
-        "/dev/null",
-        "-IMAGEOUT_NAME",
-        str(out),
-        "-WEIGHTOUT_NAME",
-        str(tmp / "swarp.weight.fits"),
-        "-WEIGHT_TYPE",
-        "MAP_WEIGHT",
-        "-WEIGHT_SUFFIX",
-        ".weight.fits",
-        "-RESAMPLING_TYPE",
-        "BILINEAR",
-        "-COMBINE_TYPE",
-        "CLIPPED",
-        "-CLIP_SIGMA",
-        "4.0",
-        "-CLIP_AMPFRAC",
-        "0.3",
-        "-SUBTRACT_BACK",
-        "Y",
-        "-BACK_SIZE",
-        "64",
-        "-FSCALE_KEYWORD",
-        "FLXSCALE",
-        "-FSCALASTRO_TYPE",
-        "NONE",
-        "-NTHREADS",
-        "1",
-        "-RESAMPLE_DIR",
-        str(tmp),
-        "-VERBOSE_TYPE",
-        "QUIET",
-        "-WRITE_XML",
-        "N",
-        "-COPY_KEYWORDS",
-        "OBJECT",
-    ]
+    cmd = ["SWarp", *map(str, paths), "-c", "/dev/null", "-IMAGEOUT_NAME", str(out),
+           "-WEIGHTOUT_NAME", str(tmp / "swarp.weight.fits"), "-WEIGHT_TYPE", "MAP_WEIGHT",
+           "-WEIGHT_SUFFIX", ".weight.fits", "-RESAMPLING_TYPE", "BILINEAR",
+           "-COMBINE", "Y" if combine else "N", "-COMBINE_TYPE", "CLIPPED",
+           "-CLIP_SIGMA", "4.0", "-CLIP_AMPFRAC", "0.3", "-SUBTRACT_BACK", "Y",
+           "-BACK_SIZE", "64", "-FSCALE_KEYWORD", "FLXSCALE", "-FSCALASTRO_TYPE", "NONE",
+           "-NTHREADS", "1", "-RESAMPLE_DIR", str(tmp), "-VERBOSE_TYPE", "QUIET",
+           "-WRITE_XML", "N", "-COPY_KEYWORDS", "OBJECT"]  # fmt: skip
     t0 = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -209,7 +201,10 @@ def swarp(paths: list[Path], tile: TileSpec, tmp: Path) -> tuple[float, float, n
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if proc.returncode:
         raise SystemExit(f"SWarp failed: {err.decode()[-500:]}")
-    return dt, mon.peak / 1e6, np.asarray(fits.getdata(out), np.float32), cpu
+    img = np.asarray(fits.getdata(out), np.float32) if combine else None
+    for f in tmp.glob("*.resamp*.fits"):
+        f.unlink()
+    return dt, mon.peak / 1e6, img, cpu
 
 
 def timed(fn, *args):  # noqa: ANN001, ANN202
@@ -218,6 +213,16 @@ def timed(fn, *args):  # noqa: ANN001, ANN202
         result = fn(*args)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     return dt, mon.mb, result, cpu
+
+
+def one_warp_cpu(path: Path, tile: TileSpec, kernel: str) -> float:
+    """CPU s of warping one input (image, weight, total variance) with ``kernel``."""
+    inp = read_inputs([path])[0]
+    sub, wbkg = sky_subtracted(inp, 64)
+    c0 = time.process_time()
+    warp_image(sub, wbkg, None, inp.wcs, tile.wcs(), tile.shape, kernel=kernel,
+               total_weight=inp.weight)  # fmt: skip
+    return time.process_time() - c0
 
 
 def main() -> None:
@@ -232,48 +237,61 @@ def main() -> None:
         tmp = Path(d)
         paths = write_inputs(tmp, a.inputs, a.size, tile, 30.0)
         mpix = a.inputs * a.size**2 / 1e6
-        runs = []
+        ours_core(paths[:3], tile, tmp / "warm.fits", "bilinear")  # numba: load the cache
+        warp_cpu = {k: one_warp_cpu(paths[0], tile, k) for k in ("bilinear", "reproject")}
+        runs, stage_runs = [], []
         for _ in range(a.repeat):  # best of --repeat: the machine may be shared
+            stages = Stages()
             runs.append(
                 (
                     swarp(paths, tile, tmp),
-                    timed(ours_core, paths, tile, tmp / "ours.fits", "bilinear"),
-                    timed(ours_core, paths, tile, tmp / "ours_rep.fits", "reproject"),
+                    timed(ours_core, paths, tile, tmp / "ours.fits", "bilinear", stages),
+                    swarp(paths, tile, tmp, combine=False),
                     timed(ours_full, paths, tile),
                 )
             )
-            for f in ("ours.fits", "ours_rep.fits", "swarp.fits", "swarp.weight.fits"):
+            stage_runs.append(stages)
+            for f in ("ours.fits", "swarp.fits", "swarp.weight.fits"):
                 (tmp / f).unlink(missing_ok=True)
-        best = [min((r[k] for r in runs), key=lambda v: v[0]) for k in range(4)]
+        best = [min((r[k] for r in runs), key=lambda v: v[3]) for k in range(4)]
         (t_sw, mem_sw, img_sw, c_sw), (t_core, mem_core, img_ours, c_core) = best[0], best[1]
-        (t_rep, mem_rep, _, c_rep), (t_full, mem_full, _, c_full) = best[2], best[3]
+        (_, _, _, c_rs), (t_full, mem_full, _, c_full) = best[2], best[3]
+        stages = min(stage_runs, key=lambda s: sum(s.cpu.values()))
     print(
         f"# {a.inputs} inputs of {a.size}^2 -> tile {tile.naxis1}^2 ({mpix:.1f} Mpix in), "
-        f"one thread each"
+        f"one thread each, best CPU of {a.repeat}; load average {os.getloadavg()[0]:.1f}"
     )
     rows = [
-        ("SWarp 2.41", t_sw, c_sw, mem_sw),
-        ("ours (core, coarse-grid bilinear)", t_core, c_core, mem_core),
-        ("ours (core, reproject_interp)", t_rep, c_rep, mem_rep),
+        ("SWarp 2.41 (resample + clipped combine)", t_sw, c_sw, mem_sw),
+        ("ours (core: same steps)", t_core, c_core, mem_core),
         ("ours (full: + PSF, depth)", t_full, c_full, mem_full),
     ]
     for name, t, c, m in rows:
         print(
-            f"{name:34s}: wall {t:6.2f} s ({mpix / t:5.2f} Mpix/s), CPU {c:6.2f} s, "
+            f"{name:40s}: CPU {c:6.2f} s ({mpix / c:5.2f} Mpix/s), wall {t:6.2f} s, "
             f"peak RSS {'' if name.startswith('SWarp') else '+'}{m:6.1f} MB, "
-            f"ratio to SWarp: wall {t / t_sw:.2f}, CPU {c / c_sw:.2f}"
+            f"CPU ratio to SWarp {c / c_sw:.2f}"
         )
     print("target: ours/SWarp <= 1 (the CPU ratio is the one to trust on a shared machine)")
+    print("stages (CPU s):")
+    print(f"  SWarp resample only (COMBINE N: background + warp): {c_rs:6.2f}")
+    print(f"  SWarp combine (full - resample only)              : {c_sw - c_rs:6.2f}")
+    for name, c in stages.cpu.items():
+        print(f"  ours {name:45s}: {c:6.2f}")
+    print(
+        f"  one warp (image, weight, variance), ours compiled bilinear {warp_cpu['bilinear']:.3f}"
+        f" s vs reproject_interp {warp_cpu['reproject']:.3f} s: "
+        f"{warp_cpu['reproject'] / warp_cpu['bilinear']:.0f}x"
+    )
     # same science? bright detections on both co-adds
     ours = np.ascontiguousarray(np.nan_to_num(img_ours))
     objs = sep.extract(ours, 50.0, err=sep.Background(ours).globalrms, minarea=9)
+    edge = 20
     objs = objs[
         (objs["flag"] == 0)
-        & (objs["x"] > 20)
-        & (objs["x"] < tile.naxis1 - 20)
-        & (objs["y"] > 20)
-        & (objs["y"] < tile.naxis2 - 20)
-    ]
+        & (objs["x"] > edge) & (objs["x"] < tile.naxis1 - edge)
+        & (objs["y"] > edge) & (objs["y"] < tile.naxis2 - edge)
+    ]  # fmt: skip
     f_ours, _, _ = sep.sum_circle(ours, objs["x"], objs["y"], 10.0)
     sw = np.ascontiguousarray(np.nan_to_num(img_sw))
     f_sw, _, _ = sep.sum_circle(sw, objs["x"], objs["y"], 10.0)

@@ -5,9 +5,12 @@ dual-mode colours, completeness, the tiling, and clear errors for bad input."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import sep
+from scipy import ndimage
 
 from coadd_data import Field, make_exposure, make_field
 from surveydm.reduction.coadd import CombineConfig, StackConfig, TileSpec, coadd_tile, make_tiling
@@ -101,40 +104,91 @@ def test_cosmic_rays_and_trails_rejected_and_star_cores_kept():
         significant += int(sig.sum())
         left += int((sig & ~rej & (d_star > 8)).sum())
         on_stars += int((sig & ~rej & (d_star <= 8)).sum())
-    # all rejected off stars; within 8 pixels (4") of stars of 16-19 mag the seeing allowance
-    # keeps the fainter ones
-    # (the price of intact cores: see docs/coadd.md)
+    # every significant artefact pixel off stars is rejected; on the cores of 16-19 mag stars
+    # those below the PSF-mismatch allowance (0.1 of the matched median) are kept
     assert significant > 500 and left == 0, (left, significant)
-    assert on_stars < 0.1 * significant
-    # star cores: no pixel within 2 pixels of a star rejected unless next to an artefact
+    assert on_stars < 0.02 * significant, (on_stars, significant)
+    # star cores: a core pixel is only rejected within the footprint of an artefact (its
+    # matched-kernel core + 1 pixel: 4 pixels), where the CR density of this test (8x the
+    # benchmark's) puts an artefact of some input near 1 in 10 core pixels
     core = np.zeros(TILE.shape, bool)
     for xi, yi in zip(x, y, strict=True):
         core |= (xx - xi) ** 2 + (yy - yi) ** 2 <= 4
-    rejected_cores = co.rejected_masks & core[None]
-    assert rejected_cores.sum() <= 0.01 * core.sum() * len(exps)  # only where a CR hit
-    no_art = [
-        np.nan_to_num(
-            warp_image(
-                e.artefacts.astype(np.float32),
-                np.ones_like(e.artefacts, np.float32),
-                None,
-                e.input.wcs,
-                TILE.wcs(),
-                TILE.shape,
-            ).image
-        )
-        == 0
-        for e in exps
-    ]
-    clean_cores = rejected_cores & np.array(no_art)
-    grown = np.array([np.zeros(TILE.shape, bool)] * len(exps))
-    from scipy import ndimage
-
-    for i, na in enumerate(no_art):
-        grown[i] = ndimage.binary_dilation(~na, np.ones((5, 5), bool))
-    assert (clean_cores & ~grown).sum() == 0
+    any_art = np.zeros(TILE.shape, bool)
+    for e in exps:
+        any_art |= _warped_artefacts(e) != 0
+    near_art = ndimage.binary_dilation(any_art, np.ones((9, 9), bool))
+    assert (co.rejected_masks & (core & ~near_art)[None]).sum() == 0
     # and the stars keep their flux
     assert abs(np.median(aperture_ratio(res, field)) - 1) < 0.01
+
+
+def _warped_artefacts(e) -> np.ndarray:
+    """The injected artefact flux of exposure ``e`` on the tile grid (0 off the input)."""
+    w = warp_image(
+        e.artefacts.astype(np.float32),
+        np.ones_like(e.artefacts, np.float32),
+        None,
+        e.input.wcs,
+        TILE.wcs(),
+        TILE.shape,
+        scale=flux_scale(e.input.zp, e.input.exptime, 30.0),
+    )
+    return np.nan_to_num(w.image)
+
+
+def test_star_cores_in_different_seeing_kept_and_cosmic_rays_off_stars_rejected():
+    """Bright stars (16-18 mag) seen in 0.9-1.7" seeing: not one core pixel rejected; cosmic
+    rays placed 8+ pixels from every star: every pixel of them rejected (the PSF-matched
+    comparison, not a seeing allowance, tells them apart)."""
+    field = grid_field((16.0, 18.0))
+    exps = exposures(field, [0.9, 1.7, 1.2, 1.5, 1.0])
+    rng = np.random.default_rng(3)
+    x, y = TILE.wcs().all_world2pix(field.ra, field.dec, 0)
+    yy, xx = np.mgrid[: TILE.naxis2, : TILE.naxis1]
+    d_star = np.min([np.hypot(xx - xi, yy - yi) for xi, yi in zip(x, y, strict=True)], axis=0)
+    inputs, hits = [], []
+    for e in exps:
+        # cosmic rays at input pixels whose tile position is 8+ pixels from every star
+        cy, cx = rng.integers(5, 155, 80), rng.integers(5, 155, 80)
+        ra, dec = e.input.wcs.all_pix2world(cx, cy, 0)
+        tx, ty = TILE.wcs().all_world2pix(ra, dec, 0)
+        inside = (tx > 5) & (tx < TILE.naxis1 - 6) & (ty > 5) & (ty < TILE.naxis2 - 6)
+        ok = inside.copy()
+        ok[inside] = d_star[ty[inside].round().astype(int), tx[inside].round().astype(int)] > 8
+        img = e.input.image.copy()
+        img[cy[ok], cx[ok]] += rng.uniform(1000, 10000, ok.sum()).astype(np.float32)
+        inputs.append(dataclasses.replace(e.input, image=img))
+        hits.append((tx[ok].round().astype(int), ty[ok].round().astype(int)))
+    res = coadd_tile(inputs, TILE.wcs(), TILE.shape, 0.5)
+    rej = res.coadd.rejected_masks
+    core = d_star <= 2
+    assert core.sum() > 300 and (rej & core[None]).sum() == 0
+    n_in = res.coadd.count + res.coadd.rejected
+    # where 3+ inputs overlap and no other input has a cosmic ray within 4 pixels (the
+    # matched footprint: two hits among three inputs leave no two clean inputs to agree)
+    caught = []
+    for i, (tx, ty) in enumerate(hits):
+        others = np.concatenate([np.c_[a, b] for q, (a, b) in enumerate(hits) if q != i])
+        d = np.hypot(tx[:, None] - others[None, :, 0], ty[:, None] - others[None, :, 1])
+        alone = (d.min(axis=1) > 4) & (n_in[ty, tx] >= 3)
+        caught.append(rej[i][ty[alone], tx[alone]])
+    assert sum(len(c) for c in caught) > 150 and all(c.all() for c in caught)
+    assert abs(np.median(aperture_ratio(res, field)) - 1) < 0.005
+
+
+def test_compiled_warp_equals_reproject_interp():
+    field = grid_field()
+    e = exposures(field, [1.2])[0]
+    ours = warp_image(e.input.image, e.input.weight, None, e.input.wcs, TILE.wcs(), TILE.shape)
+    ref = warp_image(
+        e.input.image, e.input.weight, None, e.input.wcs, TILE.wcs(), TILE.shape, kernel="reproject"
+    )
+    both = np.isfinite(ours.image) & np.isfinite(ref.image)
+    assert both.sum() > 0.9 * np.isfinite(ref.image).sum()
+    scale = np.abs(ref.image[both]).max()
+    assert np.abs(ours.image[both] - ref.image[both]).max() < 1e-5 * scale
+    assert np.allclose(ours.weight[both], ref.weight[both], rtol=1e-4)
 
 
 def test_no_rejection_below_three_inputs_and_bad_shapes():

@@ -28,7 +28,8 @@ class InputRef:
 
     Attributes:
         image_id: ``image.id``; sci, wht, msk: product ids of its science, weight and mask
-        files; paths: their archive paths; zp: AB mag for 1 e-/s; exptime: s; name: file name.
+        files; paths: their archive paths; zp: AB mag for 1 e-/s; exptime: s; name: file name;
+        psf_fwhm: single-epoch PSF FWHM, arcsec (None: measured by the co-add).
     """
 
     image_id: int
@@ -41,6 +42,7 @@ class InputRef:
     zp: float
     exptime: float
     name: str
+    psf_fwhm: float | None = None
 
 
 def _box(tile: Tile) -> tuple[float, float, float, float]:
@@ -107,6 +109,7 @@ def select_inputs(session: Session, tile: Tile, band: str, release: str | None) 
                 float(img.zp_nightly),
                 float(mos.exptime),
                 Path(sci_path).name,
+                float(img.psf_fwhm) if img.psf_fwhm else None,
             )
         )
     return sorted(refs, key=lambda r: r.sci)
@@ -132,7 +135,7 @@ def read_input(store: Archive, ref: InputRef) -> CoaddInput:
         raise QualityFailure(f"{ref.name}: cannot read co-add input ({exc})") from exc
     if not wcs.has_celestial:
         raise QualityFailure(f"{ref.name}: no celestial WCS in the science file")
-    return CoaddInput(image, weight, mask, wcs, ref.zp, ref.exptime, ref.name)
+    return CoaddInput(image, weight, mask, wcs, ref.zp, ref.exptime, ref.name, ref.psf_fwhm)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,43 @@ def psf_from_stars(
     return PSFModel(stamp, stamp_fwhm(stamp), len(stamps))
 
 
+def image_fwhm(image: np.ndarray, rms: np.ndarray | float, mask: np.ndarray | None = None) -> float:
+    """PSF FWHM (pixels) of a background-subtracted single-epoch image, for the PSF matching of
+    the rejection when the registry has none: twice the median half-light radius of isolated
+    stars detected above 30 sigma (SExtractor ``FLUX_RADIUS``; for a Gaussian PSF r_50 =
+    FWHM / 2).
+
+    Args:
+        image: (ny, nx) background-subtracted; rms: background noise (map or scalar);
+        mask: bad pixels (True / nonzero) or None.
+
+    Raises:
+        ValueError: fewer than 3 usable stars.
+    """
+    data = np.ascontiguousarray(np.nan_to_num(image), dtype=np.float32)
+    err = np.array(np.broadcast_to(np.asarray(rms, np.float32), data.shape))
+    bad = None if mask is None else np.ascontiguousarray(mask != 0)
+    objs = sep.extract(data, 30.0, err=err, mask=bad, minarea=5, deblend_cont=1.0)
+    ny, nx = data.shape
+    ok = (objs["flag"] == 0) & (objs["peak"] < 0.45 * objs["flux"])
+    ok &= (objs["x"] > 10) & (objs["x"] < nx - 11)
+    ok &= (objs["y"] > 10) & (objs["y"] < ny - 11)
+    objs = objs[ok]
+    if len(objs) > 1:
+        d = np.hypot(objs["x"][:, None] - objs["x"][None], objs["y"][:, None] - objs["y"][None])
+        np.fill_diagonal(d, np.inf)
+        objs = objs[d.min(axis=1) > 15]
+    if len(objs) < 3:
+        raise ValueError("fewer than 3 isolated stars to measure the PSF FWHM on")
+    r50, flag = sep.flux_radius(
+        data, objs["x"], objs["y"], np.full(len(objs), 10.0), 0.5, mask=bad, subpix=5
+    )
+    r50 = r50[(flag == 0) & (r50 > 0)]
+    if len(r50) < 3:
+        raise ValueError("fewer than 3 isolated stars to measure the PSF FWHM on")
+    return float(2.0 * np.median(r50))
+
+
 def matching_sigma(fwhm: float, target_fwhm: float) -> float:
     """Sigma (pixels) of the Gaussian kernel that broadens a PSF of ``fwhm`` to
     ``target_fwhm`` (pixels); 0 when it is already as broad.

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_area
 
-from surveydm.reduction.coadd.combine import Coadd, CombineConfig, combine
+from surveydm.reduction.coadd.combine import FWHM_PER_SIGMA, Coadd, CombineConfig, combine
 from surveydm.reduction.coadd.depth import Depth, limiting_magnitude, tile_area_mask
-from surveydm.reduction.coadd.psf import PSFModel, psf_from_stars
+from surveydm.reduction.coadd.psf import PSFModel, image_fwhm, psf_from_stars
 from surveydm.reduction.coadd.resample import flux_scale, warp_image
 from surveydm.reduction.extraction.background import measure_background
 
@@ -27,7 +28,8 @@ class CoaddInput:
     Attributes:
         image: (ny, nx) e-, sky included; weight: (ny, nx) inverse variance, e-^-2;
         mask: (ny, nx) ``MaskBit`` bits or None; wcs: its fitted WCS; zp: AB mag for 1 e-/s;
-        exptime: s; name: for logs.
+        exptime: s; name: for logs; fwhm: its PSF FWHM, arcsec (single-epoch ``image.psf_fwhm``;
+        None: measured here, :func:`~surveydm.reduction.coadd.psf.image_fwhm`).
     """
 
     image: np.ndarray
@@ -37,6 +39,7 @@ class CoaddInput:
     zp: float
     exptime: float
     name: str = ""
+    fwhm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,89 @@ def sky_subtracted(inp: CoaddInput, box: int) -> tuple[np.ndarray, np.ndarray]:
         bad |= (inp.mask != 0).astype(np.uint16)
     img = np.nan_to_num(np.asarray(inp.image, np.float32))
     bkg = measure_background(img, bad, box=box)
-    wbkg = np.where(bad == 0, 1.0 / bkg.rms.astype(np.float64) ** 2, 0.0).astype(np.float32)
+    wbkg = np.where(bad == 0, 1.0 / (bkg.rms * bkg.rms), np.float32(0.0)).astype(np.float32)
     return img - bkg.image, wbkg
+
+
+#: Variance (input pixels^2, per axis) that bilinear resampling adds to a PSF on average over
+#: the sub-pixel phase t: E[t (1 - t)] = 1/6.
+BILINEAR_VARIANCE = 1.0 / 6.0
+
+
+def warped_fwhm(
+    inp: CoaddInput,
+    tile_scale: float,
+    sub: np.ndarray | None = None,
+    wbkg: np.ndarray | None = None,
+) -> float:
+    """PSF FWHM (tile pixels) of an input once warped: its single-epoch FWHM (or one measured
+    on ``sub``, its background-subtracted image, with background weight ``wbkg``) on the
+    tile's pixel scale, broadened by the bilinear resampling's mean smoothing
+    (:data:`BILINEAR_VARIANCE`).
+
+    Raises:
+        ValueError: no FWHM known and none measurable.
+    """
+    in_scale = float(np.sqrt(proj_plane_pixel_area(inp.wcs)) * 3600.0)
+    fwhm = inp.fwhm
+    if fwhm is None or not fwhm > 0:
+        if sub is None or wbkg is None:
+            raise ValueError(f"{inp.name}: no PSF FWHM given and no image to measure it on")
+        rms = np.where(wbkg > 0, 1.0 / np.sqrt(np.maximum(wbkg, 1e-30)), 0.0)
+        fwhm = image_fwhm(sub, rms, wbkg <= 0) * in_scale
+    sig2 = (fwhm / FWHM_PER_SIGMA / tile_scale) ** 2 + BILINEAR_VARIANCE * (
+        in_scale / tile_scale
+    ) ** 2
+    return float(np.sqrt(sig2) * FWHM_PER_SIGMA)
+
+
+def _fwhm_or_none(inp: CoaddInput, sub: np.ndarray, wbkg: np.ndarray, scale: float) -> float | None:
+    """:func:`warped_fwhm`, None when it cannot be measured (too few stars)."""
+    try:
+        return warped_fwhm(inp, scale, sub, wbkg)
+    except ValueError:
+        return None
+
+
+def _fill_fwhm(fwhm: list[float | None]) -> list[float] | None:
+    """Inputs without a FWHM take the largest known (they get the least smoothing: their
+    artefacts stay as sharp as possible); None when no FWHM is known."""
+    known = [f for f in fwhm if f is not None]
+    return [f if f is not None else max(known) for f in fwhm] if known else None
+
+
+@dataclass(frozen=True)
+class WarpedStack:
+    """The inputs of a tile warped onto its grid: images, background weights and total
+    variances (n, ny, nx) float32, and their PSF FWHM (tile pixels; None when unknown)."""
+
+    images: np.ndarray
+    weights: np.ndarray
+    variances: np.ndarray
+    fwhm: list[float] | None
+
+
+def warp_inputs(
+    inputs: Sequence[CoaddInput],
+    tile_wcs: WCS,
+    shape: tuple[int, int],
+    pixel_scale: float,
+    config: StackConfig = StackConfig(),
+) -> WarpedStack:
+    """Scale, sky-subtract and warp every input into (n, ny, nx) stacks (written in place,
+    no per-input copies), with the warped PSF FWHM of each (:func:`warped_fwhm`)."""
+    n = len(inputs)
+    images, weights, variances = (np.empty((n, *shape), np.float32) for _ in range(3))
+    fwhm = []
+    for k, inp in enumerate(inputs):
+        scale = flux_scale(inp.zp, inp.exptime, config.zp)
+        sub, wbkg = sky_subtracted(inp, config.background_box)
+        fwhm.append(_fwhm_or_none(inp, sub, wbkg, pixel_scale))
+        warp_image(
+            sub, wbkg, inp.mask, inp.wcs, tile_wcs, shape, scale=scale, kernel=config.kernel,
+            total_weight=inp.weight, out=(images[k], weights[k], variances[k]),
+        )  # fmt: skip
+    return WarpedStack(images, weights, variances, _fill_fwhm(fwhm))
 
 
 def coadd_tile(
@@ -119,24 +203,18 @@ def coadd_tile(
         :class:`TileCoadd`.
 
     The inputs are combined with their background weights (1 / background RMS^2), and
-    rejected with their total variance (the input weight maps).
+    rejected with their total variance (the input weight maps), PSF-matched with their
+    warped FWHM (:func:`warped_fwhm`).
 
     Raises:
         ValueError: no input, or an input without a positive exposure time or finite zp.
     """
     if not inputs:
         raise ValueError("no input image overlaps the tile")
-    warps = []
-    for inp in inputs:
-        scale = flux_scale(inp.zp, inp.exptime, config.zp)
-        sub, wbkg = sky_subtracted(inp, config.background_box)
-        warps.append(
-            warp_image(sub, wbkg, inp.mask, inp.wcs, tile_wcs, shape, scale=scale,
-                       kernel=config.kernel, total_weight=inp.weight)
-        )  # fmt: skip
+    stacks = warp_inputs(inputs, tile_wcs, shape, pixel_scale, config)
     co = combine(
-        [w.image for w in warps], [w.weight for w in warps], [i.exptime for i in inputs],
-        config.combine, [w.variance for w in warps],
+        stacks.images, stacks.weights, [i.exptime for i in inputs], config.combine,
+        stacks.variances, stacks.fwhm,
     )  # fmt: skip
     try:
         psf: PSFModel | None = psf_from_stars(co.image, co.weight)
