@@ -81,6 +81,13 @@ def test_cone_search_returns_the_known_detections(client: TestClient) -> None:
         "CONTAINS(POINT(ra, dec), BOX('ICRS', 150, 2, 0.05, 0.05)) = 1",
     )
     assert int(_table(body)["n"][0]) == N_CLUSTER
+    # a '%' in the SQL (LIKE, the polygon's modulo) reaches the engine as written
+    status, body = _sync(
+        client,
+        "SELECT COUNT(*) AS n FROM surveydm.detection WHERE band LIKE 'r%' OR MOD(id, 1) = 7",
+    )
+    assert status == 200, body
+    assert int(_table(body)["n"][0]) == (N_CLUSTER + N_FAR) // 2
     status, body = _sync(
         client,
         "SELECT TOP 3 DISTANCE(POINT(ra, dec), POINT(150.0, 2.0)) AS d, "
