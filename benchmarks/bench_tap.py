@@ -25,6 +25,7 @@ registry on each engine, then prints:
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import tempfile
 import time
@@ -182,11 +183,14 @@ def _bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> None:
     conn, execute = _direct(url, engine)
     for q in queries:  # page cache warm for both sides (else the first to run pays the reads)
         execute(service.prepare({"LANG": "ADQL", "QUERY": q}).translation.sql).fetchall()
+    cpu_ms = 0.0
     for q in queries:
+        c = time.process_time()
         t = time.perf_counter()
         prepared = service.prepare({"LANG": "ADQL", "QUERY": q, "FORMAT": "votable/b2"})
         doc = b"".join(service.stream(prepared, 60))
         tap_ms.append((time.perf_counter() - t) * 1e3)
+        cpu_ms += (time.process_time() - c) * 1e3
         t = time.perf_counter()
         nrows.append(len(execute(prepared.translation.sql).fetchall()))
         sql_ms.append((time.perf_counter() - t) * 1e3)
@@ -198,16 +202,17 @@ def _bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> None:
     print(
         f"[{engine}] cone 1': TAP p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p50 < 5 ms); "
         f"direct SQL p50 {r50:.2f} ms, p99 {r99:.2f} ms; TAP/SQL p50 ratio {p50 / r50:.2f}; "
-        f"mean {np.mean(nrows):.1f} rows/cone"
+        f"mean {np.mean(nrows):.1f} rows/cone; TAP CPU of this process "
+        f"{cpu_ms / len(queries):.2f} ms/query; {_loadavg()}"
     )
     # BINARY2 stream
     q = f"SELECT TOP {args.stream_rows} id, ra, dec, mag, healpix FROM surveydm.detection"
     prepared = service.prepare(
         {"LANG": "ADQL", "QUERY": q, "FORMAT": "votable/b2", "MAXREC": str(args.stream_rows)}
     )
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     nbytes = sum(len(piece) for piece in service.stream(prepared, 600))
-    dt = time.perf_counter() - t
+    dt, dcpu = time.perf_counter() - t, time.process_time() - c
     conn, execute = _direct(url, engine)
     t = time.perf_counter()
     cur = execute(prepared.translation.sql)
@@ -218,13 +223,20 @@ def _bench_engine(engine: str, args: argparse.Namespace, tmp: Path) -> None:
     print(
         f"[{engine}] BINARY2 stream of {args.stream_rows:,} rows: {args.stream_rows / dt:,.0f} "
         f"rows/s ({nbytes / dt / 1e6:.1f} MB/s; target >= 1,000,000 rows/s); cursor alone "
-        f"{args.stream_rows / dref:,.0f} rows/s; TAP/cursor rate ratio {dref / dt:.2f}"
+        f"{args.stream_rows / dref:,.0f} rows/s; TAP/cursor rate ratio {dref / dt:.2f}; "
+        f"CPU of this process {dcpu:.2f} s ({args.stream_rows / dcpu:,.0f} rows per CPU-s); "
+        f"{_loadavg()}"
     )
     if engine == "postgresql":
         _versus_dachs(url, queries, args)
         name = url.rsplit("/", 1)[1]
         with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _loadavg() -> str:
+    """The 1/5/15-minute load averages (timings on a shared machine depend on them)."""
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _explain(engine: str, execute, sql: str) -> None:
@@ -352,7 +364,7 @@ def _versus_dachs(url: str, queries: list[str], args: argparse.Namespace) -> Non
     print(
         f"[postgresql] cone 1' over HTTP (sync, BINARY2, one client): ours {ours:.1f} queries/s, "
         f"DaCHS {dachs:.1f} queries/s; ours/DaCHS {ours / dachs:.2f} (target >= 2); "
-        f"same row count in {same}/{len(queries)} answers"
+        f"same row count in {same}/{len(queries)} answers; {_loadavg()}"
     )
 
 

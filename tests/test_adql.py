@@ -152,6 +152,34 @@ def test_binary2_batches_keep_nulls_and_big_integers() -> None:
         t = parse_single_table(io.BytesIO(doc), verify="exception").to_table()
         assert t["n"][0] == 2**60 + 1 and t["n"].mask[1] and t["n"][2] == -3
         assert t["x"][0] == 1.5 and t["x"].mask[1] and t["x"][2] == 2.25
+    # a batch without NULLs takes the direct path (row tuples into big-endian fields)
+    no_nulls = [rows[0], rows[2]]
+    doc = b"".join(stream_votable(cols, iter([no_nulls]), "binary2", {}, lambda: False))
+    t = parse_single_table(io.BytesIO(doc), verify="exception").to_table()
+    assert list(t["n"]) == [2**60 + 1, -3] and list(t["x"]) == [1.5, 2.25]
+    assert not np.ma.getmaskarray(t["n"]).any()
+
+
+def test_cone_ranges_cover_the_cells_of_astropy_healpix() -> None:
+    # db.spatial calls astropy_healpix's C cone search with plain degrees: the same cells as
+    # the public HEALPix.cone_search_lonlat
+    from astropy_healpix import HEALPix
+
+    from surveydm.db.spatial import HEALPIX_ORDER, cone_ranges
+
+    rng = np.random.default_rng(3)
+    for ra, dec, r in zip(
+        rng.uniform(0, 360, 40), rng.uniform(-90, 90, 40), 10 ** rng.uniform(-4, 1, 40), strict=True
+    ):
+        order = int(np.clip(np.floor(np.log2(58.6 / r)), 0, HEALPIX_ORDER))
+        want = HEALPix(nside=2**order, order="nested").cone_search_lonlat(
+            ra * u.deg, dec * u.deg, radius=r * u.deg
+        )
+        shift = 2 * (HEALPIX_ORDER - order)
+        got = [
+            c for lo, hi in cone_ranges(ra, dec, r) for c in range(lo >> shift, (hi >> shift) + 1)
+        ]
+        assert got == sorted(want.tolist())
 
 
 def test_template_cache_gives_the_trees_of_a_fresh_parse() -> None:

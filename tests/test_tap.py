@@ -81,6 +81,13 @@ def test_cone_search_returns_the_known_detections(client: TestClient) -> None:
         "CONTAINS(POINT(ra, dec), BOX('ICRS', 150, 2, 0.05, 0.05)) = 1",
     )
     assert int(_table(body)["n"][0]) == N_CLUSTER
+    # a '%' in the SQL (LIKE, the polygon's modulo) reaches the engine as written
+    status, body = _sync(
+        client,
+        "SELECT COUNT(*) AS n FROM surveydm.detection WHERE band LIKE 'r%' OR MOD(id, 1) = 7",
+    )
+    assert status == 200, body
+    assert int(_table(body)["n"][0]) == (N_CLUSTER + N_FAR) // 2
     status, body = _sync(
         client,
         "SELECT TOP 3 DISTANCE(POINT(ra, dec), POINT(150.0, 2.0)) AS d, "
@@ -111,6 +118,15 @@ def test_binary2_rows_equal_tabledata_rows_with_nulls_and_overflow(client: TestC
         assert np.array_equal(np.ma.filled(b2[name], 0), np.ma.filled(td[name], 0)), name
     assert np.ma.getmaskarray(b2["fwhm"]).all()  # NULL in the registry: flagged, not zero
     assert np.all(np.diff(b2["id"]) > 0) and np.allclose(b2["mag"], 18.0 + 0.1 * np.arange(15))
+    # a MAXREC beyond one batch reads through a server-side cursor on PostgreSQL (a short
+    # result in one statement otherwise): the same rows either way
+    status, body = _sync(client, q, RESPONSEFORMAT="votable/b2", MAXREC="100000")
+    assert status == 200 and _status(body) == ["OK"]
+    full = _table(body)
+    assert len(full) > 15
+    for name in td.colnames:
+        assert np.array_equal(np.ma.getmaskarray(full[name][:15]), np.ma.getmaskarray(b2[name]))
+        assert np.array_equal(np.ma.filled(full[name][:15], 0), np.ma.filled(b2[name], 0))
 
 
 def test_joins_top_offset_sets_and_maxrec_overflow(client: TestClient) -> None:

@@ -159,6 +159,35 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def sqlite_authorizer(
+    action: int, arg1: str | None, arg2: str | None, db_name: str | None, source: str | None
+) -> int:
+    """SQLite authorizer callback (``sqlite3.Connection.set_authorizer``) of every read-only
+    connection: only the ``SELECT``, ``READ``, ``FUNCTION`` and ``RECURSIVE`` actions, and no
+    function that reaches outside the database (:data:`_SQLITE_DENIED_FUNCTIONS`).
+
+    Returns:
+        ``sqlite3.SQLITE_OK`` or ``sqlite3.SQLITE_DENY``.
+    """
+    if action not in _SQLITE_ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def pg_conninfo(url: Any) -> dict[str, Any]:
+    """psycopg connection keywords (host, port, dbname, user, password when set) of a
+    SQLAlchemy URL."""
+    return {
+        "host": url.host or "localhost",
+        "port": url.port or 5432,
+        "dbname": url.database,
+        "user": url.username,
+        **({"password": url.password} if url.password else {}),
+    }
+
+
 def check_limit(limit: int | None) -> int:
     """The row limit to apply: ``limit`` (default :data:`DEFAULT_ROW_LIMIT`), 1..10,000.
 
@@ -221,19 +250,21 @@ class SqlBrowser:
         return self._run_postgres(query, limit)
 
     # -- SQLite --------------------------------------------------------------------------
-    @staticmethod
-    def _authorizer(action: int, arg1: str | None, arg2: str | None, _db: Any, _src: Any) -> int:
-        if action not in _SQLITE_ALLOWED_ACTIONS:
-            return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS:
-            return sqlite3.SQLITE_DENY
-        return sqlite3.SQLITE_OK
+    def sqlite_connect(self, check_same_thread: bool = True) -> sqlite3.Connection:
+        """A read-only connection to the SQLite registry: opened ``mode=ro`` with
+        :func:`sqlite_authorizer` installed (the caller adds its time limit)."""
+        conn = sqlite3.connect(
+            f"file:{self.url.database}?mode=ro",
+            uri=True,
+            timeout=5.0,
+            check_same_thread=check_same_thread,
+        )
+        conn.set_authorizer(sqlite_authorizer)
+        return conn
 
     def _run_sqlite(self, query: str, limit: int) -> QueryResult:
-        path = self.url.database
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        conn = self.sqlite_connect()
         try:
-            conn.set_authorizer(self._authorizer)
             deadline = time.monotonic() + self.time_limit_s
             conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 2_000)
             t0 = time.perf_counter()
@@ -262,14 +293,21 @@ class SqlBrowser:
         return self._result(columns, rows, limit, elapsed)
 
     # -- PostgreSQL ----------------------------------------------------------------------
-    def _pg_conninfo(self, url: Any) -> dict[str, Any]:
-        return {
-            "host": url.host or "localhost",
-            "port": url.port or 5432,
-            "dbname": url.database,
-            "user": url.username,
-            **({"password": url.password} if url.password else {}),
-        }
+    def reader_conninfo(self) -> dict[str, Any]:
+        """psycopg connection keywords of the read-only login: ``reader_url`` when given, else
+        :data:`READER_ROLE` on the registry's server (set up first, :meth:`ensure_reader_role`).
+        Connect with ``options="-c default_transaction_read_only=on"``.
+
+        Raises:
+            SqlBrowserError: the role cannot be set up.
+        """
+        if self.reader_url is not None:
+            return pg_conninfo(self.reader_url)
+        self.ensure_reader_role()
+        info = pg_conninfo(self.url)
+        info["user"] = READER_ROLE
+        info.pop("password", None)
+        return info
 
     def ensure_reader_role(self) -> None:
         """Create or refresh :data:`READER_ROLE` through the registry user (idempotent).
@@ -287,7 +325,7 @@ class SqlBrowser:
         with self._setup_lock:
             if self._pg_ready:
                 return
-            info = self._pg_conninfo(self.url)
+            info = pg_conninfo(self.url)
             try:
                 with psycopg.connect(**info, autocommit=True) as conn:
                     me = conn.execute("SELECT current_user").fetchone()[0]
@@ -353,13 +391,7 @@ class SqlBrowser:
     def _run_postgres(self, query: str, limit: int) -> QueryResult:
         import psycopg
 
-        if self.reader_url is not None:
-            info = self._pg_conninfo(self.reader_url)
-        else:
-            self.ensure_reader_role()
-            info = self._pg_conninfo(self.url)
-            info["user"] = READER_ROLE
-            info.pop("password", None)
+        info = self.reader_conninfo()
         timeout_ms = max(1, int(self.time_limit_s * 1000))
         options = f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}"
         t0 = time.perf_counter()

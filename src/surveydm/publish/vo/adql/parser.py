@@ -44,9 +44,9 @@ def parse(text: str) -> lark.Tree:
         raise AdqlSyntaxError(f"ADQL query longer than {MAX_QUERY_CHARS} characters")
     template, numbers = _template(text)
     if numbers:
-        tree = _template_tree(template)
-        if tree is not None:
-            filled = _fill(tree, iter(numbers))
+        cached = _template_tree(template)
+        if cached is not None:
+            filled = _fill(*cached, iter(numbers))
             if filled is not None:
                 return filled
     return _parse(text)
@@ -97,23 +97,41 @@ def _template(text: str) -> tuple[str, list[str]]:
 
 
 @lru_cache(maxsize=512)
-def _template_tree(template: str) -> lark.Tree | None:
-    """The (never mutated) tree of a template, or None when it does not parse."""
+def _template_tree(template: str) -> tuple[lark.Tree, frozenset[int]] | None:
+    """The (never mutated) tree of a template and the ids of its subtrees holding a numeric
+    placeholder, or None when it does not parse."""
     try:
-        return _parser().parse(template)
+        tree = _parser().parse(template)
     except lark.exceptions.UnexpectedInput:
         return None
+    marked: set[int] = set()
+
+    def mark(t: lark.Tree) -> bool:
+        hit = False
+        for c in t.children:
+            if isinstance(c, lark.Tree):
+                hit = mark(c) or hit
+            elif isinstance(c, lark.Token) and _PLACEHOLDER.get(c.type) == c.value:
+                hit = True
+        if hit:
+            marked.add(id(t))
+        return hit
+
+    mark(tree)
+    return tree, frozenset(marked)
 
 
-def _fill(tree: lark.Tree, numbers: Iterator[str]) -> lark.Tree | None:
+def _fill(tree: lark.Tree, marked: frozenset[int], numbers: Iterator[str]) -> lark.Tree | None:
     """A copy of a template tree with its numeric tokens set from ``numbers`` in order; None
-    when the counts differ (then the caller parses the text itself)."""
+    when the counts differ (then the caller parses the text itself). Only the subtrees
+    holding a placeholder (``marked``) are copied; the others are shared with the template,
+    which nobody mutates."""
 
     def copy(t: lark.Tree) -> lark.Tree:
         children: list = []
         for c in t.children:
             if isinstance(c, lark.Tree):
-                children.append(copy(c))
+                children.append(copy(c) if id(c) in marked else c)
             elif isinstance(c, lark.Token) and _PLACEHOLDER.get(c.type) == c.value:
                 children.append(c.update(value=next(numbers)))
             else:

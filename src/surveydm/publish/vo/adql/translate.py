@@ -1104,27 +1104,15 @@ class Translator:
         if name == "intersects":
             if isinstance(b, GPoint) and not isinstance(a, GPoint):
                 a, b = b, a
-            if isinstance(a, GCircle) and isinstance(b, GCircle):
-                return self.sql.within(
-                    a.center.ra.sql,
-                    a.center.dec.sql,
-                    b.center.ra.sql,
-                    b.center.dec.sql,
-                    f"({a.radius.sql}) + ({b.radius.sql})",
-                )
+            if isinstance(a, GCircle) and isinstance(b, GCircle):  # centres r_a + r_b apart
+                return self._centres_within(a, b, f"({a.radius.sql}) + ({b.radius.sql})")
             if not isinstance(a, GPoint):
                 raise AdqlError(
                     "INTERSECTS is supported for a POINT or CIRCLE with a region and "
                     "for two CIRCLEs"
                 )
-        if isinstance(a, GCircle) and isinstance(b, GCircle):
-            return self.sql.within(
-                a.center.ra.sql,
-                a.center.dec.sql,
-                b.center.ra.sql,
-                b.center.dec.sql,
-                f"({b.radius.sql}) - ({a.radius.sql})",
-            )
+        if isinstance(a, GCircle) and isinstance(b, GCircle):  # centres r_b - r_a apart
+            return self._centres_within(a, b, f"({b.radius.sql}) - ({a.radius.sql})")
         if not isinstance(a, GPoint):
             raise AdqlError(
                 "CONTAINS is supported for a POINT (or a CIRCLE in a CIRCLE) in a region"
@@ -1147,6 +1135,13 @@ class Translator:
             cone = (*b.poly.center, b.poly.radius)
         pre = self._prefilter(a, cone) if prefilter and cone is not None else None
         return f"({pre} AND {exact})" if pre else exact
+
+    def _centres_within(self, a: GCircle, b: GCircle, radius_sql: str) -> str:
+        """SQL boolean: the centres of two circles are at most ``radius_sql`` degrees apart
+        (INTERSECTS: the radii added; CONTAINS of a circle in a circle: subtracted)."""
+        return self.sql.within(
+            a.center.ra.sql, a.center.dec.sql, b.center.ra.sql, b.center.dec.sql, radius_sql
+        )
 
     def _prefilter(self, p: GPoint, cone: tuple[float, float, float]) -> str | None:
         """HEALPix ranges of the cone on the point's table, when the point is a table's own

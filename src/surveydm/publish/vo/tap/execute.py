@@ -3,16 +3,17 @@
 The engine-level guarantees are those of :mod:`surveydm.publish.sqlbrowser` and are reused,
 not re-implemented: on SQLite a ``mode=ro`` connection with the browser's authorizer and a
 progress-handler time limit; on PostgreSQL the browser's read-only login role, opened with
-``default_transaction_read_only=on``, one read-only transaction per query with a transaction-
-local ``statement_timeout``, reading through a server-side cursor (one statement only) and
-rolled back. The PostgreSQL protocol is kept to four round trips for a small result (``BEGIN
-READ ONLY`` with ``SET LOCAL statement_timeout``; ``DECLARE`` of the query in the extended
-protocol, which takes one statement only; ``FETCH``; ``ROLLBACK``): on a loaded machine every
-round trip costs a scheduling delay, which dominated a cone search. Connections are pooled
-(:data:`POOL_SIZE` idle per process and database; a SQLite one keeps its authorizer, a
-PostgreSQL one its read-only session), which takes the connection set-up out of a cone
-search's latency. Rows come in batches, so a result
-is never held in memory whole.
+``default_transaction_read_only=on``. A result that fits one batch (the query's row limit says
+so: a cone search) is one statement in the extended protocol (one statement only), run as the
+implicit transaction of that read-only session under the session's ``statement_timeout`` (the
+query's limit, set again when it changes): one round trip. A longer result is read through a
+server-side cursor in an explicit ``BEGIN READ ONLY`` transaction with a transaction-local
+``statement_timeout`` (``BEGIN``, ``SET LOCAL``, ``DECLARE``, the first ``FETCH`` pipelined
+into one round trip), always rolled back. On a loaded machine every round trip costs a
+scheduling delay, which dominated a cone search. Connections are pooled (:data:`POOL_SIZE`
+idle per process and database; a SQLite one keeps its authorizer, a PostgreSQL one its
+read-only session), which takes the connection set-up out of a cone search's latency. Rows
+come in batches, so a result is never held in memory whole.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from surveydm.errors import SurveydmError
-from surveydm.publish.sqlbrowser import READER_ROLE, SqlBrowser
+from surveydm.publish.sqlbrowser import SqlBrowser
 
 #: Rows fetched per round trip (large: per-call overhead dominates a long stream's cost, and
 #: a batch of a few numeric columns is still only a few MB).
@@ -81,12 +82,18 @@ def _engine_error(exc: Exception, limit_s: float) -> TapExecutionError:
 
 @contextmanager
 def run_sql(
-    browser: SqlBrowser, sql: str, time_limit_s: float, binary: bool = False
+    browser: SqlBrowser,
+    sql: str,
+    time_limit_s: float,
+    binary: bool = False,
+    max_rows: int | None = None,
 ) -> Iterator[Rows]:
     """Open a read-only connection as ``browser`` does, execute ``sql`` and yield its rows.
 
     ``binary`` asks PostgreSQL for values in binary format (no text parsing: ``bytea``
-    arrives as is); SQLite ignores it.
+    arrives as is); SQLite ignores it. ``max_rows``, when given, is the most rows the caller
+    will read: on PostgreSQL a result that fits one batch (:data:`BATCH_ROWS`) is then read
+    without a server-side cursor, in a single round trip.
 
     Raises:
         TapExecutionError: connection or execution failed (read-only refusal, SQL error).
@@ -96,7 +103,7 @@ def run_sql(
         with _sqlite(browser, sql, time_limit_s) as rows:
             yield rows
     else:
-        with _postgres(browser, sql, time_limit_s, binary) as rows:
+        with _postgres(browser, sql, time_limit_s, binary, max_rows) as rows:
             yield rows
 
 
@@ -115,10 +122,8 @@ def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
         if idle:
             conn = idle.pop()
     if conn is None:
-        conn = sqlite3.connect(
-            f"file:{browser.url.database}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
-        )  # a streamed response is iterated from worker threads, one at a time
-        conn.set_authorizer(SqlBrowser._authorizer)
+        # a streamed response is iterated from worker threads, one at a time
+        conn = browser.sqlite_connect(check_same_thread=False)
     ok = False
     try:
         deadline = time.monotonic() + limit_s
@@ -141,43 +146,46 @@ def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
             conn.close()
 
 
-def _pg_connect(browser: SqlBrowser) -> tuple[tuple, Any]:
+@dataclass
+class _PgSession:
+    """A pooled read-only PostgreSQL connection and its session ``statement_timeout``, ms."""
+
+    conn: Any
+    timeout_ms: int = 0
+
+
+def _pg_connect(browser: SqlBrowser) -> tuple[tuple, _PgSession]:
     """An idle pooled connection, or a new one, as the browser's read-only role."""
     import psycopg
 
-    if browser.reader_url is not None:
-        info = browser._pg_conninfo(browser.reader_url)
-    else:
-        try:
-            browser.ensure_reader_role()
-        except SurveydmError as exc:
-            raise TapExecutionError(str(exc)) from None
-        info = browser._pg_conninfo(browser.url)
-        info["user"] = READER_ROLE
-        info.pop("password", None)
+    try:
+        info = browser.reader_conninfo()
+    except SurveydmError as exc:
+        raise TapExecutionError(str(exc)) from None
     key = tuple(sorted(info.items()))
     with _pool_lock:
         idle = _pools.setdefault(key, [])
         while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return key, conn
+            session = idle.pop()
+            if not session.conn.closed:
+                return key, session
     try:
         conn = psycopg.connect(
             **info,
             options="-c default_transaction_read_only=on",
             connect_timeout=10,
-            autocommit=True,  # transactions are opened and rolled back explicitly
+            autocommit=True,  # one implicit transaction per statement, or explicit ones
         )
     except psycopg.OperationalError as exc:
         raise TapExecutionError(f"cannot connect read-only: {exc}") from None
-    return key, conn
+    return key, _PgSession(conn)
 
 
-def _pg_release(key: tuple, conn: Any) -> None:
+def _pg_release(key: tuple, session: _PgSession) -> None:
     """Roll back and keep the connection for the next query (or close it)."""
     import psycopg
 
+    conn = session.conn
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute("ROLLBACK")
@@ -187,53 +195,82 @@ def _pg_release(key: tuple, conn: Any) -> None:
     with _pool_lock:
         idle = _pools.setdefault(key, [])
         if len(idle) < POOL_SIZE and not conn.closed:
-            idle.append(conn)
+            idle.append(session)
             return
     conn.close()
 
 
 @contextmanager
-def _postgres(browser: SqlBrowser, sql: str, limit_s: float, binary: bool) -> Iterator[Rows]:
+def _postgres(
+    browser: SqlBrowser, sql: str, limit_s: float, binary: bool, max_rows: int | None
+) -> Iterator[Rows]:
     import psycopg
 
-    key, conn = _pg_connect(browser)
+    key, session = _pg_connect(browser)
+    conn = session.conn
+    timeout_ms = max(1, int(limit_s * 1000))  # an integer of ours: no user text
     ok = False
     try:
-        # One read-only transaction per query (the session default, asserted again), with
-        # the query's own time limit (an integer of ours: no user text in this statement).
-        conn.execute(
-            f"BEGIN READ ONLY; SET LOCAL statement_timeout = {max(1, int(limit_s * 1000))}",
-            prepare=False,  # two statements: simple protocol, never prepared
-        )
-        cursor = _PgCursor(conn, binary)
         try:
-            # binary=True sends it in the extended protocol: exactly one statement
-            conn.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {sql}", binary=True)
-            first = cursor.fetchmany(BATCH_ROWS)  # errors of the statement surface now
+            if max_rows is not None and max_rows <= BATCH_ROWS + 1:
+                first = _pg_one_shot(session, sql, timeout_ms, binary, max_rows)
+                done = True
+            else:
+                first = _pg_declare(conn, sql, timeout_ms, binary)
+                done = len(first) < BATCH_ROWS
         except psycopg.Error as exc:
             raise _engine_error(exc, limit_s) from None
-        cursor.first = first
-        yield Rows(cursor, "postgresql", time.monotonic() + limit_s, limit_s)
+        deadline = time.monotonic() + limit_s
+        yield Rows(_PgCursor(conn, binary, first, done), "postgresql", deadline, limit_s)
         ok = True
     finally:
         if ok:
-            _pg_release(key, conn)
+            _pg_release(key, session)
         else:
-            conn.close()  # never committed: the server rolls the transaction back
+            conn.close()  # never committed: the server rolls any transaction back
+
+
+def _pg_one_shot(
+    session: _PgSession, sql: str, timeout_ms: int, binary: bool, max_rows: int
+) -> list[tuple]:
+    """All rows of a result known to be short (at most ``max_rows``), in one round trip: the
+    statement alone, as the implicit transaction of the read-only session, under the
+    session's ``statement_timeout`` (set when it is not this query's limit already). The
+    ``LIMIT`` goes as a bound parameter, which puts the statement in the extended protocol:
+    one statement only."""
+    conn = session.conn
+    if session.timeout_ms != timeout_ms:
+        conn.execute(f"SET statement_timeout = {timeout_ms}")
+        session.timeout_ms = timeout_ms
+    query = f"SELECT * FROM ({sql.replace('%', '%%')}) AS tap_rows LIMIT %s"
+    return conn.execute(query, (max_rows,), binary=binary, prepare=False).fetchall()
+
+
+def _pg_declare(conn: Any, sql: str, timeout_ms: int, binary: bool) -> list[tuple]:
+    """Open a server-side cursor over ``sql`` in a read-only transaction with the query's own
+    time limit and return its first batch: one round trip (pipeline mode; ``DECLARE`` in the
+    extended protocol, which takes one statement only)."""
+    with conn.pipeline():
+        conn.execute("BEGIN READ ONLY")
+        conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+        conn.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {sql}", binary=True)
+        cur = conn.cursor(binary=binary)
+        cur.execute(f"FETCH FORWARD {BATCH_ROWS} FROM {_CURSOR}")
+    return cur.fetchall()
 
 
 _CURSOR = "surveydm_tap"
 
 
 class _PgCursor:
-    """``FETCH FORWARD`` from the declared cursor; the first batch may be fetched already,
-    and a short batch ends the result without another round trip."""
+    """``FETCH FORWARD`` from the declared cursor; the first batch is fetched already, and a
+    short batch ends the result without another round trip."""
 
-    def __init__(self, conn: Any, binary: bool) -> None:
+    def __init__(self, conn: Any, binary: bool, first: list[tuple], done: bool) -> None:
         self.conn = conn
         self.binary = binary
-        self.first: list[tuple] = []
-        self.done = False
+        self.first = first
+        self.done = done
 
     def fetchmany(self, size: int) -> list[tuple]:
         if self.first:

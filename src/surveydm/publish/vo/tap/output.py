@@ -234,33 +234,43 @@ def _binary2_batch_encoder(
     columns: tuple[OutputColumn, ...],
 ) -> Callable[[list[list[Any]]], bytes] | None:
     """A numpy encoder of whole batches when every column is a fixed-size number (the common
-    catalog case); None otherwise. Records are the null-flag bytes then big-endian values."""
+    catalog case); None otherwise. Records are the null-flag bytes then big-endian values
+    (VOTable 1.4 section 5.5), one numpy structured record per row."""
     if any(c.meta.datatype not in _NUMPY or c.width != 1 or c.meta.arraysize for c in columns):
         return None
     n_cols = len(columns)
     nbytes = (n_cols + 7) // 8
-    dtype = np.dtype(
-        [("flags", "u1", (nbytes,))]
-        + [(f"c{i}", _NUMPY[c.meta.datatype]) for i, c in enumerate(columns)]
-    )
+    names = [f"c{i}" for i in range(n_cols)]
+    values = np.dtype([(n, _NUMPY[c.meta.datatype]) for n, c in zip(names, columns, strict=True)])
+    record = np.dtype([("flags", "u1", (nbytes,)), *((n, values[n]) for n in names)])
     kinds = [c.meta.datatype for c in columns]
 
     def encode(rows: Sequence[Sequence[Any]]) -> bytes:
         n = len(rows)
-        out = np.zeros(n, dtype)
+        out = np.zeros(n, record)
+        try:  # straight from the row tuples into big-endian fields, in C
+            table = np.fromiter(rows, dtype=values, count=n)
+        except (TypeError, ValueError, OverflowError):  # NULLs (or values out of range)
+            return _encode_with_nulls(rows, out)
+        for name in names:
+            out[name] = table[name]
+        return out.tobytes()
+
+    def _encode_with_nulls(rows: Sequence[Sequence[Any]], out: np.ndarray) -> bytes:
+        n = len(rows)
         flags = np.zeros((n, nbytes), np.uint8)
         table = np.array(rows, dtype=np.float64).reshape(n, n_cols)  # None -> NaN, in C
         for i in range(n_cols):
             col = table[:, i]
             null = np.isnan(col)
             if kinds[i] in ("double", "float"):
-                out[f"c{i}"] = col
+                out[names[i]] = col
             else:
                 if null.any():
                     col = np.where(null, 0.0, col)
                 if n and np.abs(col).max() >= 2.0**53:  # beyond exact float64 integers
                     col = np.array([0 if r[i] is None else int(r[i]) for r in rows], np.int64)
-                out[f"c{i}"] = col
+                out[names[i]] = col
             if null.any():
                 flags[null, i // 8] |= np.uint8(0x80 >> (i % 8))
         out["flags"] = flags
@@ -300,11 +310,17 @@ def binary2_record_sql(columns: tuple[OutputColumn, ...], sql: str) -> str | Non
             for i in range(b, min(b + 8, len(columns)))
         )
         flag_bytes.append(f"set_byte('\\x00'::bytea, 0, {bits})")
+    # the flag bits are worked out only for a row that has a NULL (num_nulls: one call)
+    no_nulls = "'\\x" + "00" * len(flag_bytes) + "'::bytea"
+    flags = (
+        f"(CASE WHEN num_nulls({', '.join(names)}) = 0 THEN {no_nulls} "
+        f"ELSE {' || '.join(flag_bytes)} END)"
+    )
     fields = []
     for name, c in zip(names, columns, strict=True):
         send, cast, null = _PG_SEND[c.meta.datatype]
         fields.append(f"coalesce({send}({name}::{cast}), '\\x{null}'::bytea)")
-    record = " || ".join(flag_bytes + fields)
+    record = " || ".join([flags, *fields])
     return f"SELECT {record} FROM ({sql}) AS binary2_rows({', '.join(names)})"
 
 

@@ -157,7 +157,9 @@ class TapService:
             record_sql = output.binary2_record_sql(q.translation.columns, sql)
             if record_sql is not None:  # the server encodes the records
                 sql, encoded = record_sql, True
-        ctx = run_sql(self.browser, sql, time_limit_s, binary=encoded)
+        top = q.translation.top
+        max_rows = q.maxrec + 1 if top is None or top > q.maxrec else top  # +1: overflow?
+        ctx = run_sql(self.browser, sql, time_limit_s, binary=encoded, max_rows=max_rows)
         rows = ctx.__enter__()
         try:
             state = {"n": 0, "overflow": False}
