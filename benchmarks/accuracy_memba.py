@@ -9,7 +9,7 @@ isolated objects with S/N > 10 (targets >= 99.5 %). With ``--home`` it only meas
 installation where all of that already ran (and ``--truth`` names its truth directory).
 
     python benchmarks/accuracy_memba.py [--nights 2026-11-20..2026-11-21] [--trays NB455-525]
-        [--repeats 1] [--processes 2] [--home DIR --truth DIR]
+        [--repeats 1] [--processes 2] [--home DIR --truth DIR] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -68,12 +68,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--home", type=Path, help="measure this installation only")
     parser.add_argument("--truth", type=Path, help="its truth directory (with --home)")
+    parser.add_argument("--keep", type=Path, help="work in this new directory and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.home:
             settings, truth = Settings(home=args.home), args.truth
         else:
-            settings, truth = _run_all(args, Path(tmp))
+            settings, truth = _run_all(args, args.keep or Path(tmp))
         reg = Registry(settings.resolved_database_url)
         with reg.session(write=False) as s:
             ids = {p.pipeline: p.id for p in s.scalars(select(Production).order_by(Production.id))}
