@@ -7,16 +7,22 @@ image PSF in the Gaussian approximation (sigma = r50 / 1.1774, sigma_psf = FWHM 
 sigma_conv^2 = sigma^2 + sigma_psf^2 per axis) and the aperture is the ellipse of semi-axes
 ``k * sigma_conv`` that encloses the fraction ``f`` of that convolved Gaussian,
 ``k = sqrt(-2 ln(1 - f))`` (f = 0.625 in PAUS gives k = 1.40), never smaller than
-``min_radius_fwhm`` FWHM (1.3: the simulated cameras sample the PSF with 1-2.5 pixels per FWHM,
-where smaller apertures let pixel-phase errors of a few percent through; measured with
-tests/test_memba_pipeline.py). An aperture correction measured on the image's bright point sources
+``min_radius_fwhm`` FWHM (1.3) nor ``min_radius_pix`` pixels (2.5). Both floors are against
+pixel phase: the simulated cameras sample the PSF with 1-2.5 pixels per FWHM, and an exact
+aperture sum treats each pixel's flux as uniform, so the fraction of a star's flux inside a
+small aperture depends on where the star falls within its pixel. For a Moffat (beta 3.5) PSF
+of 1.06 / 1.3 / 1.6 pixels FWHM, a 1.3 FWHM radius scatters that fraction by 1.2 / 0.8 / 0.3 %
+rms over sub-pixel positions, a 2.5-pixel radius by 0.01-0.08 % (measured on rendered stars);
+the 1.3 FWHM floor alone left memba's bright-star pull width at 1.3-1.9 on sharp images.
+An aperture correction measured on the image's bright point sources
 (curve of growth from the forced circle to 4 FWHM, as the nightly zero-point is measured)
 restores the total flux. The background is the sigma-clipped median (MAD rms) of an
 elliptical annulus with the same axis ratio, from which pixels near any reference source and
 masked pixels are removed.
 Flux and error: sep's exact elliptical sums; the variance is the weight map's (1 / weight) plus
 the source's Poisson noise (electrons), the error of the background median, that of the
-aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors.
+aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors; the
+calibration adds the image zero-point's error (:func:`calibrated_error_njy`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class ForcedConfig:
 
     enclosed_fraction: float = 0.625
     min_radius_fwhm: float = 1.3  #: pixel-phase errors of undersampled PSFs (module doc)
+    min_radius_pix: float = 2.5  #: the same for PSFs of 1-2 pixels FWHM (module doc)
     annulus_inner: float = 2.5  #: inner semi-major axis / aperture semi-major axis
     annulus_min_gap_fwhm: float = 2.0  #: inner edge at least this far outside the aperture
     annulus_width_pix: float = 6.0
@@ -111,7 +118,7 @@ def aperture_axes(
     s_psf = fwhm_pix / GAUSS_FWHM
     big = k * np.hypot(np.asarray(a_pix, float) / GAUSS_R50, s_psf)
     small = k * np.hypot(np.asarray(b_pix, float) / GAUSS_R50, s_psf)
-    floor = config.min_radius_fwhm * fwhm_pix
+    floor = max(config.min_radius_fwhm * fwhm_pix, config.min_radius_pix)
     return np.maximum(big, floor), np.maximum(small, floor)
 
 
@@ -410,3 +417,21 @@ def calibrated_flux_njy(flux_e: np.ndarray, exptime: float, zeropoint: float) ->
     if not exptime > 0:
         raise ValueError(f"exposure time must be > 0 s, got {exptime}")
     return np.asarray(flux_e, float) / exptime * 10 ** (-0.4 * (zeropoint - 31.4))
+
+
+def calibrated_error_njy(
+    flux_e: np.ndarray, flux_err_e: np.ndarray, exptime: float, zeropoint: float, zp_err: float
+) -> np.ndarray:
+    """Error (nJy) of :func:`calibrated_flux_njy`: the measurement error ``flux_err_e`` (e-)
+    and the zero-point's ``zp_err`` (mag; common to an image's sources, independent between
+    epochs, so it belongs in each epoch's error before a co-add) in quadrature:
+    ``sigma^2 = sigma_e^2 + (0.4 ln 10 zp_err flux)^2``.
+
+    Raises:
+        ValueError: ``exptime`` not positive or ``zp_err`` negative.
+    """
+    if not zp_err >= 0:
+        raise ValueError(f"zero-point error must be >= 0 mag, got {zp_err}")
+    flux_e, flux_err_e = np.asarray(flux_e, float), np.asarray(flux_err_e, float)
+    total = np.hypot(flux_err_e, 0.4 * math.log(10) * zp_err * flux_e)
+    return calibrated_flux_njy(total, exptime, zeropoint)
