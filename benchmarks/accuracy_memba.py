@@ -82,10 +82,11 @@ def main() -> None:
         memba_id = args.production or ids["memba"]
         print(f"memba production {memba_id}")
         acc = memba_accuracy(reg, truth, memba_id)
-        print(f"{'band':8s} {'stars':>5s} {'bias %':>8s} {'pull w':>7s} {'chi2/dof':>8s}")
+        print(f"{'band':8s} {'stars':>5s} {'bias %':>8s} {'pull w':>7s} {'chi2/dof':>8s} "
+              f"{'chi2/median(dof)':>16s}")  # fmt: skip
         for b in acc.bands:
             print(f"{b.band:8s} {b.n_stars:5d} {100 * b.bias:8.2f} {b.pull_width:7.2f} "
-                  f"{b.chi2_dof:8.2f}")  # fmt: skip
+                  f"{b.chi2_dof:8.2f} {b.chi2_norm:16.2f}")  # fmt: skip
         print(f"all bands: pull width {acc.pull_width:.2f} (target 1.0 +- 0.1); narrow-band "
               f"star flux rms {100 * acc.narrow_rms:.2f} %, robust "
               f"{100 * acc.narrow_robust_rms:.2f} % (target <= 1 %)")  # fmt: skip
