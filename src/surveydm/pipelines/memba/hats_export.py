@@ -209,7 +209,10 @@ def _hats_import(files: list[Path], out: Path, tmp: Path, processes: int) -> Non
         resume=False,
     )
     try:
-        with Client(processes=False, n_workers=1, threads_per_worker=max(processes, 1)) as client:
+        with Client(
+            processes=False, n_workers=1, threads_per_worker=max(processes, 1),
+            dashboard_address=None,
+        ) as client:  # fmt: skip
             pipeline_with_client(args, client)
     except Exception:
         shutil.rmtree(out, ignore_errors=True)  # never leave a half-written catalog
