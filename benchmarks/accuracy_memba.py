@@ -9,7 +9,7 @@ isolated objects with S/N > 10 (targets >= 99.5 %). With ``--home`` it only meas
 installation where all of that already ran (and ``--truth`` names its truth directory).
 
     python benchmarks/accuracy_memba.py [--nights 2026-11-20..2026-11-21] [--trays NB455-525]
-        [--repeats 1] [--processes 2] [--home DIR --truth DIR]
+        [--repeats 1] [--processes 2] [--home DIR --truth DIR [--production ID]] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -68,20 +68,25 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--home", type=Path, help="measure this installation only")
     parser.add_argument("--truth", type=Path, help="its truth directory (with --home)")
+    parser.add_argument("--keep", type=Path, help="work in this new directory and keep it")
+    parser.add_argument("--production", type=int, help="memba production id (default: newest)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.home:
             settings, truth = Settings(home=args.home), args.truth
         else:
-            settings, truth = _run_all(args, Path(tmp))
+            settings, truth = _run_all(args, args.keep or Path(tmp))
         reg = Registry(settings.resolved_database_url)
         with reg.session(write=False) as s:
             ids = {p.pipeline: p.id for p in s.scalars(select(Production).order_by(Production.id))}
-        acc = memba_accuracy(reg, truth, ids["memba"])
-        print(f"{'band':8s} {'stars':>5s} {'bias %':>8s} {'pull w':>7s} {'chi2/dof':>8s}")
+        memba_id = args.production or ids["memba"]
+        print(f"memba production {memba_id}")
+        acc = memba_accuracy(reg, truth, memba_id)
+        print(f"{'band':8s} {'stars':>5s} {'bias %':>8s} {'pull w':>7s} {'chi2/dof':>8s} "
+              f"{'chi2/median(dof)':>16s}")  # fmt: skip
         for b in acc.bands:
             print(f"{b.band:8s} {b.n_stars:5d} {100 * b.bias:8.2f} {b.pull_width:7.2f} "
-                  f"{b.chi2_dof:8.2f}")  # fmt: skip
+                  f"{b.chi2_dof:8.2f} {b.chi2_norm:16.2f}")  # fmt: skip
         print(f"all bands: pull width {acc.pull_width:.2f} (target 1.0 +- 0.1); narrow-band "
               f"star flux rms {100 * acc.narrow_rms:.2f} %, robust "
               f"{100 * acc.narrow_robust_rms:.2f} % (target <= 1 %)")  # fmt: skip

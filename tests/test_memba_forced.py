@@ -111,9 +111,13 @@ def test_mask_bits_become_flags_and_truncation_is_flagged():
 def test_aperture_grows_with_the_source_and_the_psf():
     a, b = aperture_axes(np.array([0.0, 8.0]), np.array([0.0, 5.0]), 3.0)
     assert a[0] == pytest.approx(max(1.40 * 3.0 / 2.3548, ForcedConfig().min_radius_fwhm * 3.0))
-    assert aperture_axes(np.zeros(1), np.zeros(1), 3.0, ForcedConfig(min_radius_fwhm=0))[0][
-        0
-    ] == pytest.approx(1.40 * 3.0 / 2.3548, rel=1e-2)
+    no_floor = ForcedConfig(min_radius_fwhm=0, min_radius_pix=0)
+    assert aperture_axes(np.zeros(1), np.zeros(1), 3.0, no_floor)[0][0] == pytest.approx(
+        1.40 * 3.0 / 2.3548, rel=1e-2
+    )
+    # a PSF of 1.2 pixels FWHM: the 2.5-pixel floor (pixel phase) wins over 1.3 FWHM
+    sharp_a, sharp_b = aperture_axes(np.zeros(1), np.zeros(1), 1.2)
+    assert sharp_a[0] == sharp_b[0] == ForcedConfig().min_radius_pix
     assert a[1] > b[1] > a[0]
     with pytest.raises(ValueError, match="FWHM"):
         aperture_axes(np.zeros(1), np.zeros(1), 0.0)

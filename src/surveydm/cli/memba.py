@@ -1,5 +1,6 @@
 """``surveydm memba``: the multi-epoch multi-band pipeline (forced photometry + co-adds), and
-``surveydm memba load-refcat`` for its deep reference catalog (docs/memba.md)."""
+``surveydm memba load-refcat`` for its deep reference catalog, ``surveydm memba export`` for
+its object catalog as HATS or Parquet (docs/memba.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import typer
 from surveydm.cli.common import clear_errors, console, settings
 
 memba_app = typer.Typer(
-    help="Multi-epoch forced photometry (memba): run it, or load its deep reference catalog.",
+    help="Multi-epoch forced photometry (memba): run it, load its deep reference catalog, "
+    "or export its object catalog.",
     invoke_without_command=True,
 )
 
@@ -68,6 +70,31 @@ def load_refcat(
     finally:
         reg.dispose()
     console.print(f"loaded {n} deep reference sources as {name}")
+
+
+@memba_app.command("export")
+@clear_errors
+def export(
+    out: Path = typer.Argument(..., help="new HATS catalog directory, or Parquet file"),
+    fmt: str = typer.Option("hats", "--format", help="hats (LSDB-readable) or parquet"),
+    production: int | None = typer.Option(
+        None, "--production", help="memba production id (default: the newest)"
+    ),
+    processes: int = typer.Option(2, "--processes", "-p", min=1, help="Dask threads"),
+) -> None:
+    """Export the object catalog with its co-added fluxes (HATS, or one Parquet file)."""
+    from surveydm.cli.common import registry
+    from surveydm.pipelines.memba.hats_export import export_objects
+
+    reg = registry()
+    try:
+        done = export_objects(reg, out, fmt=fmt, production_id=production, processes=processes)
+    finally:
+        reg.dispose()
+    console.print(
+        f"wrote {done.rows} objects of memba production {done.production_id} "
+        f"({len(done.bands)} bands) as {done.format} to {done.path}"
+    )
 
 
 @clear_errors

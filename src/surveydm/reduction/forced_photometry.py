@@ -7,16 +7,22 @@ image PSF in the Gaussian approximation (sigma = r50 / 1.1774, sigma_psf = FWHM 
 sigma_conv^2 = sigma^2 + sigma_psf^2 per axis) and the aperture is the ellipse of semi-axes
 ``k * sigma_conv`` that encloses the fraction ``f`` of that convolved Gaussian,
 ``k = sqrt(-2 ln(1 - f))`` (f = 0.625 in PAUS gives k = 1.40), never smaller than
-``min_radius_fwhm`` FWHM (1.3: the simulated cameras sample the PSF with 1-2.5 pixels per FWHM,
-where smaller apertures let pixel-phase errors of a few percent through; measured with
-tests/test_memba_pipeline.py). An aperture correction measured on the image's bright point sources
+``min_radius_fwhm`` FWHM (1.3) nor ``min_radius_pix`` pixels (2.5). Both floors are against
+pixel phase: the simulated cameras sample the PSF with 1-2.5 pixels per FWHM, and an exact
+aperture sum treats each pixel's flux as uniform, so the fraction of a star's flux inside a
+small aperture depends on where the star falls within its pixel. For a Moffat (beta 3.5) PSF
+of 1.06 / 1.3 / 1.6 pixels FWHM, a 1.3 FWHM radius scatters that fraction by 1.2 / 0.8 / 0.3 %
+rms over sub-pixel positions, a 2.5-pixel radius by 0.01-0.08 % (measured on rendered stars);
+the 1.3 FWHM floor alone left memba's bright-star pull width at 1.3-1.9 on sharp images.
+An aperture correction measured on the image's bright point sources
 (curve of growth from the forced circle to 4 FWHM, as the nightly zero-point is measured)
 restores the total flux. The background is the sigma-clipped median (MAD rms) of an
 elliptical annulus with the same axis ratio, from which pixels near any reference source and
 masked pixels are removed.
 Flux and error: sep's exact elliptical sums; the variance is the weight map's (1 / weight) plus
 the source's Poisson noise (electrons), the error of the background median, that of the
-aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors.
+aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors; the
+calibration adds the image zero-point's error (:func:`calibrated_error_njy`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 from astropy.wcs import WCS
+from numba import njit
 from scipy.spatial import cKDTree
 
 from surveydm.reduction.photometry import PhotometryError
@@ -47,6 +54,7 @@ class ForcedConfig:
 
     enclosed_fraction: float = 0.625
     min_radius_fwhm: float = 1.3  #: pixel-phase errors of undersampled PSFs (module doc)
+    min_radius_pix: float = 2.5  #: the same for PSFs of 1-2 pixels FWHM (module doc)
     annulus_inner: float = 2.5  #: inner semi-major axis / aperture semi-major axis
     annulus_min_gap_fwhm: float = 2.0  #: inner edge at least this far outside the aperture
     annulus_width_pix: float = 6.0
@@ -110,7 +118,7 @@ def aperture_axes(
     s_psf = fwhm_pix / GAUSS_FWHM
     big = k * np.hypot(np.asarray(a_pix, float) / GAUSS_R50, s_psf)
     small = k * np.hypot(np.asarray(b_pix, float) / GAUSS_R50, s_psf)
-    floor = config.min_radius_fwhm * fwhm_pix
+    floor = max(config.min_radius_fwhm * fwhm_pix, config.min_radius_pix)
     return np.maximum(big, floor), np.maximum(small, floor)
 
 
@@ -207,47 +215,69 @@ def _annulus_stats(
 ) -> _Sky:
     """Sigma-clipped median and MAD rms of each elliptical annulus, with every reference
     source's neighbourhood (``neighbour_mask_scale`` x its aperture) and bad pixels removed."""
-    ny, nx = science.shape
     near = np.zeros(science.shape, dtype=np.bool_)
     sep.mask_ellipse(near, x, y, ap_a, ap_b, theta, r=config.neighbour_mask_scale)
     skip = near | bad
-    n = len(x)
-    med, sig, cnt = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, np.int64)
-    ratio = ap_b / ap_a
+    med, sig, cnt = _annulus_kernel(
+        science, skip, x, y, np.cos(theta), np.sin(theta), ap_b / ap_a, a_in, a_out,
+        float(config.clip_sigma),
+    )  # fmt: skip
+    return _Sky(med, sig, cnt)
+
+
+@njit(cache=True, nogil=True)
+def _annulus_kernel(science, skip, x, y, cos_t, sin_t, ratio, a_in, a_out, nsigma):  # noqa: ANN001, ANN202
+    """Per source: the unskipped pixels whose centre lies in the elliptical annulus (semi-major
+    axes a_in..a_out, axis ratio ``ratio``), then :func:`_clipped_kernel`."""
+    ny, nx = science.shape
+    n = x.shape[0]
+    med = np.full(n, np.nan)
+    sig = np.full(n, np.nan)
+    cnt = np.zeros(n, np.int64)
+    size = 16
+    for i in range(n):
+        size = max(size, int(4 * (a_out[i] + 3) ** 2))
+    buf = np.empty(size, np.float64)
     for i in range(n):
         r = a_out[i] + 1
         x0, x1 = max(int(x[i] - r), 0), min(int(x[i] + r) + 2, nx)
         y0, y1 = max(int(y[i] - r), 0), min(int(y[i] + r) + 2, ny)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        dx, dy = xx - x[i], yy - y[i]
-        c, s = math.cos(theta[i]), math.sin(theta[i])
-        u, v = dx * c + dy * s, (-dx * s + dy * c) / ratio[i]
-        r2 = u * u + v * v
-        ring = (r2 >= a_in[i] ** 2) & (r2 <= a_out[i] ** 2) & ~skip[y0:y1, x0:x1]
-        vals = science[y0:y1, x0:x1][ring]
-        m, sd, k = _clipped(vals, config.clip_sigma)
-        med[i], sig[i], cnt[i] = m, sd, k
-    return _Sky(med, sig, cnt)
+        lo, hi = a_in[i] ** 2, a_out[i] ** 2
+        k = 0
+        for yy in range(y0, y1):
+            dy = yy - y[i]
+            for xx in range(x0, x1):
+                if skip[yy, xx]:
+                    continue
+                dx = xx - x[i]
+                u = dx * cos_t[i] + dy * sin_t[i]
+                v = (-dx * sin_t[i] + dy * cos_t[i]) / ratio[i]
+                r2 = u * u + v * v
+                if r2 >= lo and r2 <= hi:
+                    buf[k] = science[yy, xx]
+                    k += 1
+        med[i], sig[i], cnt[i] = _clipped_kernel(buf[:k].copy(), nsigma, 5)
+    return med, sig, cnt
 
 
-def _clipped(vals: np.ndarray, nsigma: float, iters: int = 5) -> tuple[float, float, int]:
-    """Median, MAD rms and count of ``vals`` after iterative ``nsigma`` clipping."""
+@njit(cache=True, nogil=True)
+def _clipped_kernel(vals, nsigma, iters):  # noqa: ANN001, ANN202
+    """Median, MAD rms (1.4826 x MAD) and count of ``vals`` after iterative ``nsigma``
+    clipping about the median (at most ``iters`` passes; NaN below 3 values)."""
     if vals.size < 3:
-        return math.nan, math.nan, int(vals.size)
+        return np.nan, np.nan, vals.size
     keep = vals
     for _ in range(iters):
-        m = float(np.median(keep))
-        sd = 1.4826 * float(np.median(np.abs(keep - m)))
+        m = np.median(keep)
+        sd = 1.4826 * np.median(np.abs(keep - m))
         if sd <= 0:
             break
         new = keep[np.abs(keep - m) <= nsigma * sd]
         if new.size == keep.size or new.size < 3:
             break
         keep = new
-    m = float(np.median(keep))
-    return m, 1.4826 * float(np.median(np.abs(keep - m))), int(keep.size)
+    m = np.median(keep)
+    return m, 1.4826 * np.median(np.abs(keep - m)), keep.size
 
 
 def _sum_apertures(
@@ -262,21 +292,40 @@ def _sum_apertures(
     theta: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact elliptical sums (sep, exact pixel overlap) of data and variance, and flags: the
-    mask bits inside each aperture, truncation, no data."""
+    mask bits of the pixels whose centre is inside each aperture, truncation, no data."""
     flux, err, _ = sep.sum_ellipse(data, x, y, a, b, theta, r=1.0, var=var, subpix=0)
     ny, nx = data.shape
     out = (x - a < -0.5) | (x + a > nx - 0.5) | (y - a < -0.5) | (y + a > ny - 0.5)
     flag = np.where(out, FLAG_TRUNCATED, 0).astype(np.int64)
-    # pixels whose centre is inside (sep's subpix=1), one bit plane at a time
-    good, _, _ = sep.sum_ellipse((~bad).astype(np.float32), x, y, a, b, theta, r=1.0, subpix=1)
-    flag |= np.where(np.asarray(good) <= 0, FLAG_NO_DATA, 0)
-    present = int(np.bitwise_or.reduce(mask, axis=None)) if mask.size else 0
-    for bit in (1 << k for k in range(16)):
-        if present & bit:
-            plane = ((mask & bit) != 0).astype(np.float32)
-            hits, _, _ = sep.sum_ellipse(plane, x, y, a, b, theta, r=1.0, subpix=1)
-            flag |= np.where(np.asarray(hits) > 0, bit, 0)
+    bits, good = _aperture_flags_kernel(mask, bad, x, y, a, b, np.cos(theta), np.sin(theta))
+    flag |= bits | np.where(good <= 0, FLAG_NO_DATA, 0)
     return np.asarray(flux, float), np.asarray(err, float) ** 2, flag
+
+
+@njit(cache=True, nogil=True)
+def _aperture_flags_kernel(mask, bad, x, y, a, b, cos_t, sin_t):  # noqa: ANN001, ANN202
+    """Per aperture: OR of ``mask`` over the pixels whose centre is inside the ellipse, and
+    the number of those pixels not ``bad``."""
+    ny, nx = mask.shape
+    n = x.shape[0]
+    bits = np.zeros(n, np.int64)
+    good = np.zeros(n, np.int64)
+    for i in range(n):
+        x0, x1 = max(int(math.floor(x[i] - a[i])), 0), min(int(math.ceil(x[i] + a[i])) + 1, nx)
+        y0, y1 = max(int(math.floor(y[i] - a[i])), 0), min(int(math.ceil(y[i] + a[i])) + 1, ny)
+        acc, k = 0, 0
+        for yy in range(y0, y1):
+            dy = yy - y[i]
+            for xx in range(x0, x1):
+                dx = xx - x[i]
+                u = (dx * cos_t[i] + dy * sin_t[i]) / a[i]
+                v = (-dx * sin_t[i] + dy * cos_t[i]) / b[i]
+                if u * u + v * v <= 1.0:
+                    acc |= mask[yy, xx]
+                    if not bad[yy, xx]:
+                        k += 1
+        bits[i], good[i] = acc, k
+    return bits, good
 
 
 def aperture_correction(
@@ -368,3 +417,21 @@ def calibrated_flux_njy(flux_e: np.ndarray, exptime: float, zeropoint: float) ->
     if not exptime > 0:
         raise ValueError(f"exposure time must be > 0 s, got {exptime}")
     return np.asarray(flux_e, float) / exptime * 10 ** (-0.4 * (zeropoint - 31.4))
+
+
+def calibrated_error_njy(
+    flux_e: np.ndarray, flux_err_e: np.ndarray, exptime: float, zeropoint: float, zp_err: float
+) -> np.ndarray:
+    """Error (nJy) of :func:`calibrated_flux_njy`: the measurement error ``flux_err_e`` (e-)
+    and the zero-point's ``zp_err`` (mag; common to an image's sources, independent between
+    epochs, so it belongs in each epoch's error before a co-add) in quadrature:
+    ``sigma^2 = sigma_e^2 + (0.4 ln 10 zp_err flux)^2``.
+
+    Raises:
+        ValueError: ``exptime`` not positive or ``zp_err`` negative.
+    """
+    if not zp_err >= 0:
+        raise ValueError(f"zero-point error must be >= 0 mag, got {zp_err}")
+    flux_e, flux_err_e = np.asarray(flux_e, float), np.asarray(flux_err_e, float)
+    total = np.hypot(flux_err_e, 0.4 * math.log(10) * zp_err * flux_e)
+    return calibrated_flux_njy(total, exptime, zeropoint)

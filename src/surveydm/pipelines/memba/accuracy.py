@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import chi2 as chi2_dist
 from sqlalchemy import select
 
 from surveydm.db import Registry
@@ -23,13 +24,17 @@ def _robust_width(x: np.ndarray) -> float:
 @dataclass
 class BandAccuracy:
     """One band: stars with S/N > ``snr_min``, their median flux bias (fraction), robust
-    pull width, median chi2 per degree of freedom (sources with >= 2 epochs)."""
+    pull width, median chi2 per degree of freedom (sources with >= 2 epochs), and the median
+    of chi2 over the chi-square distribution's median for each source's degrees of freedom
+    (``chi2_norm``: 1 when the errors are right; chi2/dof itself has median 0.45 for one
+    degree of freedom, 0.69 for two)."""
 
     band: str
     n_stars: int
     bias: float
     pull_width: float
     chi2_dof: float
+    chi2_norm: float = float("nan")
 
 
 @dataclass
@@ -75,16 +80,20 @@ def memba_accuracy(
         true = np.array([10 ** (-0.4 * (mags[pos[r.ref_id]] - 31.4)) for r in sel])
         flux = np.array([r.flux for r in sel])
         err = np.array([r.flux_error for r in sel])
-        chi = np.array([r.chi2 / (r.n_coadd - 1) for r in sel if r.n_coadd > 1 and r.chi2])
+        multi = [r for r in sel if r.n_coadd > 1 and r.chi2 is not None]
+        chi = np.array([r.chi2 / (r.n_coadd - 1) for r in multi])
+        norm = np.array([r.chi2 / chi2_dist.median(r.n_coadd - 1) for r in multi])
         ratio = flux / true
         pull = (flux - true) / err
         pulls.append(pull)
         if band.startswith("NB"):
             narrow_ratios.append(ratio)
         chi_med = float(np.median(chi)) if chi.size else float("nan")
+        norm_med = float(np.median(norm)) if norm.size else float("nan")
         out.bands.append(
-            BandAccuracy(band, len(sel), float(np.median(ratio) - 1), _robust_width(pull), chi_med)
-        )
+            BandAccuracy(band, len(sel), float(np.median(ratio) - 1), _robust_width(pull),
+                         chi_med, norm_med)
+        )  # fmt: skip
         out.n_stars += len(sel)
     if narrow_ratios:
         r = np.concatenate(narrow_ratios)

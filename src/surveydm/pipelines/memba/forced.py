@@ -31,6 +31,7 @@ from surveydm.pipelines.productions import add_product
 from surveydm.reduction.forced_photometry import (
     ForcedApertures,
     ForcedConfig,
+    calibrated_error_njy,
     calibrated_flux_njy,
     forced_photometry,
     sky_to_pixel_ellipses,
@@ -45,7 +46,8 @@ class ImageQuantum:
     """What one forced-photometry job works on, read from the registry.
 
     Attributes:
-        image_id, band; exptime: s; zeropoint: AB mag of 1 e-/s; fwhm_arcsec: PSF FWHM;
+        image_id, band; exptime: s; zeropoint: AB mag of 1 e-/s; zp_err: its error, mag
+        (0 when the nightly pipeline recorded none); fwhm_arcsec: PSF FWHM;
         paths: absolute paths by product type (REDUCED_KINDS); sci_product_id;
         centre (ra, dec) and radius (deg) of a cone covering the image.
     """
@@ -54,6 +56,7 @@ class ImageQuantum:
     band: str
     exptime: float
     zeropoint: float
+    zp_err: float
     fwhm_arcsec: float
     paths: dict[str, Any]
     sci_product_id: int
@@ -146,6 +149,7 @@ class ForcedPhot(Task):
                 img.filter,
                 float(mosaic.exptime),
                 float(img.zp_nightly),
+                float(img.zp_nightly_err or 0.0),
                 float(img.psf_fwhm),
                 paths,
                 sci.id,
@@ -179,9 +183,9 @@ def forced_rows(
     result: ForcedApertures, src: DeepSources, q: ImageQuantum, production_id: int | None
 ) -> list[dict[str, Any]]:
     """``forced_aperture`` rows of one image: fluxes calibrated to nJy with the image's
-    zero-point, NaN -> NULL, theta in degrees."""
+    zero-point (errors with its error), NaN -> NULL, theta in degrees."""
     flux = calibrated_flux_njy(result.flux, q.exptime, q.zeropoint)
-    err = calibrated_flux_njy(result.flux_err, q.exptime, q.zeropoint)
+    err = calibrated_error_njy(result.flux, result.flux_err, q.exptime, q.zeropoint, q.zp_err)
     hp = healpix_index(src.ra, src.dec)
     rows = []
     for i in range(len(result)):

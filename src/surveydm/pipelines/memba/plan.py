@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -26,6 +26,7 @@ from surveydm.orchestration.tasks import load_task_modules
 from surveydm.pipelines import TASK_MODULES
 from surveydm.pipelines.memba.refcat import deep_refcat_id
 from surveydm.pipelines.productions import get_or_create_production
+from surveydm.reduction.forced_photometry import ForcedConfig
 
 #: Reference sources per ``forced_coadd`` job.
 DEFAULT_CHUNK = 2000
@@ -130,8 +131,18 @@ class MembaSummary:
 
 
 def memba_config(refcat: str, forced: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The memba production's configuration (identifies it with the release and version)."""
-    return {"refcat": refcat, "forced": dict(forced or {})}
+    """The memba production's configuration (identifies it with the release and version): the
+    reference catalog and every forced-photometry option in effect (defaults included, so a
+    change of a default opens a new production).
+
+    Raises:
+        ValueError: an unknown forced-photometry option.
+    """
+    try:
+        effective = asdict(ForcedConfig(**(forced or {})))
+    except TypeError as exc:
+        raise ValueError(f"unknown forced-photometry option: {exc}") from None
+    return {"refcat": refcat, "forced": effective}
 
 
 def run_memba(
