@@ -110,6 +110,10 @@ def _prepare_tree(registry: Any, n: int, tree: bool) -> int:
     return root
 
 
+#: Most jobs a pilot claims at once in the benchmark (``--max-batch``; the Worker's default).
+MAX_BATCH = 256
+
+
 def bench_throughput(url: str, jobs: int, workers: list[int], tree: bool = False) -> dict:
     from surveydm.db import Registry
     from surveydm.orchestration import run_local
@@ -120,7 +124,7 @@ def bench_throughput(url: str, jobs: int, workers: list[int], tree: bool = False
         root = _prepare_tree(reg, jobs, tree)
         t0 = time.perf_counter()
         report = run_local(
-            url, root, processes=w, lease_seconds=60, poll_interval=0.01, max_batch=32
+            url, root, processes=w, lease_seconds=60, poll_interval=0.01, max_batch=MAX_BATCH
         )
         wall = time.perf_counter() - t0
         rate, n = _tree_rate(reg, root)
@@ -167,7 +171,7 @@ def bench_cpu_per_job(url: str, jobs: int, tree: bool) -> tuple[float, float, fl
 
     reg = Registry(url)
     _prepare_tree(reg, jobs, tree)
-    w = Worker(reg, lease_seconds=600, max_batch=32, poll_interval=0.01)  # + the epilog
+    w = Worker(reg, lease_seconds=600, max_batch=MAX_BATCH, poll_interval=0.01)  # + the epilog
     w.sweep()  # opens the pool's connection (its server process is then measured)
     server0, client0, t0 = _backend_cpu(url), time.process_time(), time.perf_counter()
     w.run(once=True)
@@ -247,6 +251,7 @@ def bench_dask(n: int) -> float:
 
 
 def main() -> None:
+    global MAX_BATCH  # noqa: PLW0603  (read by the measurements, set once here)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--engines", default="sqlite,postgresql")
     ap.add_argument("--jobs", type=int, default=5000, help="jobs per throughput run")
@@ -254,7 +259,9 @@ def main() -> None:
     ap.add_argument("--graph", type=int, default=100_000)
     ap.add_argument("--summary", type=int, default=10_000)
     ap.add_argument("--dask-graph", type=int, default=5000)
+    ap.add_argument("--max-batch", type=int, default=MAX_BATCH, help="most jobs per claim")
     args = ap.parse_args()
+    MAX_BATCH = args.max_batch
     workers = [int(x) for x in args.workers.split(",")]
     rows: list[tuple[str, str, str, str]] = []
     ours_graph_rate: dict[str, float] = {}

@@ -46,7 +46,8 @@ class RunOptions:
         progress_interval: seconds between ``progress`` calls.
         lease_seconds: lease of every claim (default: settings ``lease_seconds``).
         poll_interval: seconds an idle pilot (or driver) sleeps before it looks again.
-        max_batch: most jobs a pilot claims at once.
+        max_batch: most jobs a pilot claims at once (never more than its fair share of the
+            ready jobs; 1 for jobs longer than 50 ms: see :mod:`~surveydm.orchestration.worker`).
         env: local: environment variables set in each pilot process (e.g. ``SURVEYDM_*``
             settings the tasks read); with ``processes=0`` set in this process. Dask: unused.
         start_method: local: multiprocessing start method (default ``forkserver`` where
@@ -65,7 +66,7 @@ class RunOptions:
     progress_interval: float = 0.5
     lease_seconds: float | None = None
     poll_interval: float = 0.2
-    max_batch: int = 16
+    max_batch: int = 256
     env: Mapping[str, str] | None = None
     start_method: str | None = None
 
@@ -96,6 +97,7 @@ class RunOptions:
             "lease_seconds": self.lease_seconds,
             "poll_interval": self.poll_interval,
             "max_batch": self.max_batch,
+            "pilots": max(1, self.processes),
         }
 
 

@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Integer,
+    Text,
     and_,
     bindparam,
+    cast,
+    distinct,
+    func,
     insert,
     select,
     text,
@@ -209,13 +214,15 @@ def _copy_subjobs(
     return ids
 
 
+#: The JSON columns come back as text, decoded by :meth:`Claim.from_row` (most are ``{}``,
+#: which skips the decoder: the driver's JSON loading was ~0.1 ms per claimed job).
 _CLAIM_RETURNING = (
     J.c.id,
     J.c.task,
     J.c.name,
-    J.c.config,
-    J.c.input,
-    J.c.output,
+    cast(J.c.config, Text).label("config"),
+    cast(J.c.input, Text).label("input"),
+    cast(J.c.output, Text).label("output"),
     J.c.production_id,
     J.c.phase,
     J.c.attempts,
@@ -325,3 +332,68 @@ def renew_leases(
         .returning(J.c.id)
     )
     return {int(r[0]) for r in rows}
+
+
+def release(session: Session, claims: Sequence[Claim]) -> int:
+    """Give back claimed jobs that were never started (a pilot stopping with a batch it
+    claimed ahead): queued again, the attempt not counted, no ``job_attempt`` row (the claim
+    ran nothing). Compare-and-set on the claim token; returns the number released."""
+    if not claims:
+        return 0
+    res = session.execute(
+        update(J)
+        .where(
+            J.c.id.in_([c.id for c in claims]),
+            J.c.token == claims[0].token,
+            J.c.status == JobStatus.RUNNING,
+        )
+        .values(
+            status=JobStatus.QUEUED,
+            attempts=J.c.attempts - 1,
+            token=None,
+            lease_expires=None,
+            claimed=None,
+        )
+    )
+    if res.rowcount:
+        announce_ready(session)
+    return res.rowcount or 0
+
+
+@dataclass(frozen=True)
+class QueueOutlook:
+    """What a pilot sizes its claims by: ``ready`` jobs (counted up to a cap) and the
+    ``pilots`` holding running jobs (distinct claims under way, the asking pilot excluded)."""
+
+    ready: int
+    pilots: int
+
+
+def _outlook_statement(by_root: bool) -> Any:
+    stmt = _OUTLOOK_CACHE.get(by_root)
+    if stmt is not None:
+        return stmt
+    ready_where = [J.c.status == JobStatus.QUEUED]
+    running_where = [J.c.status == JobStatus.RUNNING]
+    if by_root:
+        ready_where.append(J.c.root_id == bindparam("o_root_id"))
+        running_where.append(J.c.root_id == bindparam("o_root_id"))
+    ready = select(J.c.id).where(*ready_where).limit(bindparam("o_cap", type_=Integer))
+    ready_q = select(func.count()).select_from(ready.subquery()).scalar_subquery()
+    pilots_q = select(func.count(distinct(J.c.token))).where(*running_where).scalar_subquery()
+    stmt = _OUTLOOK_CACHE[by_root] = select(ready_q.label("ready"), pilots_q.label("pilots"))
+    return stmt
+
+
+_OUTLOOK_CACHE: dict[bool, Any] = {}
+
+
+def queue_outlook(session: Session, *, cap: int, root_id: int | None = None) -> QueueOutlook:
+    """Ready jobs (``queued``, up to ``cap``: an index range scan of the claim index) and
+    pilots with running jobs (``job.token`` is one per claimed batch), of the tree of
+    ``root_id`` when given."""
+    params: dict[str, Any] = {"o_cap": int(cap)}
+    if root_id is not None:
+        params["o_root_id"] = root_id
+    r = session.execute(_outlook_statement(root_id is not None), params).one()
+    return QueueOutlook(int(r.ready), int(r.pilots))

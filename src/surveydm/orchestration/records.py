@@ -9,6 +9,7 @@ that declares tasks (:mod:`~surveydm.orchestration.tasks`) never need to import 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -158,6 +159,15 @@ class QCRecord:
         )
 
 
+def _json_value(value: Any) -> Any:
+    """``value`` decoded when it is JSON text (an empty object without the decoder)."""
+    if not isinstance(value, str):
+        return value
+    if value == "{}":
+        return {}
+    return json.loads(value)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A job claimed by a worker: what executing it needs (internal to pilots/executors)."""
@@ -190,14 +200,15 @@ class Claim:
     def from_row(
         cls, r: Any, *, token: str, worker: str, host: str, pid: int, claimed: datetime
     ) -> Claim:
-        """From the row a claim ``UPDATE ... RETURNING`` gave."""
+        """From the row a claim ``UPDATE ... RETURNING`` gave (JSON columns as decoded values
+        or as JSON text)."""
         return cls(
             id=r.id,
             task=r.task,
             name=r.name,
-            config=r.config or {},
-            input=r.input or {},
-            output=r.output,
+            config=_json_value(r.config) or {},
+            input=_json_value(r.input) or {},
+            output=_json_value(r.output),
             production_id=r.production_id,
             phase=r.phase,
             attempts=r.attempts,

@@ -14,9 +14,10 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,8 @@ from surveydm.orchestration.transitions import (
 from surveydm.orchestration.txn import job_session, with_db_retry
 
 log = logging.getLogger("surveydm.worker")
+
+R = TypeVar("R")
 
 #: Outcome of executing a claim when the claim was lost meanwhile (aborted / lease taken).
 LOST = "lost"
@@ -210,32 +213,51 @@ def record_successes(
     registry: Registry, results: list[StepResult], *, durable: bool = False
 ) -> list[str]:
     """Record several successful steps that created no sub-jobs in ONE transaction (group
-    commit: one compare-and-set ``executemany``, set-based promotion of dependants, every
-    job's ``on_commit`` work). Each job still ends atomically with its products; if anything in
-    the group fails (a lost claim, an ``on_commit`` error), the group is rolled back and every
-    job is recorded on its own by :func:`record_success`. Returns the new statuses."""
+    commit: one compare-and-set over the group, set-based promotion of dependants, every job's
+    ``on_commit`` work). Each job still ends atomically with its products; if anything in the
+    group fails (a lost claim, an ``on_commit`` error), the group is rolled back and every job
+    is recorded on its own by :func:`record_success`. Returns the new statuses."""
+    return record_successes_then(registry, results, durable=durable)[0]
+
+
+def record_successes_then(
+    registry: Registry,
+    results: list[StepResult],
+    *,
+    durable: bool = False,
+    then: Callable[[Session], R] | None = None,
+) -> tuple[list[str], R | None]:
+    """:func:`record_successes`, and ``then(session)`` run last in the group's transaction (a
+    pilot claims its next batch there: one transaction per batch). Returns the new statuses
+    and what ``then`` returned, None when the group was recorded one by one (``then`` was
+    not committed)."""
     if len(results) <= 1 or any(not groupable(r) for r in results):
-        return [record_success(registry, r, durable=durable) for r in results]
+        return [record_success(registry, r, durable=durable) for r in results], None
 
     todo: list[Any] = []
 
-    def complete() -> None:
+    def complete() -> R | None:
         with job_session(registry, durable=durable) as s:
             complete_done_group(s, [(r.claim, r.output, r.started, r.wall) for r in results])
+            now = None
             for r in results:
-                record_results(s, r.claim.id, r.claim.attempts, r.tags, r.ctx._qc, utcnow())
+                if r.tags or r.ctx._qc:
+                    now = now or utcnow()
+                    record_results(s, r.claim.id, r.claim.attempts, r.tags, r.ctx._qc, now)
                 for fn in r.ctx._on_commit:
                     fn(s)
-            s.flush()
+            if any(r.ctx._on_commit for r in results):
+                s.flush()
             _take_settle(s, todo)
+            return then(s) if then is not None else None
 
     try:
-        with_db_retry(complete, what=f"ending {len(results)} jobs")
+        after = with_db_retry(complete, what=f"ending {len(results)} jobs")
         _settle(registry, todo, durable)
     except Exception as exc:  # noqa: BLE001  (record them one by one, isolating the culprit)
         log.info("group commit of %d jobs failed (%s); recording one by one", len(results), exc)
-        return [record_success(registry, r, durable=durable) for r in results]
-    return [JobStatus.DONE] * len(results)
+        return [record_success(registry, r, durable=durable) for r in results], None
+    return [JobStatus.DONE] * len(results), after
 
 
 def groupable(res: StepResult) -> bool:

@@ -30,7 +30,7 @@ from surveydm.orchestration.status import (
     JobStatus,
     Phase,
 )
-from surveydm.orchestration.wakeup import announce_ready
+from surveydm.orchestration.wakeup import CHANNEL, announce_ready
 
 J = Job.__table__
 D = Dependency.__table__
@@ -262,19 +262,83 @@ _CAS_DONE_MANY = (
 )
 
 
-#: PostgreSQL: the group's compare-and-set as ONE statement over arrays (a pipelined
-#: ``executemany`` is one round trip but still one statement, plan and lock pass per job).
-_CAS_DONE_UNNEST = text(
-    """
-    UPDATE job SET status = 'done', ended = :now, output = CAST(v.output AS jsonb),
-        token = NULL, lease_expires = NULL, wall_time = job.wall_time + v.wall,
-        started = coalesce(job.started, v.started)
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[]), CAST(:outputs AS text[]),
-                CAST(:walls AS float8[]), CAST(:starteds AS timestamptz[]))
-         AS v(id, token, output, wall, started)
-    WHERE job.id = v.id AND job.token = v.token AND job.status = 'running'
-    """
-)
+def _pg_group_done_sql() -> Any:
+    """PostgreSQL: a whole group commit as ONE statement of fixed text (so the driver prepares
+    it once): the compare-and-set of every claim, their ``job_attempt`` rows (built from the
+    updated rows), the set-based promotion of their dependants, the wake-up of their super-jobs,
+    the :func:`note_settle` checks and the ``NOTIFY``. The claims come as one JSON array
+    (``jsonb_to_recordset``): one text parameter instead of one array per column, whose
+    per-element encoding cost the pilot ~0.3 ms per job.
+
+    Every part of a data-modifying ``WITH`` sees the snapshot taken before the statement, so
+    the jobs ending here still read ``running`` in the dependency and sub-job checks: those
+    checks exclude them explicitly (``NOT IN done``)."""
+    active = ", ".join(f"'{s}'" for s in sorted(ACTIVE))
+    satisfied = ", ".join(f"'{s}'" for s in sorted(SATISFIED))
+    not_running_active = ", ".join(f"'{s}'" for s in _NOT_RUNNING_ACTIVE)
+    not_settling = ", ".join(f"'{s}'" for s in _NOT_SETTLING)
+    attempt_cols = ", ".join(c for c, _ in _ATTEMPT_COLUMNS)
+    return text(
+        f"""
+        WITH v AS (
+            SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+                AS v(id bigint, token text, output jsonb, wall float8, started timestamptz)
+        ), done AS (
+            UPDATE job SET status = 'done', ended = :now, output = v.output, token = NULL,
+                lease_expires = NULL, wall_time = job.wall_time + v.wall,
+                started = coalesce(job.started, v.started)
+            FROM v
+            WHERE job.id = v.id AND job.token = v.token AND job.status = 'running'
+            RETURNING job.id, job.attempts, job.phase, job.worker, job.host, job.pid,
+                job.claimed, v.wall, job.parent_id
+        ), attempts AS (
+            INSERT INTO job_attempt ({attempt_cols})
+            SELECT id, attempts, phase, worker, host, pid, claimed, :now, 'ok', NULL, wall
+            FROM done
+        ), promoted AS (
+            UPDATE job SET status = 'queued', queued = :now, not_before = :now
+            WHERE job.status = 'pending'
+              AND job.id IN (SELECT d.child_id FROM dependency d JOIN done ON d.parent_id = done.id)
+              AND NOT EXISTS (
+                SELECT 1 FROM dependency d2 JOIN job p ON p.id = d2.parent_id
+                WHERE d2.child_id = job.id AND p.status NOT IN ({satisfied})
+                  AND p.id NOT IN (SELECT id FROM done))
+            RETURNING job.id
+        ), woken AS (
+            UPDATE job SET status = 'queued', queued = :now, not_before = :now, attempts = 0,
+                lost = 0
+            WHERE job.id IN (SELECT parent_id FROM done) AND job.status = 'waiting'
+              AND NOT EXISTS (
+                SELECT 1 FROM job c WHERE c.parent_id = job.id AND c.status IN ({active})
+                  AND c.id NOT IN (SELECT id FROM done))
+            RETURNING job.id
+        ), counts AS (
+            SELECT (SELECT count(*) FROM done) AS n_done,
+                   (SELECT count(*) FROM promoted) + (SELECT count(*) FROM woken) AS n_ready
+        )
+        SELECT n_done,
+            n_ready,
+            (SELECT pg_notify('{CHANNEL}', '') WHERE n_ready > 0) AS notified,
+            EXISTS (
+                SELECT 1 FROM dependency d JOIN done ON d.parent_id = done.id
+                JOIN job c ON c.id = d.child_id
+                WHERE c.status = 'pending' AND c.id NOT IN (SELECT id FROM promoted)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM dependency d2 JOIN job p ON p.id = d2.parent_id
+                    WHERE d2.child_id = c.id AND p.status NOT IN ({not_settling}))
+            ) AS risky_ids,
+            ARRAY(
+                SELECT w.id FROM job w
+                WHERE w.id IN (SELECT parent_id FROM done) AND w.status = 'waiting'
+                  AND w.id NOT IN (SELECT id FROM woken)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM job c WHERE c.parent_id = w.id
+                      AND c.status IN ({not_running_active})
+                      AND c.id NOT IN (SELECT id FROM done))
+            ) AS risky_parents
+        FROM counts
+        """
+    )
 
 
 def complete_done_group(
@@ -283,8 +347,9 @@ def complete_done_group(
     now: datetime | None = None,
 ) -> None:
     """Mark several claimed prolog-phase jobs ``done`` at once: ``items`` are (claim, output,
-    started, wall seconds). One compare-and-set ``executemany``, one insert of their attempt
-    rows, then set-based promotion of their dependants and wake-up of their super-jobs.
+    started, wall seconds). Their compare-and-set, attempt rows, the set-based promotion of
+    their dependants and the wake-up of their super-jobs: one statement on PostgreSQL
+    (:func:`_pg_group_done_sql`), four on SQLite.
 
     Raises:
         LeaseLostError: some claim is no longer held (roll back and record one by one).
@@ -294,30 +359,20 @@ def complete_done_group(
     if any(c.phase != Phase.PROLOG for c, *_ in items):
         raise ValueError("group commit takes prolog-phase claims only")
     if session.get_bind().dialect.name == "postgresql":
-        done = session.execute(
-            _CAS_DONE_UNNEST,
-            {
-                "now": now,
-                "ids": [c.id for c, *_ in items],
-                "tokens": [c.token for c, *_ in items],
-                "outputs": [None if out is None else json.dumps(out) for _, out, _, _ in items],
-                "walls": [float(wall) for *_, wall in items],
-                "starteds": [started for _, _, started, _ in items],
-            },
-        ).rowcount
-    else:  # SQLite: executemany is one C loop in the driver
-        params = [
-            {
-                "w_id": c.id,
-                "w_token": c.token,
-                "v_ended": now,
-                "v_output": out,
-                "v_wall": wall,
-                "v_started": started,
-            }
-            for c, out, started, wall in items
-        ]
-        done = session.execute(_CAS_DONE_MANY, params).rowcount
+        _complete_done_group_pg(session, items, now)
+        return
+    params = [  # SQLite: executemany is one C loop in the driver
+        {
+            "w_id": c.id,
+            "w_token": c.token,
+            "v_ended": now,
+            "v_output": out,
+            "v_wall": wall,
+            "v_started": started,
+        }
+        for c, out, started, wall in items
+    ]
+    done = session.execute(_CAS_DONE_MANY, params).rowcount
     if done != len(items):
         raise LeaseLostError(f"{len(items) - done} of {len(items)} claims lost")
     record_attempts(
@@ -327,7 +382,38 @@ def complete_done_group(
     parents = [c.parent_id for c, *_ in items]
     promote_dependants(session, ids, now)
     wake_parents(session, parents, now)
-    note_settle(session, ids, parents)
+
+
+_PG_GROUP_DONE: list[Any] = []
+
+
+def _complete_done_group_pg(
+    session: Session,
+    items: Sequence[tuple[Claim, dict[str, Any] | None, datetime, float]],
+    now: datetime,
+) -> None:
+    if not _PG_GROUP_DONE:
+        _PG_GROUP_DONE.append(_pg_group_done_sql())
+    rows = json.dumps(
+        [
+            {
+                "id": c.id,
+                "token": c.token,
+                "output": out,
+                "wall": float(wall),
+                "started": started.isoformat(),
+            }
+            for c, out, started, wall in items
+        ]
+    )
+    r = session.execute(_PG_GROUP_DONE[0], {"rows": rows, "now": now}).one()
+    if r.n_done != len(items):
+        raise LeaseLostError(f"{len(items) - r.n_done} of {len(items)} claims lost")
+    if r.risky_ids or r.risky_parents:
+        ids, pids = session.info.setdefault(SETTLE_KEY, (set(), set()))
+        if r.risky_ids:
+            ids.update(c.id for c, *_ in items)
+        pids.update(int(p) for p in r.risky_parents)
 
 
 def fail_step(

@@ -7,9 +7,16 @@ thread renews the leases of the jobs it holds; a job whose worker died (SIGKILL,
 re-queued by any pilot's :func:`~surveydm.orchestration.sweep.sweep` once its lease expired.
 
 The batch size adapts: it doubles (up to ``max_batch``) while jobs take less than
-``short_job_seconds`` and drops back to 1 for longer jobs, so trivial jobs cost about one claim
-transaction per batch, and long jobs are never hoarded by one pilot. The completions of short
-jobs of one batch are group-committed (:func:`~surveydm.orchestration.steps.record_successes`).
+``short_job_seconds`` and drops back to 1 for longer jobs, so long jobs are never hoarded by one
+pilot; and it never exceeds the pilot's fair share of the ready jobs (ready jobs / pilots with
+running jobs, :func:`~surveydm.orchestration.queue.queue_outlook`), so a short queue is spread
+over every pilot. The completions of short jobs of one batch are group-committed
+(:func:`~surveydm.orchestration.steps.record_successes_then`), and the pilot claims its next
+batch in that same transaction: trivial jobs cost one transaction per batch, its statements
+prepared once. The leases of a batch are renewed together by the heartbeat (one statement per
+claimed batch, not per job). A pilot that stops with a batch claimed ahead gives it back
+(:func:`~surveydm.orchestration.queue.release`); one that dies leaves it to the sweep, which
+re-queues it once the lease expired.
 
 Database connections: a worker holds at most its registry's small pool (2 + 2 overflow on
 PostgreSQL; the main loop and the heartbeat use one each) and only for short transactions.
@@ -28,17 +35,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from surveydm.db import Registry
 from surveydm.errors import SurveydmError
 from surveydm.orchestration.queue import claim as claim_jobs
-from surveydm.orchestration.queue import renew_leases
+from surveydm.orchestration.queue import queue_outlook, renew_leases
+from surveydm.orchestration.queue import release as release_claims
 from surveydm.orchestration.records import Claim, SweepResult
 from surveydm.orchestration.steps import (
     LOST,
     StepResult,
     groupable,
     record_success,
-    record_successes,
+    record_successes_then,
     run_step,
 )
 from surveydm.orchestration.sweep import sweep as sweep_jobs
@@ -81,6 +91,9 @@ class Worker:
         lease_seconds: lease length (default: settings ``lease_seconds``); heartbeats renew it
             every third of it.
         max_batch: most jobs claimed at once (see the module docstring).
+        pilots: pilots expected to share the queue (``run_local`` passes its process count);
+            the claim size is at most the ready jobs divided by the larger of this and the
+            pilots seen holding running jobs.
         poll_interval: longest wait of an idle pilot, in seconds. On PostgreSQL an idle pilot
             wakes as soon as jobs become ready (``LISTEN/NOTIFY``) and looks again after this
             long at the latest; on SQLite it polls with exponential back-off from
@@ -104,7 +117,8 @@ class Worker:
         tasks: list[str] | None = None,
         root_id: int | None = None,
         lease_seconds: float | None = None,
-        max_batch: int = 16,
+        max_batch: int = 256,
+        pilots: int = 1,
         poll_interval: float = 0.5,
         min_poll_interval: float = 0.005,
         sweep_interval: float | None = None,
@@ -137,6 +151,7 @@ class Worker:
         self.root_id = root_id
         self.lease_seconds = float(lease_seconds)
         self.max_batch = max(1, int(max_batch))
+        self.pilots = max(1, int(pilots))
         self.poll_interval = float(poll_interval)
         self.min_poll_interval = min(float(min_poll_interval), self.poll_interval)
         self._idle: IdleWait | None = None
@@ -154,6 +169,8 @@ class Worker:
         self.durable = durable
         self.report = WorkerReport()
         self._batch = 1
+        #: Claims taken ahead in the last group commit's transaction, run by the next step.
+        self._ahead: list[Claim] = []
         self._held: dict[str, dict[int, threading.Event]] = {}
         self._held_lock = threading.Lock()
         self._hb_stop = threading.Event()
@@ -200,23 +217,64 @@ class Worker:
             self._hb_thread = None
 
     # -- one round ---------------------------------------------------------------------------
-    def claim(self, limit: int) -> list[Claim]:
-        """Claim up to ``limit`` ready jobs (one short transaction, retried on DB errors)."""
+    def _claim_in(self, s: Session, limit: int) -> list[Claim]:
+        return claim_jobs(
+            s,
+            worker=self.name,
+            host=self.host,
+            pid=self.pid,
+            lease_seconds=self.lease_seconds,
+            limit=limit,
+            tasks=self.tasks,
+            root_id=self.root_id,
+        )
+
+    def _hold(self, claims: list[Claim]) -> list[Claim]:
+        """Hand committed claims to the heartbeat (it renews their lease from now on)."""
+        if claims:
+            with self._held_lock:
+                self._held[claims[0].token] = {c.id: threading.Event() for c in claims}
+        return claims
+
+    def _claim_size(self, s: Session) -> int:
+        """Jobs to claim now: the grown batch size, capped by this pilot's fair share of the
+        ready jobs (see the module docstring)."""
+        if self._batch <= 1:
+            return 1
+        out = queue_outlook(s, cap=self._batch * max(self.pilots, 8), root_id=self.root_id)
+        share = -(-out.ready // max(self.pilots, out.pilots + 1))  # ceil
+        return max(1, min(self._batch, share))
+
+    def claim(self, limit: int | None = None) -> list[Claim]:
+        """Claim up to ``limit`` ready jobs (default: the adaptive batch size) in one short
+        transaction, retried on database errors."""
 
         def do() -> list[Claim]:
             with job_session(self.registry, durable=self.durable) as s:
-                return claim_jobs(
-                    s,
-                    worker=self.name,
-                    host=self.host,
-                    pid=self.pid,
-                    lease_seconds=self.lease_seconds,
-                    limit=limit,
-                    tasks=self.tasks,
-                    root_id=self.root_id,
-                )
+                n = limit if limit is not None else self._claim_size(s)
+                return self._claim_in(s, n)
 
-        return with_db_retry(do, what=f"{self.name} claiming jobs")
+        return self._hold(with_db_retry(do, what=f"{self.name} claiming jobs"))
+
+    def release(self) -> int:
+        """Give back the batch claimed ahead and not started (when stopping); returns the
+        number of jobs released."""
+        claims, self._ahead = self._ahead, []
+        if not claims:
+            return 0
+
+        def do() -> int:
+            with job_session(self.registry, durable=self.durable) as s:
+                return release_claims(s, claims)
+
+        try:
+            return with_db_retry(do, what=f"{self.name} releasing jobs")
+        except Exception as exc:  # noqa: BLE001  (their lease expires; the sweep re-queues them)
+            log.warning("%s: could not release %d jobs: %s", self.name, len(claims), exc)
+            return 0
+        finally:
+            with self._held_lock:
+                self._held.pop(claims[0].token, None)
 
     def sweep(self, *, full: bool | None = None) -> SweepResult:
         """Run the maintenance sweep (re-queue lost jobs; when ``full`` also promote pending
@@ -235,17 +293,21 @@ class Worker:
         self.report.sweeps += 1
         return with_db_retry(do, what=f"{self.name} sweeping")
 
-    def step(self) -> int:
-        """Claim one batch and execute it; returns the number of steps executed (0: idle)."""
+    def step(self, *, ahead: bool = False) -> int:
+        """Execute one batch: the one claimed ahead, else a newly claimed one; returns the
+        number of steps executed (0: idle). ``ahead``: claim the next batch in the
+        transaction of this batch's group commit (the pilot loop does; the caller must then
+        run :meth:`step` again or :meth:`release`)."""
         if time.monotonic() - self._last_sweep > self.sweep_interval:
             self.sweep()
-        claims = self.claim(self._batch)
+        claims, self._ahead = self._ahead, []
+        if not claims:
+            claims = self.claim()
         if not claims:
             return 0
-        events = {c.id: threading.Event() for c in claims}
         token = claims[0].token
         with self._held_lock:
-            self._held[token] = dict(events)
+            events = self._held.get(token, {})
         running = 0.0  # seconds spent in the tasks' own code (not in claims or commits)
         group: list[StepResult] = []
         group_started = 0.0
@@ -256,23 +318,29 @@ class Worker:
             else:
                 self.report.outcomes[outcome] = self.report.outcomes.get(outcome, 0) + 1
 
-        def flush() -> None:
-            for outcome in record_successes(self.registry, group, durable=self.durable):
+        def flush(then: Any = None) -> Any:
+            outcomes, after = record_successes_then(
+                self.registry, group, durable=self.durable, then=then
+            )
+            for outcome in outcomes:
                 account(outcome)
             with self._held_lock:
+                held = self._held.get(token, {})
                 for r in group:
-                    self._held[token].pop(r.claim.id, None)
+                    held.pop(r.claim.id, None)
             group.clear()
+            return after
 
         try:
             for c in claims:
                 # Completed steps wait for the group commit at most ``group_commit_seconds``.
                 if group and time.perf_counter() - group_started > self.group_commit_seconds:
                     flush()
-                if events[c.id].is_set():
+                ev = events.get(c.id) or threading.Event()
+                if ev.is_set():
                     continue  # aborted while waiting in the batch; the sweep/abort handled it
                 t_step = time.perf_counter()
-                res = run_step(self.registry, c, cancel=events[c.id], durable=self.durable)
+                res = run_step(self.registry, c, cancel=ev, durable=self.durable)
                 running += time.perf_counter() - t_step
                 if isinstance(res, str):
                     account(res)
@@ -284,16 +352,23 @@ class Worker:
                     group.append(res)
                     continue
                 with self._held_lock:
-                    self._held[token].pop(c.id, None)
+                    self._held.get(token, {}).pop(c.id, None)
+            # The tasks' own time decides (database latency on a loaded server must not make
+            # trivial jobs look long and shrink the batch).
+            mean = running / len(claims)
+            short = mean < self.short_job_seconds
+            self._batch = min(self._batch * 2, self.max_batch) if short else 1
             if group:
-                flush()
+                then = None
+                if ahead:
+
+                    def then(s: Session) -> list[Claim]:
+                        return self._claim_in(s, self._claim_size(s))
+
+                self._ahead = self._hold(flush(then) or [])
         finally:
             with self._held_lock:
                 self._held.pop(token, None)
-        # The tasks' own time decides (database latency on a loaded server must not make
-        # trivial jobs look long and shrink the batch).
-        mean = running / len(claims)
-        self._batch = min(self._batch * 2, self.max_batch) if mean < self.short_job_seconds else 1
         return len(claims)
 
     # -- loop --------------------------------------------------------------------------------
@@ -320,7 +395,7 @@ class Worker:
         steps = 0
         try:
             while not (stop is not None and stop.is_set()):
-                n = self.step()
+                n = self.step(ahead=True)
                 steps += n
                 if max_steps is not None and steps >= max_steps:
                     break
@@ -338,6 +413,7 @@ class Worker:
                     break
                 self.wait_for_work(stop)
         finally:
+            self.release()  # a batch claimed ahead and not started goes back to the queue
             self.stop_heartbeat()
             self.report.elapsed += time.perf_counter() - t0
         return self.report
@@ -358,6 +434,7 @@ class Worker:
     def close(self) -> None:
         """Stop the heartbeat, stop listening, and release the registry if the worker
         created it."""
+        self.release()
         self.stop_heartbeat()
         if self._idle is not None:
             self._idle.close()

@@ -30,8 +30,9 @@ def ccd_extname(ccd_num: int) -> str:
 @dataclass(frozen=True)
 class RawCCD:
     """One CCD of a raw file: the primary header, the raw amplifier arrays in the amplifier
-    frame (``{amp_num: (ny, nx) int32}``, readout order, ``amp.raw_shape``) and the CCD's
-    description completed from the file's headers (pass it to the assembly)."""
+    frame (``{amp_num: (ny, nx)}`` native-endian ADU as stored: ``uint16`` for the usual
+    16-bit unsigned raw files, see :func:`raw_pixels`; readout order, ``amp.raw_shape``) and
+    the CCD's description completed from the file's headers (pass it to the assembly)."""
 
     header: fits.Header
     amps: dict[int, np.ndarray]
@@ -47,11 +48,13 @@ def read_raw_ccd(path: Path, instrument: Instrument, ccd_num: int) -> RawCCD:
             an extension does not fit the instrument's layout.
     """
     try:
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+        with fits.open(
+            path, memmap=False, lazy_load_hdus=True, do_not_scale_image_data=True
+        ) as hdul:
             primary = hdul[0].header.copy()
             located = locate_amps(hdul, instrument, ccd_num)
             amps = {
-                r.amp.num: np.asarray(cut_amp(hdul[r.hdu].data, r.amp.region), dtype=np.int32)
+                r.amp.num: raw_pixels(cut_amp(hdul[r.hdu].data, r.amp.region), hdul[r.hdu].header)
                 for r in located
             }
     except LayoutError as exc:
@@ -65,6 +68,40 @@ def read_raw_ccd(path: Path, instrument: Instrument, ccd_num: int) -> RawCCD:
     except LayoutError as exc:
         raise RawFileError(f"{path.name}: {exc}") from exc
     return RawCCD(primary, amps, ccd)
+
+
+#: FITS unsigned-integer conventions: BITPIX -> (BZERO, unsigned dtype, sign bit); FITS
+#: standard 4.0, section 5.2.5 (table 11).
+_UNSIGNED = {
+    16: (32768, np.uint16, np.uint16(0x8000)),
+    32: (2147483648, np.uint32, np.uint32(0x80000000)),
+}
+
+
+def raw_pixels(data: np.ndarray, header: fits.Header) -> np.ndarray:
+    """Raw ADU of an image read without scaling (``do_not_scale_image_data``), native-endian,
+    in one pass over the pixels and at the size they are stored.
+
+    An unsigned 16-bit (32-bit) file is stored as signed integers with ``BZERO = 2**15``
+    (``2**31``) and ``BSCALE = 1`` (FITS standard 4.0, section 5.2.5): adding BZERO is flipping
+    the sign bit, so the pixels come back ``uint16`` (``uint32``) from one XOR, instead of
+    astropy's scaling followed by a conversion to int32 (which read and wrote every pixel
+    three times and doubled the bytes the detrending reads). Unscaled data keeps its type;
+    any other BSCALE/BZERO gives float64 physical values.
+
+    Args:
+        data: (ny, nx) stored values (big-endian, as in the file); header: its HDU's header.
+    """
+    bscale, bzero = header.get("BSCALE", 1), header.get("BZERO", 0)
+    native = data.dtype.newbyteorder("=")
+    if bscale == 1 and bzero == 0:
+        return np.asarray(data, dtype=native)
+    unsigned = _UNSIGNED.get(int(header.get("BITPIX", 0)))
+    if bscale == 1 and unsigned is not None and bzero == unsigned[0]:
+        _, utype, sign = unsigned
+        stored = data.view(np.dtype(utype).newbyteorder(data.dtype.byteorder))
+        return np.bitwise_xor(stored, sign, dtype=utype)
+    return np.asarray(data, dtype=np.float64) * float(bscale) + float(bzero)
 
 
 def read_ccd_image(path: Path, ccd_num: int) -> np.ndarray:
