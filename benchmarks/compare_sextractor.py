@@ -14,15 +14,22 @@ SExtractor is the Debian package ``source-extractor`` (``apt-get install source-
 binary ``source-extractor``; ``sex`` on other systems). Without it the script says so and
 exits 0.
 
-    python benchmarks/compare_sextractor.py                       # paucam-mini, 2 exposures
-    python benchmarks/compare_sextractor.py --instrument t80cam-mini --seeing 2.2 2.5 \\
-        --science 2                                                # ~2 px FWHM
+    python benchmarks/compare_sextractor.py --ccds 2              # paucam-mini, 2 exposures
+    python benchmarks/compare_sextractor.py --instrument t80cam-mini --seeing 1.7 1.9 \\
+        --science 1                                                # ~2.2 px FWHM (u band)
+
+``--seeing`` is the zenith seeing range at 500 nm (arcsec); the PSF also scales with airmass
+and wavelength. ``--dump DIR`` keeps each reduced CCD and its truth (.npz) for diagnosis.
 
 Definitions: a detection is *false* when no true object (star or galaxy, any magnitude) lies
 within 1.5"; a true object is *found* when a detection lies within 1" of it. Flux ratios are
 medians of measured / true flux of isolated (no other true object within 3"), unflagged stars;
 pull widths are 1.4826 MAD of ``(flux - r * true) / error`` with ``r`` the bin's median ratio
 (the width measures the errors; the ratio the bias, e.g. the light outside a Kron aperture).
+False detections and bright objects found by one tool only are put down to a cause from the
+simulator's truth (``CAUSES``): the per-pixel truth masks (cosmic rays, satellite trails,
+saturated and bleed pixels), the detector's hot pixels and bad columns, the CCD edge, the wings
+of bright true stars, deblending splits of true galaxies, blends with a true neighbour.
 """
 
 from __future__ import annotations
