@@ -14,15 +14,22 @@ SExtractor is the Debian package ``source-extractor`` (``apt-get install source-
 binary ``source-extractor``; ``sex`` on other systems). Without it the script says so and
 exits 0.
 
-    python benchmarks/compare_sextractor.py                       # paucam-mini, 2 exposures
-    python benchmarks/compare_sextractor.py --instrument t80cam-mini --seeing 2.2 2.5 \\
-        --science 2                                                # ~2 px FWHM
+    python benchmarks/compare_sextractor.py --ccds 2              # paucam-mini, 2 exposures
+    python benchmarks/compare_sextractor.py --instrument t80cam-mini --seeing 1.7 1.9 \\
+        --science 1                                                # ~2.2 px FWHM (u band)
+
+``--seeing`` is the zenith seeing range at 500 nm (arcsec); the PSF also scales with airmass
+and wavelength. ``--dump DIR`` keeps each reduced CCD and its truth (.npz) for diagnosis.
 
 Definitions: a detection is *false* when no true object (star or galaxy, any magnitude) lies
 within 1.5"; a true object is *found* when a detection lies within 1" of it. Flux ratios are
 medians of measured / true flux of isolated (no other true object within 3"), unflagged stars;
 pull widths are 1.4826 MAD of ``(flux - r * true) / error`` with ``r`` the bin's median ratio
 (the width measures the errors; the ratio the bias, e.g. the light outside a Kron aperture).
+False detections and bright objects found by one tool only are put down to a cause from the
+simulator's truth (``CAUSES``): the per-pixel truth masks (cosmic rays, satellite trails,
+saturated and bleed pixels), the detector's hot pixels and bad columns, the CCD edge, the wings
+of bright true stars, deblending splits of true galaxies, blends with a true neighbour.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import pyarrow.parquet as pq
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from surveydm.instruments import load_instrument
@@ -53,6 +61,8 @@ from surveydm.reduction.extraction import ExtractionConfig, extract_sources, mea
 from surveydm.reduction.single_epoch import reduce_ccd
 from surveydm.simulation import simulate_night
 from surveydm.simulation.config import SimulationConfig
+from surveydm.simulation.detector import DetectorModel, truth_mask
+from surveydm.simulation.truth import read_parquet
 
 SEX_SHARE = Path("/usr/share/source-extractor")
 SEX_PARAMS = [
@@ -89,7 +99,7 @@ class ToolCCD:
 
 @dataclass
 class TruthCCD:
-    """True objects on one CCD in its pixel frame."""
+    """True objects on one CCD in its pixel frame, and the simulator's artefact masks."""
 
     x: np.ndarray
     y: np.ndarray
@@ -97,6 +107,9 @@ class TruthCCD:
     flux: np.ndarray
     star: np.ndarray
     isolated: np.ndarray
+    hlr_pix: np.ndarray  # galaxies' half-light radius, pixels (0 for stars)
+    artefacts: dict[str, np.ndarray] = field(default_factory=dict)  # cause -> (ny, nx) bool
+    miss_cause: np.ndarray | None = None  # why each object could be missed (see classify)
 
 
 @dataclass
@@ -105,6 +118,7 @@ class Tally:
 
     found: list[np.ndarray] = field(default_factory=list)  # per truth object
     false5: list[int] = field(default_factory=lambda: [0, 0])  # false, all (S/N >= 5)
+    false5_cause: list[np.ndarray] = field(default_factory=list)  # CAUSES index per false
     false10: list[int] = field(default_factory=lambda: [0, 0])
     ratio: dict[str, list[np.ndarray]] = field(default_factory=dict)  # kind -> [ratio, pull*, snr]
     offsets: list[np.ndarray] = field(default_factory=list)
@@ -112,8 +126,8 @@ class Tally:
     seconds: float = 0.0
 
 
-def masters(sim, inst) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
-    """(master bias, {tray: master flat}, bad-pixel mask) per CCD from the night's raw
+def masters(sim, inst, ccds) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+    """(master bias, {tray: master flat}, bad-pixel mask) of each of ``ccds`` from the raw
     calibrations (the mask from the TEST closed-shutter darks and the master flats)."""
     out = {}
     biases = [f.path for f in sim.files if f.kind == "bias"]
@@ -128,7 +142,7 @@ def masters(sim, inst) -> dict[int, tuple[np.ndarray, dict[str, np.ndarray], np.
     def assembled(p, ccd):
         return assemble_ccd(read_raw_ccd(p, inst, ccd.num).amps, ccd).image
 
-    for ccd in inst.ccds:
+    for ccd in ccds:
         mb = master_bias([assembled(p, ccd) for p in biases])
         mf = {
             tray: master_flat([assembled(p, ccd) - mb.image for p in ps]).image
@@ -158,7 +172,98 @@ def truth_ccd(objects: dict, truth_row: dict, band: str, shape, scale: float) ->
         [len(n) for n in tree.query_ball_point(np.column_stack([x, y]), ISOLATION_ARCSEC / scale)]
     )
     star = objects["kind"][inside] == "star"
-    return TruthCCD(x, y, mag, flux, star, counts == 1)
+    hlr = np.nan_to_num(objects["half_light_radius_arcsec"][inside]) / scale
+    return TruthCCD(x, y, mag, flux, star, counts == 1, hlr)
+
+
+#: Causes, in order of precedence, a false detection or a missed object is put down to.
+CAUSES = (
+    "cosmic ray", "satellite", "saturated/bleed", "hot/bad column", "edge",
+    "bright-star wing", "galaxy split", "blend", "other",
+)  # fmt: skip
+#: Pixels from an artefact (truth mask) within which a detection or object is put down to it.
+ARTEFACT_RADIUS = {"cosmic ray": 2, "satellite": 3, "saturated/bleed": 3, "hot/bad column": 2}
+EDGE_PIX = 8
+
+
+def artefact_masks(truth_mask: np.ndarray, defects: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-cause truth masks of one CCD (simulator codes: 1 cosmic ray, 2 saturated after
+    bleeding, 4 satellite trail; ``defects``: hot pixels and bad columns)."""
+    return {
+        "cosmic ray": (truth_mask & 1) != 0,
+        "satellite": (truth_mask & 4) != 0,
+        "saturated/bleed": (truth_mask & 2) != 0,
+        "hot/bad column": defects,
+    }
+
+
+def _near_artefact(truth: TruthCCD, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cause index (into CAUSES) of the first artefact within its radius of each position,
+    or of the CCD edge; -1 for none."""
+    out = np.full(len(x), -1)
+    ny, nx = next(iter(truth.artefacts.values())).shape
+    xi = np.clip(np.rint(x).astype(int), 0, nx - 1)
+    yi = np.clip(np.rint(y).astype(int), 0, ny - 1)
+    for cause, m in truth.artefacts.items():
+        r = ARTEFACT_RADIUS[cause]
+        near = ndimage.maximum_filter(m, size=2 * r + 1)[yi, xi]
+        out = np.where((out < 0) & near, CAUSES.index(cause), out)
+    edge = (x < EDGE_PIX) | (y < EDGE_PIX) | (x > nx - 1 - EDGE_PIX) | (y > ny - 1 - EDGE_PIX)
+    return np.where((out < 0) & edge, CAUSES.index("edge"), out)
+
+
+def classify_false(truth: TruthCCD, x: np.ndarray, y: np.ndarray, scale: float) -> np.ndarray:
+    """Cause index of each false detection at (x, y): an artefact of the truth masks within
+    its radius, the CCD edge, the wings of a true star brighter than 18 within
+    ``6 * 10**(0.2 * (18 - mag))`` arcsec, a true galaxy within 4 half-light radii + 1.5"
+    (a deblending split), or "other" (noise)."""
+    cause = _near_artefact(truth, x, y)
+    if not len(x):
+        return cause
+    in_wing = _within(truth, x, y, truth.star & (truth.mag < 18), scale, exclude_self=False)
+    split = _within(truth, x, y, ~truth.star, scale, exclude_self=False)
+    cause = np.where((cause < 0) & in_wing, CAUSES.index("bright-star wing"), cause)
+    cause = np.where((cause < 0) & split, CAUSES.index("galaxy split"), cause)
+    return np.where(cause < 0, CAUSES.index("other"), cause)
+
+
+def _within(
+    truth: TruthCCD, x: np.ndarray, y: np.ndarray, sel: np.ndarray, scale: float, exclude_self
+) -> np.ndarray:
+    """Whether each position lies within the reach of one of the true objects ``sel``: a star's
+    wing ``6 * 10**(0.2 * (18 - mag))`` arcsec, a galaxy's 4 half-light radii + 1.5"."""
+    out = np.zeros(len(x), bool)
+    idx = np.flatnonzero(sel)
+    if not len(idx) or not len(x):
+        return out
+    reach = (
+        np.where(
+            truth.star[idx],
+            6 * 10 ** (0.2 * (18 - truth.mag[idx])),
+            4 * truth.hlr_pix[idx] * scale + 1.5,
+        )
+        / scale
+    )
+    tree = cKDTree(np.column_stack([x, y]))
+    for k, i in enumerate(idx):
+        for j in tree.query_ball_point((truth.x[i], truth.y[i]), reach[k]):
+            if not (exclude_self and j == i):
+                out[j] = True
+    return out
+
+
+def classify_objects(truth: TruthCCD, scale: float) -> np.ndarray:
+    """Cause index each true object would be missed for: an artefact within its radius, the
+    CCD edge, the wings of a brighter true star (as :func:`classify_false`), a true neighbour
+    within 2" (a blend), or "other"."""
+    cause = _near_artefact(truth, truth.x, truth.y)
+    wing = truth.star & (truth.mag < 18)
+    in_wing = _within(truth, truth.x, truth.y, wing, scale, exclude_self=True)
+    tree = cKDTree(np.column_stack([truth.x, truth.y]))
+    blend = np.array([len(n) > 1 for n in tree.query_ball_point(tree.data, 2.0 / scale)])
+    cause = np.where((cause < 0) & in_wing, CAUSES.index("bright-star wing"), cause)
+    cause = np.where((cause < 0) & blend, CAUSES.index("blend"), cause)
+    return np.where(cause < 0, CAUSES.index("other"), cause)
 
 
 def run_sextractor(binary: str, work: Path, red, scale: float, sat: float, fwhm: float) -> ToolCCD:
@@ -256,6 +361,8 @@ def tally_ccd(tally: Tally, tool: ToolCCD, truth: TruthCCD, scale: float, label:
         sel = tool.snr >= lim
         acc[0] += int((false & sel).sum())
         acc[1] += int(sel.sum())
+    f5 = false & (tool.snr >= 5)
+    tally.false5_cause.append(classify_false(truth, tool.x[f5], tool.y[f5], scale))
     found = np.zeros(len(truth.x), bool)
     if len(det_xy):
         d2, _ = cKDTree(det_xy).query(np.column_stack([truth.x, truth.y]))
@@ -304,6 +411,12 @@ def m_limit(mag: np.ndarray, found: np.ndarray, level: float) -> float:
     return float(m0 + (c0 - level) / (c0 - c1) * (m1 - m0))
 
 
+def _causes(idx: np.ndarray) -> str:
+    """``cause n, ...`` of the CAUSES indices ``idx`` (none: "-")."""
+    counts = np.bincount(np.asarray(idx, int), minlength=len(CAUSES))
+    return ", ".join(f"{c} {n}" for c, n in zip(CAUSES, counts, strict=True) if n) or "-"
+
+
 def robust_width(v: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v)))) if len(v) >= 5 else float("nan")
 
@@ -340,6 +453,7 @@ def print_report(tallies: dict[str, Tally], truths: list[TruthCCD], mpix: float)
             f" (all objects); stars m50 {m_limit(mag[star], found[n][star], 0.5):.2f}"
             f" m90 {m_limit(mag[star], found[n][star], 0.9):.2f}"
         )
+    cause = np.concatenate([t.miss_cause for t in truths])
     if len(names) == 2:
         a, b = names
         bright = mag < 21.5
@@ -349,6 +463,10 @@ def print_report(tallies: dict[str, Tally], truths: list[TruthCCD], mpix: float)
             f"{(bright & ~found[b] & found[a]).sum()}; missed by both: "
             f"{(bright & ~found[a] & ~found[b]).sum()}"
         )
+        for x, y in ((a, b), (b, a)):
+            sel = bright & ~found[x] & found[y]
+            print(f"  missed by {x} and found by {y}, by cause: {_causes(cause[sel])}")
+        print(f"  missed by both, by cause: {_causes(cause[bright & ~found[a] & ~found[b]])}")
     for n, t in tallies.items():
         f5 = t.false5[0] / max(t.false5[1], 1)
         f10 = t.false10[0] / max(t.false10[1], 1)
@@ -356,6 +474,7 @@ def print_report(tallies: dict[str, Tally], truths: list[TruthCCD], mpix: float)
             f"{n:>11s}: false detections S/N>=5 {t.false5[0]}/{t.false5[1]} = {f5:.4f}; "
             f"S/N>=10 {t.false10[0]}/{t.false10[1]} = {f10:.4f}"
         )
+        print(f"{'':>11s}  S/N>=5 false by cause: {_causes(np.concatenate(t.false5_cause))}")
     print("\nflux / truth (median) and pull width by S/N bin, isolated unflagged stars")
     for n, t in tallies.items():
         for kind, parts in t.ratio.items():
@@ -388,6 +507,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--seeing", type=float, nargs=2, default=None, help="arcsec range")
     p.add_argument("--ccds", type=int, default=0, help="at most this many CCDs per exposure")
+    p.add_argument("--dump", type=Path, default=None, help="save each reduced CCD (.npz) here")
     args = p.parse_args()
     binary = sextractor_binary()
     if binary is None:
@@ -411,11 +531,20 @@ def main() -> None:
             n_flats_per_tray=3,
             config=cfg,
         )
-        compare_night(sim, inst, binary, root, args.ccds)
+        compare_night(sim, inst, binary, root, args.ccds, DetectorModel(inst, cfg), args.dump)
 
 
-def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
-    cal = masters(sim, inst)
+def compare_night(
+    sim,
+    inst,
+    binary: str,
+    root: Path,
+    max_ccds: int,
+    detector: DetectorModel,
+    dump: Path | None = None,
+) -> None:
+    cal = masters(sim, inst, inst.ccds[: max_ccds or None])
+    masks = read_parquet(sim.truth_dir / "truth_masks.parquet")
     table = pq.read_table(sim.truth_dir / "objects.parquet")
     objects = {k: np.asarray(v) for k, v in table.to_pydict().items()}
     objects["epoch"] = float((table.schema.metadata or {}).get(b"epoch", b"2016.0"))
@@ -453,10 +582,24 @@ def compare_night(sim, inst, binary: str, root: Path, max_ccds: int) -> None:
             )
             row = rows[(f.path.name, ccd.num)]
             truth = truth_ccd(objects, row, band.name, red.science.shape, scale)
+            truth.artefacts = artefact_masks(
+                truth_mask(masks, f.path.name, ccd.num, red.science.shape),
+                detector.defect_mask(ccd),
+            )
+            truth.miss_cause = classify_objects(truth, scale)
             truths.append(truth)
             sat = 0.9 * min((a.saturation - a.bias_level) * a.gain for a in ccd.amplifiers)
             fwhm = (red.metrics.psf_fwhm or 1.0) / scale
             label = f"{f.expnum}/{ccd.num}:{band.name}"
+            if dump is not None:
+                dump.mkdir(parents=True, exist_ok=True)
+                np.savez(
+                    dump / f"ccd_{f.expnum}_{ccd.num}.npz",
+                    science=red.science, weight=red.weight, mask=red.mask, saturation=sat,
+                    scale=scale, truth_x=truth.x, truth_y=truth.y, truth_mag=truth.mag,
+                    truth_star=truth.star, **{k.replace("/", "_").replace(" ", "_"): v
+                                              for k, v in truth.artefacts.items()},
+                )  # fmt: skip
             tally_ccd(tallies["surveydm"], ours(red, scale, sat), truth, scale, label)
             sex = run_sextractor(binary, root, red, scale, sat, fwhm)
             tally_ccd(tallies["SExtractor"], sex, truth, scale, label)

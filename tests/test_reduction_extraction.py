@@ -471,3 +471,37 @@ def test_fill_masked_pixels_bridges_runs_along_rows_then_columns():
     np.testing.assert_allclose(out, image, atol=1e-3)
     fill[:, :] = True
     assert fill_masked_pixels(image, fill)[1].all()  # nothing to interpolate from
+
+
+def test_zero_weight_and_mask_bits_route_pixels_to_detection_and_measurement():
+    """Masked and zero-weight pixels are interpolated for detection and left out of
+    measurements; EDGE-only pixels are detected as they are; zero weight takes the RMS."""
+    from surveydm.reduction.extraction.image import measurement_image
+    from surveydm.reduction.masks import MaskBit
+
+    rng = np.random.default_rng(5)
+    image = rng.normal(SKY, 20.0, (64, 80)).astype(np.float32)
+    image[:, 40] += 5000.0  # a hot column of zero weight, no mask bit
+    weight = np.full(image.shape, 1.0 / 400.0, np.float32)
+    weight[:, 40] = 0.0
+    weight[5, 5] = np.nan
+    mask = np.zeros(image.shape, np.uint16)
+    mask[20, 10:13] = MaskBit.COSMIC_RAY
+    mask[:2, :] = MaskBit.EDGE
+    # an EDGE pixel of zero weight stays as it is for detection (only zero-weight pixels
+    # without any mask bit are interpolated for their weight)
+    bkg = measure_background(image, mask=mask)
+    img = measurement_image(image, bkg, mask=mask, weight=weight, weight_kind="background",
+                            gain=1.0, detection_ignored_bits=int(MaskBit.EDGE))  # fmt: skip
+    zero_w = ~(weight > 0)
+    assert img.meas_mask.tolist() == ((mask != 0) | zero_w).tolist()
+    expected_fill = ((mask & ~np.uint16(MaskBit.EDGE)) != 0) | (zero_w & (mask == 0))
+    assert img.filled.tolist() == expected_fill.tolist()
+    assert np.abs(img.det_image[10:50, 40]).max() < 200  # the column is bridged
+    np.testing.assert_allclose(img.err_bkg[zero_w], bkg.rms[zero_w])
+    np.testing.assert_allclose(img.err_bkg[~zero_w], 20.0, rtol=1e-6)
+    weight[3, 3] = -1.0
+    bad_rms = type(bkg)(bkg.image, np.zeros_like(bkg.rms), bkg.global_level, 0.0)
+    with pytest.raises(ExtractionError, match="noise map"):
+        measurement_image(image, bad_rms, mask=mask, weight=weight, weight_kind="background",
+                          gain=1.0, detection_ignored_bits=0)  # fmt: skip

@@ -3,6 +3,7 @@ sect. 3.1) and its levelling to the mean of the source-free pixels."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -79,8 +80,9 @@ def measure_background(
     except Exception as exc:  # sep raises plain Exception subclasses with C messages
         raise ExtractionError(f"background estimation failed: {exc}") from exc
     rms = bkg.rms(dtype=np.float32)
-    flat_cells = ~(rms > 0) | ~np.isfinite(rms)
-    if flat_cells.any():
+    lo, hi = float(rms.min()), float(rms.max())  # two reductions, no temporary maps
+    if not (lo > 0 and math.isfinite(hi)):
+        flat_cells = ~(rms > 0) | ~np.isfinite(rms)
         # Cells of constant pixels (a filled-in region, a stuck amplifier) have zero noise
         # and would make every later noise map invalid: they take the median noise of the
         # others (sep's global RMS is 1.0 on a constant image, not a measurement).

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from surveydm.errors import SurveydmError
 from surveydm.reduction.masks import MaskBit
@@ -119,8 +120,10 @@ def measurement_image(
     m = as_mask(mask, data.shape)
     if not (gain > 0 and math.isfinite(gain)):
         raise ExtractionError(f"gain must be positive, got {gain}")
-    finite = np.isfinite(data)
-    if not finite.all():
+    finite = None
+    if not math.isfinite(float(np.sum(data, dtype=np.float64))):  # one pass when all finite
+        finite = np.isfinite(data)
+    if finite is not None and not finite.all():
         data = np.where(finite, data, np.float32(0.0))
         m = np.where(finite, 0 if m is None else m, int(MaskBit.NO_DATA)).astype(np.uint16)
     err_bkg, err_sum, add_poisson, det_mask, meas_mask, fill = _noise_maps(
@@ -167,57 +170,88 @@ def _noise_maps(
     if weight_kind not in ("total", "background"):
         raise ExtractionError(f"weight_kind must be 'total' or 'background', got {weight_kind!r}")
     rms = np.ascontiguousarray(background.rms, dtype=np.float32)
-    zero_w = None
+    w = None
+    n_zero_w = 0
     if weight is not None:
-        w = np.asarray(weight, dtype=np.float32)
+        w = np.ascontiguousarray(weight, dtype=np.float32)
         if w.shape != data.shape:
             raise ExtractionError(f"weight shape {w.shape} does not match image {data.shape}")
-        good_w = (w > 0) & (w < np.inf)  # False for NaN
-        if good_w.all():
-            err_w = np.sqrt(w)
-            np.reciprocal(err_w, out=err_w)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                err_w = np.where(good_w, 1.0 / np.sqrt(np.where(good_w, w, 1.0)), rms)
-            zero_w = ~good_w
-        err_w = np.ascontiguousarray(err_w, dtype=np.float32)
+        err_w = np.empty_like(w)
+        # zero / negative / non-finite weights take the background RMS
+        n_zero_w, n_invalid = _weight_errors(w.ravel(), rms.ravel(), err_w.ravel())
+        if n_invalid:
+            raise ExtractionError("noise map has non-positive or non-finite values")
         if weight_kind == "total":
             err_bkg, err_sum, add_poisson = rms, err_w, False
         else:
             err_bkg, err_sum, add_poisson = err_w, err_w, True
     else:
         err_bkg, err_sum, add_poisson = rms, rms, True
-    for arr in {id(err_bkg): err_bkg, id(err_sum): err_sum}.values():
-        lo, hi = float(arr.min()), float(arr.max())
+    if err_bkg is rms or err_sum is rms:
+        lo, hi = float(rms.min()), float(rms.max())
         if not (lo > 0 and math.isfinite(hi)):
             raise ExtractionError("noise map has non-positive or non-finite values")
-    det_mask, meas_mask, fill = _masks(mask, zero_w, detection_ignored_bits)
-    return err_bkg, err_sum, add_poisson, det_mask, meas_mask, fill
+    meas_mask, fill = _masks(mask, w if n_zero_w else None, detection_ignored_bits)
+    return err_bkg, err_sum, add_poisson, None, meas_mask, fill
 
 
 def _masks(
-    mask: np.ndarray | None, zero_w: np.ndarray | None, detection_ignored_bits: int
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """(detection mask, measurement mask, pixels to interpolate for detection) from the bit
-    mask and the zero-weight pixels.
+    mask: np.ndarray | None, weight: np.ndarray | None, detection_ignored_bits: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(measurement mask, pixels to interpolate for detection) from the bit mask and the
+    zero-weight pixels of ``weight`` (None: no pixel has zero weight).
 
     Every masked or zero-weight pixel is interpolated for detection (the detection mask then
     holds those that cannot be), except those whose only bits are ``detection_ignored_bits``:
     they are detected as they are. Every masked or zero-weight pixel is left out of
     measurements.
     """
-    fill = meas_mask = None
-    ignored = int(detection_ignored_bits)
-    if mask is not None:
-        fill = (mask.astype(np.int64, copy=False) & ~ignored) != 0
-        meas_mask = mask != 0
-    if zero_w is not None and zero_w.any():
-        unmasked = zero_w if mask is None else (zero_w & (mask == 0))
-        fill = unmasked if fill is None else (fill | unmasked)
-        meas_mask = zero_w if meas_mask is None else (meas_mask | zero_w)
-    if meas_mask is not None:
-        meas_mask = np.ascontiguousarray(meas_mask)
-    return None, meas_mask, fill
+    if mask is None and weight is None:
+        return None, None
+    shape = mask.shape if mask is not None else weight.shape
+    fill = np.empty(shape, bool)
+    meas = np.empty(shape, bool)
+    m = np.zeros(1, np.uint8) if mask is None else np.ascontiguousarray(mask)
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    w = np.ones(1, np.float32) if weight is None else weight
+    keep = ~int(detection_ignored_bits)
+    _mask_maps(m.ravel(), mask is not None, w.ravel(), weight is not None, keep,
+               fill.ravel(), meas.ravel())  # fmt: skip
+    return meas, fill
+
+
+@njit(cache=True, nogil=True)
+def _weight_errors(w, rms, err):
+    """``err = 1 / sqrt(w)`` where the weight is positive and finite, else the background RMS
+    (1-d views). Returns (pixels without weight, pixels whose error is not positive finite)."""
+    n_zero = 0
+    n_invalid = 0
+    for i in range(w.size):
+        wi = w[i]
+        if wi > 0 and wi < np.inf:
+            e = np.float32(1.0 / math.sqrt(wi))
+        else:
+            e = rms[i]
+            n_zero += 1
+        err[i] = e
+        if not (e > 0 and e < np.inf):
+            n_invalid += 1
+    return n_zero, n_invalid
+
+
+@njit(cache=True, nogil=True)
+def _mask_maps(mask, has_mask, w, has_w, keep, fill, meas):
+    """Fill ``fill`` (interpolate for detection) and ``meas`` (left out of measurements) from
+    the bit mask and the zero-weight pixels, in one pass over 1-d views (see :func:`_masks`)."""
+    for i in range(fill.size):
+        mi = np.int64(mask[i]) if has_mask else np.int64(0)
+        zw = False
+        if has_w:
+            wi = w[i]
+            zw = not (wi > 0 and wi < np.inf)
+        fill[i] = (mi & keep) != 0 or (zw and mi == 0)
+        meas[i] = mi != 0 or zw
 
 
 def fill_masked_pixels(
