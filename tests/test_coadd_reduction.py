@@ -89,16 +89,7 @@ def test_cosmic_rays_and_trails_rejected_and_star_cores_kept():
     left = on_stars = 0
     significant = 0
     for e, rej in zip(exps, co.rejected_masks, strict=True):
-        w = warp_image(
-            e.artefacts.astype(np.float32),
-            np.ones_like(e.artefacts, np.float32),
-            None,
-            e.input.wcs,
-            TILE.wcs(),
-            TILE.shape,
-            scale=flux_scale(e.input.zp, e.input.exptime, res.zp),
-        )
-        art_flux = np.nan_to_num(w.image)
+        art_flux = _warped_artefacts(e, res.zp)
         noise = 1 / np.sqrt(np.maximum(co.weight / len(exps), 1e-30))
         sig = (art_flux > 5 * noise) & (n_in >= 3)
         significant += int(sig.sum())
@@ -123,8 +114,9 @@ def test_cosmic_rays_and_trails_rejected_and_star_cores_kept():
     assert abs(np.median(aperture_ratio(res, field)) - 1) < 0.01
 
 
-def _warped_artefacts(e) -> np.ndarray:
-    """The injected artefact flux of exposure ``e`` on the tile grid (0 off the input)."""
+def _warped_artefacts(e, zp: float = 30.0) -> np.ndarray:
+    """The injected artefact flux of exposure ``e`` on the tile grid (0 off the input), scaled
+    to zero-point ``zp``."""
     w = warp_image(
         e.artefacts.astype(np.float32),
         np.ones_like(e.artefacts, np.float32),
@@ -132,7 +124,7 @@ def _warped_artefacts(e) -> np.ndarray:
         e.input.wcs,
         TILE.wcs(),
         TILE.shape,
-        scale=flux_scale(e.input.zp, e.input.exptime, 30.0),
+        scale=flux_scale(e.input.zp, e.input.exptime, zp),
     )
     return np.nan_to_num(w.image)
 
