@@ -11,7 +11,6 @@ from surveydm.reduction import (
     bleed_trails,
     build_mask,
     edge_mask,
-    hot_pixels,
 )
 from surveydm.reduction.masks import describe_mask_bits
 
@@ -75,7 +74,7 @@ def test_bleed_trail_follows_bright_column_run():
     assert not trail[:, 0].any()
 
 
-def test_bad_and_hot_pixels():
+def test_bad_pixels_from_flat_and_edges():
     rng = np.random.default_rng(1)
     flat = rng.normal(1.0, 0.01, (40, 40)).astype(np.float32)
     flat[3, 4] = 0.1  # dead
@@ -85,12 +84,6 @@ def test_bad_and_hot_pixels():
     bad = bad_pixels_from_flat(flat)
     assert bad[3, 4] and bad[7].all() and bad[9, 9] and bad[11, 11]
     assert bad.sum() == 40 + 3
-    bias = rng.normal(0.0, 3.0, (40, 40)).astype(np.float32)
-    bias[20, 21] = 200.0
-    bias[30, 1] = 60.0
-    hot = hot_pixels(bias, nsigma=8.0)
-    assert hot[20, 21] and hot[30, 1]
-    assert hot.sum() == 2
     assert edge_mask((5, 6), 1).sum() == 5 * 6 - 3 * 4
 
 

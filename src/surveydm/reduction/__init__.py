@@ -35,7 +35,6 @@ from surveydm.reduction.masks import (
     bleed_trails,
     build_mask,
     edge_mask,
-    hot_pixels,
 )
 from surveydm.reduction.overscan import RawGeometryError, overscan_correct
 from surveydm.reduction.weights import variance_map, weight_map
@@ -60,7 +59,6 @@ __all__ = [
     "find_cosmic_rays",
     "fit_fringe_scale",
     "flat_qc",
-    "hot_pixels",
     "make_fringe_frame",
     "master_bias",
     "master_dark",

@@ -24,7 +24,6 @@ from __future__ import annotations
 from enum import IntFlag
 
 import numpy as np
-from astropy.stats import mad_std
 from scipy import ndimage
 
 MASK_DTYPE = np.uint16
@@ -61,29 +60,6 @@ def bad_pixels_from_flat(flat: np.ndarray, *, low: float = 0.5, high: float = 1.
     flat = np.asarray(flat)
     with np.errstate(invalid="ignore"):
         return ~((flat >= low) & (flat <= high))
-
-
-def hot_pixels(frame: np.ndarray, *, nsigma: float = 6.0, min_excess: float = 0.0) -> np.ndarray:
-    """Hot pixels of a master bias or master dark: values far above the frame's robust level.
-
-    Args:
-        frame: (ny, nx) master bias or dark (any unit).
-        nsigma: threshold in robust standard deviations (MAD) above the median.
-        min_excess: also require the excess over the median to exceed this (frame units).
-
-    Returns:
-        (ny, nx) bool, True for hot pixels.
-    """
-    frame = np.asarray(frame, dtype=np.float32)
-    sample = frame[::4, ::4]
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return np.zeros(frame.shape, bool)
-    level = float(np.median(sample))
-    noise = float(mad_std(sample))
-    threshold = level + max(nsigma * noise, min_excess)
-    with np.errstate(invalid="ignore"):
-        return frame > threshold
 
 
 def bleed_trails(
@@ -155,7 +131,7 @@ def build_mask(
     Args:
         shape: (ny, nx) of the CCD.
         bad_pixels: bool, e.g. from :func:`bad_pixels_from_flat`.
-        hot: bool, e.g. from :func:`hot_pixels` on the master bias or dark.
+        hot: bool, e.g. from :func:`surveydm.reduction.bad_pixel_mask.hot_from_dark`.
         saturated: bool, raw value >= saturation (``AssembledCCD.saturated``).
         bleed: bool bleed trails; when None and ``saturated`` is given, computed with
             :func:`bleed_trails` (``bleed_grow``, ``image``, ``bleed_threshold``).
