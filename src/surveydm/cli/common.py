@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from surveydm.config import ConfigError, Settings, load_settings
 from surveydm.errors import SurveydmError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,6 +38,18 @@ def registry(upgrade: bool = True):  # noqa: ANN201
     if upgrade:
         migrate_upgrade(url)
     return Registry(url)
+
+
+@contextmanager
+def registry_session(*, write: bool = True) -> Iterator[Session]:
+    """One session of the configured (migrated) registry for a command: committed on success
+    when ``write``, and the registry's connections closed however the block ends."""
+    reg = registry()
+    try:
+        with reg.session(write=write) as s:
+            yield s
+    finally:
+        reg.dispose()
 
 
 #: Exit status of a command that ran but rejected some of its input (each named on stderr).

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from surveydm.cli.common import clear_errors, console, registry, settings
+from surveydm.cli.common import clear_errors, console, registry, registry_session, settings
 from surveydm.db.lineage import ProductNode
 from surveydm.errors import SurveydmError
 
@@ -34,10 +34,8 @@ def _graph(ident: str, direction: str):  # noqa: ANN202
     from surveydm.pipelines.lineage.graph import lineage
     from surveydm.pipelines.lineage.resolve import resolve
 
-    reg = registry()
-    with reg.session() as s:  # a raw exposure gets its raw product on first use
+    with registry_session() as s:  # a raw exposure gets its raw product on first use
         graph = lineage(s, resolve(s, ident), direction)  # type: ignore[arg-type]
-    reg.dispose()
     return graph
 
 
@@ -149,8 +147,7 @@ def flag_cmd(
     if len(chosen) + undo > 1 or (not chosen and not undo and not show_history):
         raise SurveydmError("give exactly one of --bad, --ok, --qualified, --undo (or --history)")
     who = author or getpass.getuser()
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         pid = resolve(s, ident).product_id
         change = None
         if undo:
@@ -158,7 +155,6 @@ def flag_cmd(
         elif chosen:
             change = set_validity(s, pid, chosen[0], author=who, reason=reason)
         changes = history(s, pid) if show_history else []
-    reg.dispose()
     if change is not None:
         console.print(
             f"product:{pid}: {change.previous} -> [bold]{change.validity}[/] "
@@ -187,12 +183,10 @@ def status_cmd(
 
     if not stale:
         raise SurveydmError("say what to show: --stale")
-    reg = registry()
-    with reg.session(write=False) as s:
+    with registry_session(write=False) as s:
         items = stale_products(
             s, product_type=product_type, production_id=production, obs_set=obs_set
         )
-    reg.dispose()
     if as_json:
         typer.echo(json.dumps([
             {"product_id": i.id, "product_type": i.product_type, "data_id": i.data_id,
@@ -311,8 +305,7 @@ def release_create(
     """Freeze productions as a named, immutable data release, with generated notes."""
     from surveydm.pipelines.lineage.releases import create_release
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         info = create_release(
             s,
             name,
@@ -320,7 +313,6 @@ def release_create(
             author=author or getpass.getuser(),
             visibility="public" if public else "proprietary",
         )
-    reg.dispose()
     console.print(info.notes)
     console.print(f"visibility: {info.visibility}")
 
@@ -337,10 +329,8 @@ def release_publish(
     from surveydm.db.access import set_visibility
 
     visibility = "proprietary" if proprietary else "public"
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         set_visibility(s, name, visibility)
-    reg.dispose()
     console.print(f"release {name} is {visibility}")
 
 
@@ -350,10 +340,8 @@ def release_show(name: str = typer.Argument(...)) -> None:
     """A release's notes and errata."""
     from surveydm.pipelines.lineage.releases import get_release
 
-    reg = registry()
-    with reg.session(write=False) as s:
+    with registry_session(write=False) as s:
         info = get_release(s, name)
-    reg.dispose()
     console.print(info.notes)
     console.print(f"visibility: {info.visibility}")
     for text in info.errata:

@@ -8,7 +8,7 @@ import getpass
 import typer
 from rich.table import Table
 
-from surveydm.cli.common import clear_errors, console, registry
+from surveydm.cli.common import clear_errors, console, registry_session
 
 users_app = typer.Typer(
     help="Users of the portal and APIs: roles, API tokens, release grants.",
@@ -26,12 +26,10 @@ def users_add(
     """Create a user (and print its first API token, shown only now)."""
     from surveydm.db.access import add_user, issue_token
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         user = add_user(s, name, role)
         secret = issue_token(s, name, label="first") if token else None
         shown = (user.name, user.role)
-    reg.dispose()
     console.print(f"user {shown[0]} ({shown[1]}) created")
     if secret:
         typer.echo(secret)
@@ -49,13 +47,11 @@ def users_token(
     them all (``--revoke``)."""
     from surveydm.db.access import issue_token, revoke_tokens
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         if revoke:
             n = revoke_tokens(s, name)
         else:
             secret = issue_token(s, name, label=label, days=days)
-    reg.dispose()
     if revoke:
         console.print(f"{n} token(s) of {name} revoked")
     else:
@@ -68,10 +64,8 @@ def users_role(name: str = typer.Argument(...), role: str = typer.Argument(...))
     """Change a user's role (reader, curator, admin)."""
     from surveydm.db.access import set_role
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         set_role(s, name, role)
-    reg.dispose()
     console.print(f"{name} is now {role}")
 
 
@@ -81,10 +75,8 @@ def users_disable(name: str = typer.Argument(...)) -> None:
     """Disable a user: its tokens and portal sessions stop working at once."""
     from surveydm.db.access import deactivate
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         deactivate(s, name)
-    reg.dispose()
     console.print(f"{name} disabled")
 
 
@@ -94,10 +86,8 @@ def users_grant(name: str = typer.Argument(...), release: str = typer.Argument(.
     """Let a user read a proprietary data release."""
     from surveydm.db.access import grant
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         grant(s, name, release, by=getpass.getuser())
-    reg.dispose()
     console.print(f"{name} may read {release}")
 
 
@@ -107,10 +97,8 @@ def users_revoke(name: str = typer.Argument(...), release: str = typer.Argument(
     """Take back a user's access to a proprietary data release."""
     from surveydm.db.access import revoke
 
-    reg = registry()
-    with reg.session() as s:
+    with registry_session() as s:
         revoke(s, name, release)
-    reg.dispose()
     console.print(f"{name} may no longer read {release}")
 
 
@@ -120,10 +108,8 @@ def users_list() -> None:
     """Every user with role, state, tokens in use and releases granted."""
     from surveydm.db.access import list_users
 
-    reg = registry()
-    with reg.session(write=False) as s:
+    with registry_session(write=False) as s:
         rows = list_users(s)
-    reg.dispose()
     table = Table("user", "role", "active", "tokens", "releases granted", "created")
     for u in rows:
         table.add_row(u.name, u.role, "yes" if u.active else "no", str(u.tokens),
