@@ -77,6 +77,7 @@ class CombineConfig:
     raw_margin: float = 2.0
     min_kernel_weight: float = 0.25
     grow: int = 1
+    grow_margin: float = 0.0
     min_inputs: int = 3
 
 
@@ -178,10 +179,7 @@ def reject_outliers(
         localise(flagged[i], matched[i], len(k) // 2, config.localise, core)
         outside_others(img, var, flagged, i, config.raw_margin, core)
         grown = np.zeros(core.shape, bool)
-        if config.grow > 0:
-            grow_mask(core, valid[i], config.grow, grown)
-        else:
-            grown = core & valid[i]
+        grow_mask(core, valid[i], config.grow, img, var, flagged, i, config.grow_margin, grown)
         fill_holes(grown, valid[i], out[i])
     return out
 

@@ -311,31 +311,60 @@ def outside_others(
     n, ny, nx = images.shape
     for j in range(ny):
         for i in range(nx):
-            if not mask[j, i]:
-                continue
-            lo, hi = np.inf, -np.inf
-            for q in range(n):
-                v = images[q, j, i]
-                if q != k and np.isfinite(v) and not flagged[q, j, i]:
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-            x = images[k, j, i]
-            tol = margin * np.sqrt(variances[k, j, i])
-            mask[j, i] = x > hi + tol or x < lo - tol
+            if mask[j, i]:
+                mask[j, i] = _outside(images, variances, flagged, k, margin, j, i)
 
 
 @njit(**_JIT)
-def grow_mask(mask: np.ndarray, valid: np.ndarray, radius: int, out: np.ndarray) -> None:
-    """out = mask dilated by a (2 radius + 1)^2 box, within ``valid`` (2-D bool arrays);
-    cost proportional to the flagged pixels, not to the image."""
-    ny, nx = mask.shape
+def grow_mask(
+    mask: np.ndarray,
+    valid: np.ndarray,
+    radius: int,
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    out: np.ndarray,
+) -> None:
+    """out = mask dilated by a (2 radius + 1)^2 box, within ``valid`` (2-D bool arrays), into
+    the neighbours whose unconvolved value of input k lies outside the range of the other
+    unflagged inputs' values widened by ``margin`` times its noise (as :func:`outside_others`):
+    a neighbour inside that range is explained by the inputs' different seeing (a star's core
+    next to a cosmic ray) and is kept. Cost proportional to the flagged pixels."""
+    n, ny, nx = images.shape
     for j in range(ny):
         for i in range(nx):
-            if mask[j, i]:
-                for p in range(max(j - radius, 0), min(j + radius + 1, ny)):
-                    for q in range(max(i - radius, 0), min(i + radius + 1, nx)):
-                        if valid[p, q]:
-                            out[p, q] = True
+            if not mask[j, i]:
+                continue
+            out[j, i] = valid[j, i]
+            for p in range(max(j - radius, 0), min(j + radius + 1, ny)):
+                for q in range(max(i - radius, 0), min(i + radius + 1, nx)):
+                    if valid[p, q] and not out[p, q] and not mask[p, q]:
+                        out[p, q] = _outside(images, variances, flagged, k, margin, p, q)
+
+
+@njit(**_JIT)
+def _outside(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    j: int,
+    i: int,
+) -> bool:
+    """Input k's value at (j, i) lies outside the other unflagged inputs' range widened by
+    ``margin`` sigma (True where no other input is unflagged)."""
+    lo, hi = np.inf, -np.inf
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q != k and np.isfinite(v) and not flagged[q, j, i]:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    x = images[k, j, i]
+    tol = margin * np.sqrt(variances[k, j, i])
+    return x > hi + tol or x < lo - tol
 
 
 @njit(**_JIT)
