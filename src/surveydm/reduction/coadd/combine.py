@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from surveydm.reduction.coadd.trails import mask_trails
 from surveydm.reduction.coadd.kernels import (
     fill_holes,
     grow_mask,
@@ -79,6 +80,9 @@ class CombineConfig:
     grow: int = 1
     grow_margin: float = 0.0
     min_inputs: int = 3
+    trail_length: float = 40.0
+    seeing_tol: float = 0.1
+    seeing_snr: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -172,14 +176,20 @@ def reject_outliers(
     reject_pixels(matched, mvar, missing, config.nsigma, config.ampfrac, config.min_inputs, flagged)
     valid = (wht > 0) & np.isfinite(img)
     out = np.zeros(img.shape, bool)
+    psf_var = (
+        np.ones(n) if fwhm is None else (np.asarray(fwhm, float) / FWHM_PER_SIGMA) ** 2
+    )
+    seeing = (psf_var, config.seeing_tol, config.seeing_snr)
     for i, k in enumerate(kernels):
         if not flagged[i].any():
             continue
         core = np.zeros(flagged[i].shape, bool)
         localise(flagged[i], matched[i], len(k) // 2, config.localise, core)
-        outside_others(img, var, flagged, i, config.raw_margin, core)
+        outside_others(img, var, flagged, i, config.raw_margin, core, *seeing)
         grown = np.zeros(core.shape, bool)
-        grow_mask(core, valid[i], config.grow, img, var, flagged, i, config.grow_margin, grown)
+        grow_mask(
+            core, valid[i], config.grow, img, var, flagged, i, config.grow_margin, grown
+        )
         fill_holes(grown, valid[i], out[i])
     return out
 
@@ -252,6 +262,8 @@ def combine(
         rejected = reject_in_strips(img, wht, var, config, fwhm)
     elif rejected.shape != img.shape:
         raise ValueError("rejection masks must have the shape of the input stack")
+    if config.trail_length > 0:
+        mask_trails(rejected, (wht > 0) & np.isfinite(img), config.trail_length)
     shape = img.shape[1:]
     mean, wsum = np.empty(shape, np.float32), np.empty(shape, np.float32)
     count, nrej = np.empty(shape, np.int16), np.empty(shape, np.int16)

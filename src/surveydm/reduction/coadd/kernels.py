@@ -301,6 +301,9 @@ def outside_others(
     k: int,
     margin: float,
     mask: np.ndarray,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
 ) -> None:
     """Clear the pixels of ``mask`` (2-D bool, input ``k``'s candidates) where input k's
     unconvolved value lies within the range of the other unflagged inputs' values there
@@ -312,7 +315,9 @@ def outside_others(
     for j in range(ny):
         for i in range(nx):
             if mask[j, i]:
-                mask[j, i] = _outside(images, variances, flagged, k, margin, j, i)
+                mask[j, i] = _outside(
+                    images, variances, flagged, k, margin, j, i, psf_var, tol, min_snr
+                )
 
 
 @njit(**_JIT)
@@ -341,7 +346,7 @@ def grow_mask(
             for p in range(max(j - radius, 0), min(j + radius + 1, ny)):
                 for q in range(max(i - radius, 0), min(i + radius + 1, nx)):
                     if valid[p, q] and not out[p, q] and not mask[p, q]:
-                        out[p, q] = _outside(images, variances, flagged, k, margin, p, q)
+                        out[p, q] = _above(images, variances, flagged, k, margin, p, q)
 
 
 @njit(**_JIT)
@@ -353,18 +358,70 @@ def _outside(
     margin: float,
     j: int,
     i: int,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
 ) -> bool:
-    """Input k's value at (j, i) lies outside the other unflagged inputs' range widened by
-    ``margin`` sigma (True where no other input is unflagged)."""
+    """Input k's value x at (j, i) is not explained by the other unflagged inputs.
+
+    On a source (every other input above ``min_snr`` sigma, at least 2 of them, PSF variances
+    not all equal) the value is predicted from the others with their PSF variances s_q^2
+    (``psf_var``, pixels^2): for a Gaussian star of any flux and offset r seen in Gaussian
+    seeing, ln(v s^2) = a + b / s^2 exactly (v = F exp(-r^2 / 2 s^2) / (2 pi s^2)), fitted by
+    least squares on the others and evaluated at s_k^2; x is explained within ``margin`` times
+    its noise plus ``tol`` times the prediction (the widths' errors: the bilinear warp's
+    phase-dependent smoothing, measured FWHM). Elsewhere x must lie outside the others' range
+    widened by ``margin`` times its noise. True where no other input is unflagged.
+    """
+    n = images.shape[0]
     lo, hi = np.inf, -np.inf
-    for q in range(images.shape[0]):
+    m = 0
+    su = sy = suu = suy = 0.0
+    on_source = True
+    for q in range(n):
         v = images[q, j, i]
         if q != k and np.isfinite(v) and not flagged[q, j, i]:
             lo = min(lo, v)
             hi = max(hi, v)
+            m += 1
+            if v > min_snr * np.sqrt(variances[q, j, i]) and v > 0:
+                u = 1.0 / psf_var[q]
+                y = np.log(v * psf_var[q])
+                su += u
+                sy += y
+                suu += u * u
+                suy += u * y
+            else:
+                on_source = False
     x = images[k, j, i]
-    tol = margin * np.sqrt(variances[k, j, i])
-    return x > hi + tol or x < lo - tol
+    tol_noise = margin * np.sqrt(variances[k, j, i])
+    det = m * suu - su * su
+    if on_source and m >= 2 and det > 1e-12 * suu * m:
+        b = (m * suy - su * sy) / det
+        a = (sy - b * su) / m
+        pred = np.exp(a + b / psf_var[k]) / psf_var[k]
+        return abs(x - pred) > tol_noise + tol * pred
+    return x > hi + tol_noise or x < lo - tol_noise
+
+
+@njit(**_JIT)
+def _above(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    j: int,
+    i: int,
+) -> bool:
+    """Input k's value at (j, i) lies above every other unflagged input's value by ``margin``
+    times its noise (True where no other input is unflagged)."""
+    hi = -np.inf
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q != k and np.isfinite(v) and not flagged[q, j, i]:
+            hi = max(hi, v)
+    return images[k, j, i] > hi + margin * np.sqrt(variances[k, j, i])
 
 
 @njit(**_JIT)
