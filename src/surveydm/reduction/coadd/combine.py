@@ -35,6 +35,7 @@ from surveydm.reduction.coadd.kernels import (
     grow_mask,
     localise,
     matched_convolution,
+    median_frame,
     outside_others,
     reject_pixels,
     weighted_mean,
@@ -72,7 +73,9 @@ class CombineConfig:
     """
 
     nsigma: float = 5.0
-    ampfrac: float = 0.1
+    ampfrac: float = 0.03
+    width_tol: float = 0.3
+    shift_tol: float = 0.1
     match_sigma: float = 0.7
     localise: float = 0.1
     raw_margin: float = 2.0
@@ -173,7 +176,12 @@ def reject_outliers(
             config.min_kernel_weight,
         )  # fmt: skip
     flagged = np.zeros(img.shape, bool)
-    reject_pixels(matched, mvar, missing, config.nsigma, config.ampfrac, config.min_inputs, flagged)
+    med, med_var, med_miss = (np.empty((ny, nx), np.float32) for _ in range(3))
+    median_frame(matched, mvar, missing, config.min_inputs, med, med_var, med_miss)
+    reject_pixels(
+        matched, mvar, missing, med, med_var, med_miss, config.nsigma, config.ampfrac,
+        config.width_tol, config.shift_tol, flagged,
+    )  # fmt: skip
     valid = (wht > 0) & np.isfinite(img)
     out = np.zeros(img.shape, bool)
     psf_var = (

@@ -224,51 +224,109 @@ def _sort_small(vals: np.ndarray, n: int) -> None:
 
 
 @njit(**_JIT)
-def reject_pixels(
+def median_frame(
     matched: np.ndarray,
     matched_variance: np.ndarray,
     missing: np.ndarray,
-    nsigma: float,
-    ampfrac: float,
     min_inputs: int,
-    out: np.ndarray,
+    out_median: np.ndarray,
+    out_variance: np.ndarray,
+    out_missing: np.ndarray,
 ) -> None:
-    """Flag the inputs deviating from the median at each pixel of PSF-matched stacks.
-
-    ``matched``: (n, ny, nx) PSF-matched fluxes (NaN: not compared); ``matched_variance``
-    their variances. At a pixel where m >= ``min_inputs`` inputs are compared, with median
-    M and mean variance V: input i is flagged in ``out`` (n, ny, nx) bool when
-    |x_i - M| > nsigma * sqrt(var_i + pi/2 V / m + ((ampfrac + 2 missing_i) M)^2), where
-    ``missing`` is the part of input i's matching kernel that was truncated.
-    ``matched`` is overwritten with |x_i - M| (0 where not compared).
-    """
+    """Median of PSF-matched stacks ``matched`` (n, ny, nx; NaN: not compared) where at least
+    ``min_inputs`` inputs are compared (NaN elsewhere), its variance pi/2 V / m (V: mean
+    variance of the m compared inputs; the median of m normal values), and the largest
+    truncated kernel part (``missing``) of the compared inputs (a truncated copy biases the
+    median near input edges and masks)."""
     n, ny, nx = matched.shape
     vals = np.empty(n, np.float32)
     for j in range(ny):
         for i in range(nx):
             m = 0
             vsum = np.float32(0.0)
+            miss = np.float32(0.0)
             for k in range(n):
                 x = matched[k, j, i]
                 if np.isfinite(x):
                     vals[m] = x
                     vsum += matched_variance[k, j, i]
+                    miss = max(miss, missing[k, j, i])
                     m += 1
+            out_missing[j, i] = miss
             if m < min_inputs:
+                out_median[j, i] = np.nan
+                out_variance[j, i] = np.inf
+                continue
+            _sort_small(vals, m)
+            out_median[j, i] = np.float32(0.5) * (vals[(m - 1) // 2] + vals[m // 2])
+            out_variance[j, i] = np.float32(np.pi / 2) * vsum / m / m
+
+
+@njit(**_JIT)
+def _at(a: np.ndarray, j: int, i: int, default: float) -> float:
+    """a[j, i], ``default`` off the array or where not finite."""
+    if j < 0 or i < 0 or j >= a.shape[0] or i >= a.shape[1]:
+        return default
+    v = a[j, i]
+    return v if np.isfinite(v) else default
+
+
+@njit(**_JIT)
+def reject_pixels(
+    matched: np.ndarray,
+    matched_variance: np.ndarray,
+    missing: np.ndarray,
+    median: np.ndarray,
+    median_variance: np.ndarray,
+    median_missing: np.ndarray,
+    nsigma: float,
+    ampfrac: float,
+    width_tol: float,
+    shift_tol: float,
+    out: np.ndarray,
+) -> None:
+    """Flag the inputs deviating from the median frame at each pixel of PSF-matched stacks.
+
+    ``matched``: (n, ny, nx) PSF-matched fluxes (NaN: not compared), ``matched_variance``
+    their variances; ``median``, ``median_variance``: :func:`median_frame`. Input i is flagged
+    in ``out`` (n, ny, nx) bool where
+
+        |x_i - M| > nsigma sqrt(var_i + var_M + (2 (missing_i + missing_M) M)^2)
+                    + ampfrac |M| + width_tol / 2 |lap M| + shift_tol |grad M|,
+
+    the noise term with the part ``missing`` of the matching kernel that was truncated (and
+    the largest of the median's inputs, ``median_missing``), and
+    the systematic terms added linearly, as upper bounds of the residual PSF mismatch (the
+    approach of ``driz_cr``, Fruchter & Hook 2002, Koekemoer et al. 2003: a residual
+    ``scale x derivative`` allowed on top of the noise): a PSF-variance error delta leaves
+    delta / 2 lap M (first order), a position error s leaves s . grad M, so the allowance is
+    large on the cores and flanks of stars only where the model predicts a mismatch, not a
+    fixed fraction of the flux everywhere. The derivatives are central differences of M.
+    ``matched`` is overwritten with |x_i - M| (0 where not compared).
+    """
+    n, ny, nx = matched.shape
+    for j in range(ny):
+        for i in range(nx):
+            med = median[j, i]
+            if not np.isfinite(med):
                 for k in range(n):
                     matched[k, j, i] = 0.0
                 continue
-            _sort_small(vals, m)
-            med = np.float32(0.5) * (vals[(m - 1) // 2] + vals[m // 2])
-            base = np.float32(np.pi / 2) * vsum / m / m
+            xl, xr = _at(median, j, i - 1, med), _at(median, j, i + 1, med)
+            yd, yu = _at(median, j - 1, i, med), _at(median, j + 1, i, med)
+            lap = abs(xl + xr + yd + yu - 4 * med)
+            grad = 0.5 * np.sqrt((xr - xl) ** 2 + (yu - yd) ** 2)
+            syst = ampfrac * abs(med) + 0.5 * width_tol * lap + shift_tol * grad
+            base = median_variance[j, i]
             for k in range(n):
                 x = matched[k, j, i]
                 matched[k, j, i] = 0.0
                 if np.isfinite(x):
-                    d = x - med
-                    matched[k, j, i] = abs(d)
-                    allow = (ampfrac + np.float32(2.0) * missing[k, j, i]) * med
-                    if d * d > nsigma * nsigma * (matched_variance[k, j, i] + base + allow**2):
+                    d = abs(x - med)
+                    matched[k, j, i] = d
+                    edge = np.float32(2.0) * (missing[k, j, i] + median_missing[j, i]) * med
+                    noise = np.sqrt(matched_variance[k, j, i] + base + edge * edge)
+                    if d > nsigma * noise + syst:
                         out[k, j, i] = True
 
 
