@@ -196,7 +196,7 @@ def reject_outliers(
         outside_others(img, var, flagged, i, config.raw_margin, core, *seeing)
         grown = np.zeros(core.shape, bool)
         grow_mask(
-            core, valid[i], config.grow, img, var, flagged, i, config.grow_margin, grown
+            core, valid[i], config.grow, img, var, flagged, i, config.grow_margin, grown, *seeing
         )
         fill_holes(grown, valid[i], out[i])
     return out

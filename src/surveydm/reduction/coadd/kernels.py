@@ -352,6 +352,79 @@ def localise(
 
 
 @njit(**_JIT)
+def _seeing_prediction(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    j: int,
+    i: int,
+    psf_var: np.ndarray,
+    min_snr: float,
+) -> float:
+    """Input k's value at (j, i) predicted from the other unflagged inputs and the PSF
+    variances s_q^2 (``psf_var``, pixels^2): for a Gaussian star of any flux and offset r in
+    Gaussian seeing, v = F exp(-r^2 / 2 s^2) / (2 pi s^2), so ln(v s^2) = a + b / s^2 exactly;
+    a, b are fitted by least squares on the others and the line is evaluated at s_k^2.
+    NaN off sources (an other input below ``min_snr`` sigma), with fewer than 2 others or
+    equal PSF variances."""
+    m = 0
+    su = sy = suu = suy = 0.0
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q == k or not np.isfinite(v) or flagged[q, j, i]:
+            continue
+        if not (v > 0 and v > min_snr * np.sqrt(variances[q, j, i])):
+            return np.nan
+        u = 1.0 / psf_var[q]
+        y = np.log(v * psf_var[q])
+        su += u
+        sy += y
+        suu += u * u
+        suy += u * y
+        m += 1
+    det = m * suu - su * su
+    if m < 2 or not det > 1e-12 * suu * m:
+        return np.nan
+    b = (m * suy - su * sy) / det
+    a = (sy - b * su) / m
+    return np.exp(a + b / psf_var[k]) / psf_var[k]
+
+
+@njit(**_JIT)
+def _outside(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    j: int,
+    i: int,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
+) -> bool:
+    """Input k's value x at (j, i) is not explained by the other unflagged inputs: on a
+    source, x differs from the seeing prediction (:func:`_seeing_prediction`) by more than
+    ``margin`` times its noise plus ``tol`` times the prediction (the PSF widths' errors: the
+    bilinear warp's phase-dependent smoothing, the measured FWHM); elsewhere x lies outside
+    the others' range widened by ``margin`` times its noise. True where no other input is
+    unflagged."""
+    x = images[k, j, i]
+    noise = margin * np.sqrt(variances[k, j, i])
+    pred = _seeing_prediction(images, variances, flagged, k, j, i, psf_var, min_snr)
+    if np.isfinite(pred):
+        return abs(x - pred) > noise + tol * pred
+    lo, hi = np.inf, -np.inf
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q != k and np.isfinite(v) and not flagged[q, j, i]:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return x > hi + noise or x < lo - noise
+
+
+@njit(**_JIT)
 def outside_others(
     images: np.ndarray,
     variances: np.ndarray,
@@ -363,12 +436,11 @@ def outside_others(
     tol: float,
     min_snr: float,
 ) -> None:
-    """Clear the pixels of ``mask`` (2-D bool, input ``k``'s candidates) where input k's
-    unconvolved value lies within the range of the other unflagged inputs' values there
-    (``flagged``: (n, ny, nx) bool), widened by ``margin`` times its noise: an artefact-free
-    pixel does (its seeing lies within the others'), the pixels of a cosmic ray or a trail do
-    not. This keeps the rejection to the artefact's own pixels instead of the matching
-    kernel's footprint. Where no other input is unflagged the candidate is kept."""
+    """Clear the pixels of ``mask`` (2-D bool, input ``k``'s candidates) whose unconvolved
+    value of input k is explained by the other unflagged inputs (``flagged``: (n, ny, nx)
+    bool) and their seeing (:func:`_outside`): a star's core in a different seeing is, the
+    pixels of a cosmic ray or a trail are not. This keeps the rejection to the artefact's own
+    pixels instead of the matching kernel's footprint."""
     n, ny, nx = images.shape
     for j in range(ny):
         for i in range(nx):
@@ -389,13 +461,16 @@ def grow_mask(
     k: int,
     margin: float,
     out: np.ndarray,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
 ) -> None:
-    """out = mask dilated by a (2 radius + 1)^2 box, within ``valid`` (2-D bool arrays), into
-    the neighbours whose unconvolved value of input k lies outside the range of the other
-    unflagged inputs' values widened by ``margin`` times its noise (as :func:`outside_others`):
-    a neighbour inside that range is explained by the inputs' different seeing (a star's core
-    next to a cosmic ray) and is kept. Cost proportional to the flagged pixels."""
-    n, ny, nx = images.shape
+    """out = mask dilated by a (2 radius + 1)^2 box within ``valid`` (2-D bool arrays), the
+    faint wings of artefacts; on a source only into the neighbours not explained by the other
+    inputs and their seeing (:func:`_grows`; cosmic rays and trails add flux): a star's core
+    next to a cosmic ray is kept. Cost proportional to the flagged pixels."""
+    seeing = (psf_var, tol, min_snr)
+    ny, nx = mask.shape
     for j in range(ny):
         for i in range(nx):
             if not mask[j, i]:
@@ -403,12 +478,13 @@ def grow_mask(
             out[j, i] = valid[j, i]
             for p in range(max(j - radius, 0), min(j + radius + 1, ny)):
                 for q in range(max(i - radius, 0), min(i + radius + 1, nx)):
-                    if valid[p, q] and not out[p, q] and not mask[p, q]:
-                        out[p, q] = _above(images, variances, flagged, k, margin, p, q)
+                    if not valid[p, q] or out[p, q] or mask[p, q]:
+                        continue
+                    out[p, q] = _grows(images, variances, flagged, k, margin, p, q, *seeing)
 
 
 @njit(**_JIT)
-def _outside(
+def _grows(
     images: np.ndarray,
     variances: np.ndarray,
     flagged: np.ndarray,
@@ -420,66 +496,21 @@ def _outside(
     tol: float,
     min_snr: float,
 ) -> bool:
-    """Input k's value x at (j, i) is not explained by the other unflagged inputs.
-
-    On a source (every other input above ``min_snr`` sigma, at least 2 of them, PSF variances
-    not all equal) the value is predicted from the others with their PSF variances s_q^2
-    (``psf_var``, pixels^2): for a Gaussian star of any flux and offset r seen in Gaussian
-    seeing, ln(v s^2) = a + b / s^2 exactly (v = F exp(-r^2 / 2 s^2) / (2 pi s^2)), fitted by
-    least squares on the others and evaluated at s_k^2; x is explained within ``margin`` times
-    its noise plus ``tol`` times the prediction (the widths' errors: the bilinear warp's
-    phase-dependent smoothing, measured FWHM). Elsewhere x must lie outside the others' range
-    widened by ``margin`` times its noise. True where no other input is unflagged.
-    """
-    n = images.shape[0]
-    lo, hi = np.inf, -np.inf
-    m = 0
-    su = sy = suu = suy = 0.0
-    on_source = True
-    for q in range(n):
-        v = images[q, j, i]
-        if q != k and np.isfinite(v) and not flagged[q, j, i]:
-            lo = min(lo, v)
-            hi = max(hi, v)
-            m += 1
-            if v > min_snr * np.sqrt(variances[q, j, i]) and v > 0:
-                u = 1.0 / psf_var[q]
-                y = np.log(v * psf_var[q])
-                su += u
-                sy += y
-                suu += u * u
-                suy += u * y
-            else:
-                on_source = False
+    """A rejected region of input k grows into (j, i): always off sources; on a source only
+    where the value exceeds both the other unflagged inputs' values and the seeing prediction
+    (:func:`_seeing_prediction`, times 1 + ``tol``) by ``margin`` times its noise."""
+    pred = _seeing_prediction(images, variances, flagged, k, j, i, psf_var, min_snr)
+    if not np.isfinite(pred):
+        return True
     x = images[k, j, i]
-    tol_noise = margin * np.sqrt(variances[k, j, i])
-    det = m * suu - su * su
-    if on_source and m >= 2 and det > 1e-12 * suu * m:
-        b = (m * suy - su * sy) / det
-        a = (sy - b * su) / m
-        pred = np.exp(a + b / psf_var[k]) / psf_var[k]
-        return abs(x - pred) > tol_noise + tol * pred
-    return x > hi + tol_noise or x < lo - tol_noise
-
-
-@njit(**_JIT)
-def _above(
-    images: np.ndarray,
-    variances: np.ndarray,
-    flagged: np.ndarray,
-    k: int,
-    margin: float,
-    j: int,
-    i: int,
-) -> bool:
-    """Input k's value at (j, i) lies above every other unflagged input's value by ``margin``
-    times its noise (True where no other input is unflagged)."""
-    hi = -np.inf
+    noise = margin * np.sqrt(variances[k, j, i])
+    if x <= pred * (1 + tol) + noise:
+        return False
     for q in range(images.shape[0]):
         v = images[q, j, i]
-        if q != k and np.isfinite(v) and not flagged[q, j, i]:
-            hi = max(hi, v)
-    return images[k, j, i] > hi + margin * np.sqrt(variances[k, j, i])
+        if q != k and np.isfinite(v) and not flagged[q, j, i] and x <= v + noise:
+            return False
+    return True
 
 
 @njit(**_JIT)
