@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from surveydm.reduction.coadd.trails import mask_trails
 from surveydm.reduction.coadd.kernels import (
     fill_holes,
     grow_mask,
@@ -40,6 +39,7 @@ from surveydm.reduction.coadd.kernels import (
     reject_pixels,
     weighted_mean,
 )
+from surveydm.reduction.coadd.trails import mask_trails
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -184,9 +184,7 @@ def reject_outliers(
     )  # fmt: skip
     valid = (wht > 0) & np.isfinite(img)
     out = np.zeros(img.shape, bool)
-    psf_var = (
-        np.ones(n) if fwhm is None else (np.asarray(fwhm, float) / FWHM_PER_SIGMA) ** 2
-    )
+    psf_var = np.ones(n) if fwhm is None else (np.asarray(fwhm, float) / FWHM_PER_SIGMA) ** 2
     seeing = (psf_var, config.seeing_tol, config.seeing_snr)
     for i, k in enumerate(kernels):
         if not flagged[i].any():

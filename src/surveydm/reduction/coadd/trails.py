@@ -64,7 +64,14 @@ def _fit_line(pts: np.ndarray) -> Line:
     _, vec = np.linalg.eigh(np.cov((pts - c).T))
     dy, dx = vec[:, 1]
     dist = np.abs((pts[:, 1] - c[1]) * dy - (pts[:, 0] - c[0]) * dx)
-    return Line(float(c[1]), float(c[0]), float(dx), float(dy), float(np.percentile(dist, 99)) + 1.0, len(pts))
+    return Line(
+        float(c[1]),
+        float(c[0]),
+        float(dx),
+        float(dy),
+        float(np.percentile(dist, 99)) + 1.0,
+        len(pts),
+    )
 
 
 def _merge(pieces: list[np.ndarray], max_offset: float) -> list[np.ndarray]:
