@@ -335,3 +335,23 @@ def test_find_trails_joins_pieces_of_a_line_and_ignores_cosmic_rays():
     assert mask_trails(rej, valid) == 1
     assert rej[0, ys[100:130], xs[100:130]].all() and not rej[0, ys[205], 205]
     assert rej[0].sum() < 6 * 300 and rej[1].sum() == 9 + 18
+
+
+def test_single_epoch_cosmic_ray_mask_propagated_through_resampling():
+    """A cosmic ray the single-epoch reduction masked (``MaskBit.COSMIC_RAY``) never reaches
+    the co-add: with two inputs (no rejection possible) the tile pixels it touches take the
+    other input only, and their value matches it."""
+    from surveydm.reduction.masks import MaskBit
+
+    exps = exposures(grid_field(), [1.2, 1.3])
+    e = exps[0]
+    img, mask = e.input.image.copy(), np.zeros(e.input.image.shape, np.uint16)
+    img[70:72, 50] += 20000.0
+    mask[70:72, 50] = int(MaskBit.COSMIC_RAY)
+    inp = dataclasses.replace(e.input, image=img, mask=mask)
+    res = coadd_tile([inp, exps[1].input], TILE.wcs(), TILE.shape, 0.5)
+    ra, dec = e.input.wcs.all_pix2world([50, 50], [70, 71], 0)
+    tx, ty = np.round(TILE.wcs().all_world2pix(ra, dec, 0)).astype(int)
+    assert (res.coadd.count[ty, tx] == 1).all() and res.coadd.rejected.sum() == 0
+    alone = coadd_tile([exps[1].input], TILE.wcs(), TILE.shape, 0.5).coadd.image
+    assert np.allclose(res.coadd.image[ty, tx], alone[ty, tx], atol=1e-3 * np.abs(alone).max())
