@@ -170,7 +170,7 @@ def main() -> None:
     print(
         f"[r] artefact pixels (> 5 sigma) left: {left_off}/{sig} = {left_off / max(sig, 1):.4f} "
         f'off stars (target 0); {left_on}/{sig} = {left_on / max(sig, 1):.4f} within 4" of '
-        f"stars r < 19 (below the PSF-mismatch allowance); rejected fraction "
+        f"stars r < 19 (target 0); rejected fraction "
         f"{co.rejected_fraction:.4f}"
     )
     print(

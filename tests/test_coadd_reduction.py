@@ -96,7 +96,8 @@ def test_cosmic_rays_and_trails_rejected_and_star_cores_kept():
         left += int((sig & ~rej & (d_star > 8)).sum())
         on_stars += int((sig & ~rej & (d_star <= 8)).sum())
     # every significant artefact pixel off stars is rejected; on the cores of 16-19 mag stars
-    # those below the PSF-mismatch allowance (0.1 of the matched median) are kept
+    # (at 8x the benchmark's cosmic-ray density) a few cosmic-ray pixels within the seeing
+    # tolerance of the raw test are kept
     assert significant > 500 and left == 0, (left, significant)
     assert on_stars < 0.02 * significant, (on_stars, significant)
     # star cores: a core pixel is only rejected within the footprint of an artefact (its
@@ -287,6 +288,70 @@ def test_rejection_in_strips_equals_the_whole_tile(monkeypatch):
     wht = np.ones_like(img)
     whole = comb.reject_outliers(img, wht)
     monkeypatch.setattr(comb, "STRIP_ROWS", 41)
-    strips = comb.combine(img, wht, [1.0] * 4).rejected_masks
+    strips = comb.reject_in_strips(img, wht, None, CombineConfig(), None)
     assert whole[1, 40:43, 10:50].all() and whole[2, 63, 30]
     assert np.array_equal(whole, strips)
+
+
+def test_trail_across_bright_star_cores_rejected_along_its_whole_line():
+    """A satellite trail crossing 16-17 mag stars: every pixel of it above 5 sigma is
+    rejected, on the stars' cores too (the line found off stars masks it across them), and no
+    other input loses a star-core pixel."""
+    field = grid_field((16.0, 17.0))
+    exps = exposures(field, [1.0, 1.4, 1.2, 1.6, 1.1], trail=lambda i: i == 2)
+    res = coadd_tile([e.input for e in exps], TILE.wcs(), TILE.shape, 0.5)
+    co = res.coadd
+    x, y = TILE.wcs().all_world2pix(field.ra, field.dec, 0)
+    yy, xx = np.mgrid[: TILE.naxis2, : TILE.naxis1]
+    d_star = np.min([np.hypot(xx - xi, yy - yi) for xi, yi in zip(x, y, strict=True)], axis=0)
+    art = _warped_artefacts(exps[2], res.zp)
+    noise = 1 / np.sqrt(np.maximum(co.weight / len(exps), 1e-30))
+    sig = (art > 5 * noise) & (co.count + co.rejected >= 3)
+    on_star = sig & (d_star <= 4)
+    assert on_star.sum() > 20 and sig.sum() > 200
+    assert co.rejected_masks[2][sig].all()
+    others = np.delete(co.rejected_masks, 2, axis=0)
+    assert not (others & (d_star <= 2)[None]).any()
+    assert abs(np.median(aperture_ratio(res, field)) - 1) < 0.005
+
+
+def test_find_trails_joins_pieces_of_a_line_and_ignores_cosmic_rays():
+    from surveydm.reduction.coadd.trails import find_trails, mask_trails
+
+    rej = np.zeros((3, 200, 300), bool)
+    xs = np.arange(300)
+    ys = np.round(40 + 0.4 * xs).astype(int)
+    for dy in (-1, 0, 1):
+        rej[0, ys + dy, xs] = True
+    rej[0][:, 100:130] = False  # gaps where the trail crosses stars
+    rej[0][:, 200:215] = False
+    rej[1, 50:53, 60:63] = True  # cosmic rays
+    rej[1, 120:122, 200:209] = True
+    lines = find_trails(rej[0])
+    assert len(lines) == 1 and abs(lines[0].dy / lines[0].dx - 0.4) < 0.01
+    assert find_trails(rej[1]) == [] and find_trails(rej[2]) == []
+    valid = np.ones_like(rej)
+    valid[0, :, 205] = False
+    assert mask_trails(rej, valid) == 1
+    assert rej[0, ys[100:130], xs[100:130]].all() and not rej[0, ys[205], 205]
+    assert rej[0].sum() < 6 * 300 and rej[1].sum() == 9 + 18
+
+
+def test_single_epoch_cosmic_ray_mask_propagated_through_resampling():
+    """A cosmic ray the single-epoch reduction masked (``MaskBit.COSMIC_RAY``) never reaches
+    the co-add: with two inputs (no rejection possible) the tile pixels it touches take the
+    other input only, and their value matches it."""
+    from surveydm.reduction.masks import MaskBit
+
+    exps = exposures(grid_field(), [1.2, 1.3])
+    e = exps[0]
+    img, mask = e.input.image.copy(), np.zeros(e.input.image.shape, np.uint16)
+    img[70:72, 50] += 20000.0
+    mask[70:72, 50] = int(MaskBit.COSMIC_RAY)
+    inp = dataclasses.replace(e.input, image=img, mask=mask)
+    res = coadd_tile([inp, exps[1].input], TILE.wcs(), TILE.shape, 0.5)
+    ra, dec = e.input.wcs.all_pix2world([50, 50], [70, 71], 0)
+    tx, ty = np.round(TILE.wcs().all_world2pix(ra, dec, 0)).astype(int)
+    assert (res.coadd.count[ty, tx] == 1).all() and res.coadd.rejected.sum() == 0
+    alone = coadd_tile([exps[1].input], TILE.wcs(), TILE.shape, 0.5).coadd.image
+    assert np.allclose(res.coadd.image[ty, tx], alone[ty, tx], atol=1e-3 * np.nanmax(np.abs(alone)))

@@ -7,19 +7,30 @@ unconvolved pixels combined): each warped input of PSF width sigma_i is convolve
 Gaussian of sigma ``sqrt(s_t^2 - sigma_i^2)`` to the common width ``s_t^2 = max sigma_i^2 +
 match_sigma^2``, so a star has the same profile in every matched copy whatever the seeing of
 its exposure, and the median of the matched copies is a clean model of each of them. A pixel of
-input i is rejected where its matched copy deviates from that median by more than ``nsigma``
-times its noise: the matched copy's variance (from the total variance, sources' noise
-included, propagated through the kernel), the median's, and ``ampfrac`` times the matched
-median for the residual mismatch (PSF width measured to a few per cent, the resampling's
-phase-dependent smoothing, astrometry). Cosmic rays and satellite trails differ from the PSF
-and from the median in one input only, and stand out; star cores, matched, do not. An unmatched
-comparison with the seeing differences covered by a fraction of the median (SWarp
-``CLIP_AMPFRAC``, Gruen et al. 2014) needs 0.3 x the brightest median within a few pixels,
-which hides artefacts within ~4" of bright stars; matched, 0.1 of the local median suffices.
-Of a flagged region only the pixels whose unconvolved value lies outside the range of the
-other inputs' values are the artefact's; they are grown by ``grow`` pixels and holes filled
-(a pixel with 5 of its 8 neighbours rejected: overlapping artefacts of several inputs made the
-median fail). The remaining unconvolved pixels are combined by inverse-variance weighted mean.
+input i is flagged where its matched copy deviates from that median by more than ``nsigma``
+times its noise (the matched copy's variance, from the total variance with the sources' noise,
+propagated through the kernel, and the median's) plus an upper bound of the residual PSF
+mismatch, added linearly as in ``driz_cr`` (Fruchter & Hook 2002; Koekemoer et al. 2003):
+``width_tol / 2 |lap M|`` for PSF variances off by up to ``width_tol`` pixels^2 (the bilinear
+warp's phase-dependent smoothing, 0-0.25 per axis; the measured FWHM), ``shift_tol |grad M|``
+for positions off by ``shift_tol`` pixels, and ``ampfrac |M|`` for the rest (non-Gaussian
+PSFs). The allowance is thus large only where the median frame is curved or steep, not a fixed
+fraction of the flux (SWarp ``CLIP_AMPFRAC``, Gruen et al. 2014, which with the 0.1 x 5 sigma
+this module used before hid cosmic rays and trails up to half a bright star's core flux).
+Cosmic rays and satellite trails differ from the PSF and from the median in one input only,
+and stand out; star cores, matched, do not.
+
+Of a flagged region (the matched copy spreads an artefact over its kernel) only the pixels
+reaching a fraction of the local peak deviation whose unconvolved value is not explained by
+the other inputs are the artefact's: on a source, the value predicted from the others with
+their PSF widths (for a Gaussian star in Gaussian seeing ``ln(v s^2)`` is linear in ``1/s^2``,
+:func:`~surveydm.reduction.coadd.kernels.outside_others`) within ``raw_margin`` sigma plus
+``seeing_tol`` of the prediction; off sources, the others' range. They are grown by ``grow``
+pixels (on sources only into pixels above both the others and the seeing prediction: a star's
+core next to a cosmic ray is kept) and holes filled (a pixel with 5 of its 8 neighbours
+rejected). A satellite trail, rejected on empty sky but partly hidden on bright stars, is
+masked along its whole line (:mod:`surveydm.reduction.coadd.trails`). The remaining
+unconvolved pixels are combined by inverse-variance weighted mean.
 """
 
 from __future__ import annotations
@@ -34,10 +45,12 @@ from surveydm.reduction.coadd.kernels import (
     grow_mask,
     localise,
     matched_convolution,
+    median_frame,
     outside_others,
     reject_pixels,
     weighted_mean,
 )
+from surveydm.reduction.coadd.trails import mask_trails
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -50,8 +63,13 @@ class CombineConfig:
         nsigma: rejection threshold in units of the matched pixel noise (default 5: the
             matched noise is the true noise, not the upper bound of the interpolated
             variance, and 4 sigma flags ~60 noise pixels per million).
-        ampfrac: fraction of the matched median flux added to the noise for the residual PSF
-            mismatch (default 0.1).
+        ampfrac: fraction of the matched median flux allowed on top of the noise test for PSF
+            mismatch the Gaussian model leaves (default 0.03).
+        width_tol: largest error of an input's PSF variance in the matched copy, pixels^2
+            (default 0.3: the bilinear warp's phase-dependent smoothing varies by 0.25 per
+            axis, plus the FWHM measurement); allowance ``width_tol / 2 |lap M|``.
+        shift_tol: largest relative position error, pixels (default 0.1); allowance
+            ``shift_tol |grad M|``.
         match_sigma: sigma (pixels) of the Gaussian the worst-seeing input is convolved with
             (every input gets at least this smoothing, which evens out the resampling's
             phase-dependent smoothing; default 0.7).
@@ -59,25 +77,40 @@ class CombineConfig:
             flagged pixel must reach to be rejected (default 0.1; 0 rejects every flagged
             pixel): the matched copy spreads an artefact over the kernel, the unconvolved
             artefact is its core.
-        raw_margin: a flagged pixel is rejected only where its unconvolved value lies outside
-            the range of the other inputs' values by ``raw_margin`` times its noise (default
-            2): within a flagged region only the artefact's own pixels are taken.
+        raw_margin: a flagged pixel is rejected only where its unconvolved value is not
+            explained by the other inputs (off sources: outside their range; on sources: off
+            the seeing prediction, ``seeing_tol``) by ``raw_margin`` times its noise
+            (default 2): within a flagged region only the artefact's own pixels are taken.
+        seeing_tol: relative tolerance of the seeing prediction (default 0.1: PSF variances
+            known to ~0.2 pixels^2 of ~2).
+        seeing_snr: S/N every other input needs at a pixel for the seeing prediction to be
+            used (default 10: a source).
         min_kernel_weight: kept fraction of the matching kernel a pixel needs to be compared
             (default 0.25; near masked pixels and input edges a truncated kernel mismatches
             stars: the noise model adds 2 (1 - kept fraction) of the matched median there).
         grow: pixels to grow each input's rejected region by (default 1).
+        grow_margin: on sources, a grown pixel must exceed the other inputs and the seeing
+            prediction by this many sigma (default 0).
+        trail_length: shortest rejected piece (pixels) taken as part of a satellite trail
+            and masked along its whole line (default 40; 0: off).
         min_inputs: inputs needed at a pixel for rejection (below it, no pixel is rejected:
             with two inputs the median cannot tell which one is wrong).
     """
 
     nsigma: float = 5.0
-    ampfrac: float = 0.1
+    ampfrac: float = 0.03
+    width_tol: float = 0.3
+    shift_tol: float = 0.1
     match_sigma: float = 0.7
     localise: float = 0.1
     raw_margin: float = 2.0
     min_kernel_weight: float = 0.25
     grow: int = 1
+    grow_margin: float = 0.0
     min_inputs: int = 3
+    trail_length: float = 40.0
+    seeing_tol: float = 0.1
+    seeing_snr: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -168,20 +201,26 @@ def reject_outliers(
             config.min_kernel_weight,
         )  # fmt: skip
     flagged = np.zeros(img.shape, bool)
-    reject_pixels(matched, mvar, missing, config.nsigma, config.ampfrac, config.min_inputs, flagged)
+    med, med_var, med_miss = (np.empty((ny, nx), np.float32) for _ in range(3))
+    median_frame(matched, mvar, missing, config.min_inputs, med, med_var, med_miss)
+    reject_pixels(
+        matched, mvar, missing, med, med_var, med_miss, config.nsigma, config.ampfrac,
+        config.width_tol, config.shift_tol, flagged,
+    )  # fmt: skip
     valid = (wht > 0) & np.isfinite(img)
     out = np.zeros(img.shape, bool)
+    psf_var = np.ones(n) if fwhm is None else (np.asarray(fwhm, float) / FWHM_PER_SIGMA) ** 2
+    seeing = (psf_var, config.seeing_tol, config.seeing_snr)
     for i, k in enumerate(kernels):
         if not flagged[i].any():
             continue
         core = np.zeros(flagged[i].shape, bool)
         localise(flagged[i], matched[i], len(k) // 2, config.localise, core)
-        outside_others(img, var, flagged, i, config.raw_margin, core)
+        outside_others(img, var, flagged, i, config.raw_margin, core, *seeing)
         grown = np.zeros(core.shape, bool)
-        if config.grow > 0:
-            grow_mask(core, valid[i], config.grow, grown)
-        else:
-            grown = core & valid[i]
+        grow_mask(
+            core, valid[i], config.grow, img, var, flagged, i, config.grow_margin, grown, *seeing
+        )
         fill_holes(grown, valid[i], out[i])
     return out
 
@@ -254,6 +293,8 @@ def combine(
         rejected = reject_in_strips(img, wht, var, config, fwhm)
     elif rejected.shape != img.shape:
         raise ValueError("rejection masks must have the shape of the input stack")
+    if config.trail_length > 0:
+        mask_trails(rejected, (wht > 0) & np.isfinite(img), config.trail_length)
     shape = img.shape[1:]
     mean, wsum = np.empty(shape, np.float32), np.empty(shape, np.float32)
     count, nrej = np.empty(shape, np.int16), np.empty(shape, np.int16)

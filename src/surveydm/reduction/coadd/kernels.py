@@ -224,51 +224,109 @@ def _sort_small(vals: np.ndarray, n: int) -> None:
 
 
 @njit(**_JIT)
-def reject_pixels(
+def median_frame(
     matched: np.ndarray,
     matched_variance: np.ndarray,
     missing: np.ndarray,
-    nsigma: float,
-    ampfrac: float,
     min_inputs: int,
-    out: np.ndarray,
+    out_median: np.ndarray,
+    out_variance: np.ndarray,
+    out_missing: np.ndarray,
 ) -> None:
-    """Flag the inputs deviating from the median at each pixel of PSF-matched stacks.
-
-    ``matched``: (n, ny, nx) PSF-matched fluxes (NaN: not compared); ``matched_variance``
-    their variances. At a pixel where m >= ``min_inputs`` inputs are compared, with median
-    M and mean variance V: input i is flagged in ``out`` (n, ny, nx) bool when
-    |x_i - M| > nsigma * sqrt(var_i + pi/2 V / m + ((ampfrac + 2 missing_i) M)^2), where
-    ``missing`` is the part of input i's matching kernel that was truncated.
-    ``matched`` is overwritten with |x_i - M| (0 where not compared).
-    """
+    """Median of PSF-matched stacks ``matched`` (n, ny, nx; NaN: not compared) where at least
+    ``min_inputs`` inputs are compared (NaN elsewhere), its variance pi/2 V / m (V: mean
+    variance of the m compared inputs; the median of m normal values), and the largest
+    truncated kernel part (``missing``) of the compared inputs (a truncated copy biases the
+    median near input edges and masks)."""
     n, ny, nx = matched.shape
     vals = np.empty(n, np.float32)
     for j in range(ny):
         for i in range(nx):
             m = 0
             vsum = np.float32(0.0)
+            miss = np.float32(0.0)
             for k in range(n):
                 x = matched[k, j, i]
                 if np.isfinite(x):
                     vals[m] = x
                     vsum += matched_variance[k, j, i]
+                    miss = max(miss, missing[k, j, i])
                     m += 1
+            out_missing[j, i] = miss
             if m < min_inputs:
+                out_median[j, i] = np.nan
+                out_variance[j, i] = np.inf
+                continue
+            _sort_small(vals, m)
+            out_median[j, i] = np.float32(0.5) * (vals[(m - 1) // 2] + vals[m // 2])
+            out_variance[j, i] = np.float32(np.pi / 2) * vsum / m / m
+
+
+@njit(**_JIT)
+def _at(a: np.ndarray, j: int, i: int, default: float) -> float:
+    """a[j, i], ``default`` off the array or where not finite."""
+    if j < 0 or i < 0 or j >= a.shape[0] or i >= a.shape[1]:
+        return default
+    v = a[j, i]
+    return v if np.isfinite(v) else default
+
+
+@njit(**_JIT)
+def reject_pixels(
+    matched: np.ndarray,
+    matched_variance: np.ndarray,
+    missing: np.ndarray,
+    median: np.ndarray,
+    median_variance: np.ndarray,
+    median_missing: np.ndarray,
+    nsigma: float,
+    ampfrac: float,
+    width_tol: float,
+    shift_tol: float,
+    out: np.ndarray,
+) -> None:
+    """Flag the inputs deviating from the median frame at each pixel of PSF-matched stacks.
+
+    ``matched``: (n, ny, nx) PSF-matched fluxes (NaN: not compared), ``matched_variance``
+    their variances; ``median``, ``median_variance``: :func:`median_frame`. Input i is flagged
+    in ``out`` (n, ny, nx) bool where
+
+        |x_i - M| > nsigma sqrt(var_i + var_M + (2 (missing_i + missing_M) M)^2)
+                    + ampfrac |M| + width_tol / 2 |lap M| + shift_tol |grad M|,
+
+    the noise term with the part ``missing`` of the matching kernel that was truncated (and
+    the largest of the median's inputs, ``median_missing``), and
+    the systematic terms added linearly, as upper bounds of the residual PSF mismatch (the
+    approach of ``driz_cr``, Fruchter & Hook 2002, Koekemoer et al. 2003: a residual
+    ``scale x derivative`` allowed on top of the noise): a PSF-variance error delta leaves
+    delta / 2 lap M (first order), a position error s leaves s . grad M, so the allowance is
+    large on the cores and flanks of stars only where the model predicts a mismatch, not a
+    fixed fraction of the flux everywhere. The derivatives are central differences of M.
+    ``matched`` is overwritten with |x_i - M| (0 where not compared).
+    """
+    n, ny, nx = matched.shape
+    for j in range(ny):
+        for i in range(nx):
+            med = median[j, i]
+            if not np.isfinite(med):
                 for k in range(n):
                     matched[k, j, i] = 0.0
                 continue
-            _sort_small(vals, m)
-            med = np.float32(0.5) * (vals[(m - 1) // 2] + vals[m // 2])
-            base = np.float32(np.pi / 2) * vsum / m / m
+            xl, xr = _at(median, j, i - 1, med), _at(median, j, i + 1, med)
+            yd, yu = _at(median, j - 1, i, med), _at(median, j + 1, i, med)
+            lap = abs(xl + xr + yd + yu - 4 * med)
+            grad = 0.5 * np.sqrt((xr - xl) ** 2 + (yu - yd) ** 2)
+            syst = ampfrac * abs(med) + 0.5 * width_tol * lap + shift_tol * grad
+            base = median_variance[j, i]
             for k in range(n):
                 x = matched[k, j, i]
                 matched[k, j, i] = 0.0
                 if np.isfinite(x):
-                    d = x - med
-                    matched[k, j, i] = abs(d)
-                    allow = (ampfrac + np.float32(2.0) * missing[k, j, i]) * med
-                    if d * d > nsigma * nsigma * (matched_variance[k, j, i] + base + allow**2):
+                    d = abs(x - med)
+                    matched[k, j, i] = d
+                    edge = np.float32(2.0) * (missing[k, j, i] + median_missing[j, i]) * med
+                    noise = np.sqrt(matched_variance[k, j, i] + base + edge * edge)
+                    if d > nsigma * noise + syst:
                         out[k, j, i] = True
 
 
@@ -294,6 +352,79 @@ def localise(
 
 
 @njit(**_JIT)
+def _seeing_prediction(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    j: int,
+    i: int,
+    psf_var: np.ndarray,
+    min_snr: float,
+) -> float:
+    """Input k's value at (j, i) predicted from the other unflagged inputs and the PSF
+    variances s_q^2 (``psf_var``, pixels^2): for a Gaussian star of any flux and offset r in
+    Gaussian seeing, v = F exp(-r^2 / 2 s^2) / (2 pi s^2), so ln(v s^2) = a + b / s^2 exactly;
+    a, b are fitted by least squares on the others and the line is evaluated at s_k^2.
+    NaN off sources (an other input below ``min_snr`` sigma), with fewer than 2 others or
+    equal PSF variances."""
+    m = 0
+    su = sy = suu = suy = 0.0
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q == k or not np.isfinite(v) or flagged[q, j, i]:
+            continue
+        if not (v > 0 and v > min_snr * np.sqrt(variances[q, j, i])):
+            return np.nan
+        u = 1.0 / psf_var[q]
+        y = np.log(v * psf_var[q])
+        su += u
+        sy += y
+        suu += u * u
+        suy += u * y
+        m += 1
+    det = m * suu - su * su
+    if m < 2 or not det > 1e-12 * suu * m:
+        return np.nan
+    b = (m * suy - su * sy) / det
+    a = (sy - b * su) / m
+    return np.exp(a + b / psf_var[k]) / psf_var[k]
+
+
+@njit(**_JIT)
+def _outside(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    j: int,
+    i: int,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
+) -> bool:
+    """Input k's value x at (j, i) is not explained by the other unflagged inputs: on a
+    source, x differs from the seeing prediction (:func:`_seeing_prediction`) by more than
+    ``margin`` times its noise plus ``tol`` times the prediction (the PSF widths' errors: the
+    bilinear warp's phase-dependent smoothing, the measured FWHM); elsewhere x lies outside
+    the others' range widened by ``margin`` times its noise. True where no other input is
+    unflagged."""
+    x = images[k, j, i]
+    noise = margin * np.sqrt(variances[k, j, i])
+    pred = _seeing_prediction(images, variances, flagged, k, j, i, psf_var, min_snr)
+    if np.isfinite(pred):
+        return abs(x - pred) > noise + tol * pred
+    lo, hi = np.inf, -np.inf
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q != k and np.isfinite(v) and not flagged[q, j, i]:
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return x > hi + noise or x < lo - noise
+
+
+@njit(**_JIT)
 def outside_others(
     images: np.ndarray,
     variances: np.ndarray,
@@ -301,41 +432,85 @@ def outside_others(
     k: int,
     margin: float,
     mask: np.ndarray,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
 ) -> None:
-    """Clear the pixels of ``mask`` (2-D bool, input ``k``'s candidates) where input k's
-    unconvolved value lies within the range of the other unflagged inputs' values there
-    (``flagged``: (n, ny, nx) bool), widened by ``margin`` times its noise: an artefact-free
-    pixel does (its seeing lies within the others'), the pixels of a cosmic ray or a trail do
-    not. This keeps the rejection to the artefact's own pixels instead of the matching
-    kernel's footprint. Where no other input is unflagged the candidate is kept."""
+    """Clear the pixels of ``mask`` (2-D bool, input ``k``'s candidates) whose unconvolved
+    value of input k is explained by the other unflagged inputs (``flagged``: (n, ny, nx)
+    bool) and their seeing (:func:`_outside`): a star's core in a different seeing is, the
+    pixels of a cosmic ray or a trail are not. This keeps the rejection to the artefact's own
+    pixels instead of the matching kernel's footprint."""
     n, ny, nx = images.shape
+    for j in range(ny):
+        for i in range(nx):
+            if mask[j, i]:
+                mask[j, i] = _outside(
+                    images, variances, flagged, k, margin, j, i, psf_var, tol, min_snr
+                )
+
+
+@njit(**_JIT)
+def grow_mask(
+    mask: np.ndarray,
+    valid: np.ndarray,
+    radius: int,
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    out: np.ndarray,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
+) -> None:
+    """out = mask dilated by a (2 radius + 1)^2 box within ``valid`` (2-D bool arrays), the
+    faint wings of artefacts; on a source only into the neighbours not explained by the other
+    inputs and their seeing (:func:`_grows`; cosmic rays and trails add flux): a star's core
+    next to a cosmic ray is kept. Cost proportional to the flagged pixels."""
+    seeing = (psf_var, tol, min_snr)
+    ny, nx = mask.shape
     for j in range(ny):
         for i in range(nx):
             if not mask[j, i]:
                 continue
-            lo, hi = np.inf, -np.inf
-            for q in range(n):
-                v = images[q, j, i]
-                if q != k and np.isfinite(v) and not flagged[q, j, i]:
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-            x = images[k, j, i]
-            tol = margin * np.sqrt(variances[k, j, i])
-            mask[j, i] = x > hi + tol or x < lo - tol
+            out[j, i] = valid[j, i]
+            for p in range(max(j - radius, 0), min(j + radius + 1, ny)):
+                for q in range(max(i - radius, 0), min(i + radius + 1, nx)):
+                    if not valid[p, q] or out[p, q] or mask[p, q]:
+                        continue
+                    out[p, q] = _grows(images, variances, flagged, k, margin, p, q, *seeing)
 
 
 @njit(**_JIT)
-def grow_mask(mask: np.ndarray, valid: np.ndarray, radius: int, out: np.ndarray) -> None:
-    """out = mask dilated by a (2 radius + 1)^2 box, within ``valid`` (2-D bool arrays);
-    cost proportional to the flagged pixels, not to the image."""
-    ny, nx = mask.shape
-    for j in range(ny):
-        for i in range(nx):
-            if mask[j, i]:
-                for p in range(max(j - radius, 0), min(j + radius + 1, ny)):
-                    for q in range(max(i - radius, 0), min(i + radius + 1, nx)):
-                        if valid[p, q]:
-                            out[p, q] = True
+def _grows(
+    images: np.ndarray,
+    variances: np.ndarray,
+    flagged: np.ndarray,
+    k: int,
+    margin: float,
+    j: int,
+    i: int,
+    psf_var: np.ndarray,
+    tol: float,
+    min_snr: float,
+) -> bool:
+    """A rejected region of input k grows into (j, i): always off sources; on a source only
+    where the value exceeds both the other unflagged inputs' values and the seeing prediction
+    (:func:`_seeing_prediction`, times 1 + ``tol``) by ``margin`` times its noise."""
+    pred = _seeing_prediction(images, variances, flagged, k, j, i, psf_var, min_snr)
+    if not np.isfinite(pred):
+        return True
+    x = images[k, j, i]
+    noise = margin * np.sqrt(variances[k, j, i])
+    if x <= pred * (1 + tol) + noise:
+        return False
+    for q in range(images.shape[0]):
+        v = images[q, j, i]
+        if q != k and np.isfinite(v) and not flagged[q, j, i] and x <= v + noise:
+            return False
+    return True
 
 
 @njit(**_JIT)
