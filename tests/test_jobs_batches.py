@@ -102,3 +102,35 @@ def test_group_commit_releases_dependants_and_wakes_the_super_job(registry):
     assert ended["a"] <= ended["b"] <= ended["c"] and ended["x"] <= ended["d"]
     attempts = _attempts(registry)  # one attempt row per sub-job; prolog + epilog of the root
     assert attempts.pop(root) == 2 and set(attempts.values()) == {1} and len(attempts) == 7
+
+
+def test_group_commit_keeps_a_dependant_pending_while_another_dependency_runs(registry):
+    # f needs e and a; e is held by another pilot while a and x end in one group commit
+    jobs = [
+        {"task": "t_noop", "name": "e"},
+        {"task": "t_noop", "name": "a"},
+        {"task": "t_noop", "name": "x"},
+        {"task": "t_noop", "name": "f", "after": ["a", "e"]},
+    ]
+    root = submit(registry, "t_graph", config={"jobs": jobs})
+    w1 = Worker(registry, name="w1", lease_seconds=30, poll_interval=0.01, max_batch=8)
+    assert w1.step() == 1  # the prolog creates the graph
+    w2 = Worker(registry, name="w2", lease_seconds=30, poll_interval=0.01)
+    held = w2.claim(limit=1)
+    assert [c.name for c in held] == ["e"]
+    w1._ahead = w1.claim(limit=8)  # (the fair share would split them over both pilots)
+    assert w1.step() == 2  # a and x, group-committed while e runs
+    by_name = {j.name: j for j in _subjobs(registry, root)}
+    assert by_name["a"].status == S.DONE and by_name["x"].status == S.DONE
+    assert by_name["e"].status == S.RUNNING and by_name["f"].status == S.PENDING
+    w2._ahead = held
+    assert w2.step() == 1  # e ends: f is released
+    w2.close()
+    assert {j.name: j.status for j in _subjobs(registry, root)}["f"] == S.QUEUED
+    w1.run(once=True)
+    w1.close()
+    subs = {j.name: j for j in _subjobs(registry, root)}
+    assert all(j.status == S.DONE for j in subs.values())
+    assert subs["f"].started >= subs["e"].ended and subs["f"].started >= subs["a"].ended
+    attempts = _attempts(registry)
+    assert attempts.pop(root) == 2 and set(attempts.values()) == {1} and len(attempts) == 4

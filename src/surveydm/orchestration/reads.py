@@ -16,7 +16,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from surveydm.db.models.jobs import Dependency, Job, JobAttempt, QualityControl, Tag
@@ -92,33 +103,79 @@ def _statuses_result(statuses: Sequence[str]) -> QCResult:
     return QCResult.worst(JobStatus(s).result for s in statuses)
 
 
+_SUMMARY_CACHE: list[Any] = []
+
+
+def _root_summary_statement() -> Any:
+    """The summary of a top-level job as ONE statement (one round trip, built once): its row,
+    cross-joined with one aggregate row of its tree's counts per status (``count(*) FILTER``:
+    one pass over the ``(root_id, status)`` index, no sort; the job itself is counted and taken
+    off afterwards, so the index holds every column read and an index-only scan can serve it)
+    and one of its QC rows per result.
+    """
+    if _SUMMARY_CACHE:
+        return _SUMMARY_CACHE[0]
+    jid = bindparam("s_id", type_=J.c.id.type)
+    sub = J.alias("sub")
+    counts = (
+        select(*[func.count().filter(sub.c.status == st).label(f"n_{st}") for st in JobStatus])
+        .where(sub.c.root_id == jid)  # the job itself too: no `id` needed, index-only
+        .subquery("counts")
+    )
+    tree = J.alias("tree")
+    qcs = (
+        select(*[func.count().filter(QC.c.result == r).label(f"q_{r}") for r in QCResult])
+        .where(QC.c.job_id.in_(select(tree.c.id).where(tree.c.root_id == jid)))
+        .subquery("qcs")
+    )
+    stmt = (
+        select(J.c.id, J.c.task, J.c.name, J.c.status, J.c.root_id, counts, qcs)
+        .select_from(J.join(counts, true()).join(qcs, true()))  # one row each: a cross join
+        .where(J.c.id == jid)
+    )
+    _SUMMARY_CACHE.append(stmt)
+    return stmt
+
+
+def _tree_counts(
+    session: Session, job_id: int
+) -> tuple[Any, dict[JobStatus, int], dict[QCResult, int]]:
+    """(job row, sub-jobs per status, QC rows per result) of ``job_id``'s tree: one statement
+    for a top-level job, three (a recursive CTE over ``parent_id``) for an inner one."""
+    row = session.execute(_root_summary_statement(), {"s_id": job_id}).first()
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id}")
+    if row.root_id == row.id:
+        m = row._mapping
+        counts = {st: int(m[f"n_{st}"]) for st in JobStatus}
+        counts[JobStatus(row.status)] -= 1  # the job itself (its root_id is its own id)
+        return row, counts, {r: int(m[f"q_{r}"]) for r in QCResult}
+    desc = descendant_filter(row)
+    counts = dict.fromkeys(JobStatus, 0)
+    for st, n in session.execute(select(J.c.status, func.count()).where(desc).group_by(J.c.status)):
+        counts[JobStatus(st)] += int(n)
+    qc_counts = dict.fromkeys(QCResult, 0)
+    for res, n in session.execute(
+        select(QC.c.result, func.count())
+        .where(QC.c.job_id.in_(tree_select(row.id).scalar_subquery()))
+        .group_by(QC.c.result)
+    ):
+        qc_counts[QCResult(res)] = int(n)
+    return row, counts, qc_counts
+
+
 def summarize(session: Session, job_id: int) -> Summary:
     """Counts per status of ``job_id``'s sub-job tree, done fraction and QC result.
 
-    One ``GROUP BY status`` over the ``(root_id, status)`` index for a top-level job (a
-    recursive CTE over ``parent_id`` for an inner one) plus one over its QC rows.
+    For a top-level job one statement: its row with one aggregate pass over the
+    ``(root_id, status)`` index and one over its QC rows (:func:`_root_summary_statement`);
+    for an inner one, a recursive CTE over ``parent_id``.
 
     Raises:
         JobNotFoundError: no such job.
     """
-    row = get_row(session, job_id)
-    desc = descendant_filter(row)
-    counts: dict[str, int] = dict.fromkeys(JobStatus, 0)
-    for st, n in session.execute(select(J.c.status, func.count()).where(desc).group_by(J.c.status)):
-        counts[JobStatus(st)] += int(n)
+    row, counts, qc_counts = _tree_counts(session, job_id)
     total = sum(counts.values())
-    tree_ids = (
-        select(J.c.id).where(or_(desc, J.c.id == row.id))
-        if row.root_id == row.id
-        else tree_select(row.id)
-    )
-    qc_counts = dict.fromkeys(QCResult, 0)
-    for res, n in session.execute(
-        select(QC.c.result, func.count())
-        .where(QC.c.job_id.in_(tree_ids.scalar_subquery()))
-        .group_by(QC.c.result)
-    ):
-        qc_counts[QCResult(res)] = int(n)
     result = QCResult.worst(
         [r for r, n in qc_counts.items() if n]
         + [JobStatus(row.status).result, _statuses_result([s for s, n in counts.items() if n])]

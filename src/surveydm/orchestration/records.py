@@ -202,7 +202,10 @@ class Claim:
     ) -> Claim:
         """From the row a claim ``UPDATE ... RETURNING`` gave (JSON columns as decoded values
         or as JSON text)."""
-        return cls(
+        # Built without the frozen dataclass's __init__ (one object.__setattr__ per field): a
+        # pilot builds one per claimed job, and this is its hot path.
+        c = object.__new__(cls)
+        c.__dict__.update(
             id=r.id,
             task=r.task,
             name=r.name,
@@ -222,6 +225,7 @@ class Claim:
             claimed=claimed,
             lost=r.lost,
         )
+        return c
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (to ship to a Dask worker)."""

@@ -25,7 +25,13 @@ from surveydm.db import Registry
 from surveydm.db.base import utcnow
 from surveydm.orchestration.records import Claim, LeaseLostError
 from surveydm.orchestration.status import JobStatus, Phase
-from surveydm.orchestration.tasks import JobContext, QualityFailure, UnknownTaskError, get_task
+from surveydm.orchestration.tasks import (
+    CancelFlag,
+    JobContext,
+    QualityFailure,
+    UnknownTaskError,
+    get_task,
+)
 from surveydm.orchestration.transitions import (
     SETTLE_KEY,
     complete_done_group,
@@ -88,14 +94,21 @@ class StepResult:
     started: datetime
     t0: float
     wall: float
-    backoff: float
+
+    @property
+    def backoff(self) -> float:
+        """Seconds before a retry, should recording the step fail (an ``on_commit`` error)."""
+        try:
+            return get_task(self.claim.task).backoff_seconds(self.claim.attempts)
+        except UnknownTaskError:
+            return 5.0
 
 
 def run_step(
     registry: Registry,
     claim: Claim,
     *,
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | threading.Event | None = None,
     durable: bool = False,
 ) -> StepResult | str:
     """Execute the claimed step of one job. A failure (fault or quality) is recorded at once
@@ -119,12 +132,11 @@ def run_step(
         attempt=claim.attempts,
         output=claim.output,
         worker=claim.worker,
-        _cancel=cancel or threading.Event(),
+        _cancel=cancel if cancel is not None else CancelFlag(),
     )
-    backoff = 0.0
+    cls = None
     try:
         cls = get_task(claim.task)
-        backoff = cls.backoff_seconds(claim.attempts)
         task = cls()
         if claim.phase == Phase.EPILOG:
             task.epilog(ctx)
@@ -147,6 +159,7 @@ def run_step(
             durable=durable,
         )
     except Exception as exc:  # noqa: BLE001  (any error of a task is a fault)
+        backoff = cls.backoff_seconds(claim.attempts) if cls is not None else 0.0
         return _record_failure(
             registry, claim, ctx, started, t0, fault=exc, backoff=backoff, durable=durable
         )
@@ -161,7 +174,6 @@ def run_step(
         started=started,
         t0=t0,
         wall=time.perf_counter() - t0,
-        backoff=backoff,
     )
 
 

@@ -197,6 +197,25 @@ def qc_result(
     return QCLimit(min, max, warn_min, warn_max).judge(value)
 
 
+class CancelFlag:
+    """The flag a step reads to learn that its job was aborted or its lease lost: the part of
+    :class:`threading.Event` a step uses (``set``, ``is_set``), a tenth of its cost to create
+    (a pilot makes one per claimed job). Setting or reading a bool is atomic across threads."""
+
+    __slots__ = ("_flag",)
+
+    def __init__(self) -> None:
+        self._flag = False
+
+    def set(self) -> None:
+        """Raise the flag (the heartbeat does, from its own thread)."""
+        self._flag = True
+
+    def is_set(self) -> bool:
+        """True once the flag was raised."""
+        return self._flag
+
+
 @dataclass
 class JobContext:
     """What a task step sees of its job, and how it records results.
@@ -231,7 +250,7 @@ class JobContext:
     _tags: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _log: list[str] = field(default_factory=list, repr=False)
     _on_commit: list[Callable[[Session], None]] = field(default_factory=list, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel: CancelFlag | threading.Event = field(default_factory=CancelFlag, repr=False)
 
     # -- sub-jobs ---------------------------------------------------------------------------
     def add_subjob(

@@ -272,7 +272,13 @@ def _pg_group_done_sql() -> Any:
 
     Every part of a data-modifying ``WITH`` sees the snapshot taken before the statement, so
     the jobs ending here still read ``running`` in the dependency and sub-job checks: those
-    checks exclude them explicitly (``NOT IN done``)."""
+    checks exclude them explicitly (``NOT IN done``).
+
+    The dependants of the group (``ch``) are found once, from the group's dependency edges,
+    and both the promotion and the check of the ones left pending start from them: planned
+    from the ``pending`` status instead (as the planner did when the two joined ``dependency``
+    themselves), that check probed every pending job of the graph for every job of the group,
+    ~1 s per group commit in the middle of a 5,000-job tree."""
     active = ", ".join(f"'{s}'" for s in sorted(ACTIVE))
     satisfied = ", ".join(f"'{s}'" for s in sorted(SATISFIED))
     not_running_active = ", ".join(f"'{s}'" for s in _NOT_RUNNING_ACTIVE)
@@ -295,10 +301,12 @@ def _pg_group_done_sql() -> Any:
             INSERT INTO job_attempt ({attempt_cols})
             SELECT id, attempts, phase, worker, host, pid, claimed, :now, 'ok', NULL, wall
             FROM done
+        ), ch AS MATERIALIZED (
+            SELECT DISTINCT d.child_id FROM dependency d JOIN done ON d.parent_id = done.id
         ), promoted AS (
             UPDATE job SET status = 'queued', queued = :now, not_before = :now
-            WHERE job.status = 'pending'
-              AND job.id IN (SELECT d.child_id FROM dependency d JOIN done ON d.parent_id = done.id)
+            FROM ch
+            WHERE job.id = ch.child_id AND job.status = 'pending'
               AND NOT EXISTS (
                 SELECT 1 FROM dependency d2 JOIN job p ON p.id = d2.parent_id
                 WHERE d2.child_id = job.id AND p.status NOT IN ({satisfied})
@@ -320,8 +328,7 @@ def _pg_group_done_sql() -> Any:
             n_ready,
             (SELECT pg_notify('{CHANNEL}', '') WHERE n_ready > 0) AS notified,
             EXISTS (
-                SELECT 1 FROM dependency d JOIN done ON d.parent_id = done.id
-                JOIN job c ON c.id = d.child_id
+                SELECT 1 FROM ch JOIN job c ON c.id = ch.child_id
                 WHERE c.status = 'pending' AND c.id NOT IN (SELECT id FROM promoted)
                   AND NOT EXISTS (
                     SELECT 1 FROM dependency d2 JOIN job p ON p.id = d2.parent_id

@@ -6,8 +6,9 @@ token, together with the task's ``on_commit`` callbacks, sub-jobs, tags and QC r
 thread renews the leases of the jobs it holds; a job whose worker died (SIGKILL, lost host) is
 re-queued by any pilot's :func:`~surveydm.orchestration.sweep.sweep` once its lease expired.
 
-The batch size adapts: it doubles (up to ``max_batch``) while jobs take less than
-``short_job_seconds`` and drops back to 1 for longer jobs, so long jobs are never hoarded by one
+The batch size adapts: while jobs take less than ``short_job_seconds`` it at least doubles, and
+grows at once to as many jobs as take about ``short_job_seconds`` together (up to
+``max_batch``); it drops back to 1 for longer jobs, so long jobs are never hoarded by one
 pilot; and it never exceeds the pilot's fair share of the ready jobs (ready jobs / pilots with
 running jobs, :func:`~surveydm.orchestration.queue.queue_outlook`), so a short queue is spread
 over every pilot. The completions of short jobs of one batch are group-committed
@@ -52,7 +53,7 @@ from surveydm.orchestration.steps import (
     run_step,
 )
 from surveydm.orchestration.sweep import sweep as sweep_jobs
-from surveydm.orchestration.tasks import TASKS, UnknownTaskError
+from surveydm.orchestration.tasks import TASKS, CancelFlag, UnknownTaskError
 from surveydm.orchestration.txn import job_session, with_db_retry
 from surveydm.orchestration.wakeup import IdleWait
 
@@ -171,7 +172,7 @@ class Worker:
         self._batch = 1
         #: Claims taken ahead in the last group commit's transaction, run by the next step.
         self._ahead: list[Claim] = []
-        self._held: dict[str, dict[int, threading.Event]] = {}
+        self._held: dict[str, dict[int, CancelFlag]] = {}
         self._held_lock = threading.Lock()
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
@@ -233,8 +234,18 @@ class Worker:
         """Hand committed claims to the heartbeat (it renews their lease from now on)."""
         if claims:
             with self._held_lock:
-                self._held[claims[0].token] = {c.id: threading.Event() for c in claims}
+                self._held[claims[0].token] = {c.id: CancelFlag() for c in claims}
         return claims
+
+    def _next_batch(self, mean: float) -> int:
+        """Batch size after a batch whose jobs took ``mean`` seconds each (their own code):
+        1 for jobs of ``short_job_seconds`` or more; else at least double, and at once as
+        many as take about ``short_job_seconds`` together (no-op jobs reach ``max_batch``
+        after their first batch, not after eight doublings), at most ``max_batch``."""
+        if mean >= self.short_job_seconds:
+            return 1
+        fits = int(self.short_job_seconds / mean) if mean > 0 else self.max_batch
+        return max(1, min(max(self._batch * 2, fits), self.max_batch))
 
     def _claim_size(self, s: Session) -> int:
         """Jobs to claim now: the grown batch size, capped by this pilot's fair share of the
@@ -336,7 +347,7 @@ class Worker:
                 # Completed steps wait for the group commit at most ``group_commit_seconds``.
                 if group and time.perf_counter() - group_started > self.group_commit_seconds:
                     flush()
-                ev = events.get(c.id) or threading.Event()
+                ev = events.get(c.id) or CancelFlag()
                 if ev.is_set():
                     continue  # aborted while waiting in the batch; the sweep/abort handled it
                 t_step = time.perf_counter()
@@ -355,9 +366,7 @@ class Worker:
                     self._held.get(token, {}).pop(c.id, None)
             # The tasks' own time decides (database latency on a loaded server must not make
             # trivial jobs look long and shrink the batch).
-            mean = running / len(claims)
-            short = mean < self.short_job_seconds
-            self._batch = min(self._batch * 2, self.max_batch) if short else 1
+            self._batch = self._next_batch(running / len(claims))
             if group:
                 then = None
                 if ahead:
