@@ -262,6 +262,118 @@ def _pg_declare(conn: Any, sql: str, timeout_ms: int, binary: bool) -> list[tupl
 _CURSOR = "surveydm_tap"
 
 
+#: Rows per Arrow record batch of the columnar path.
+ARROW_BATCH_ROWS = 65_536
+
+
+@contextmanager
+def arrow_batches(
+    browser: SqlBrowser, sql: str, time_limit_s: float, max_rows: int
+) -> Iterator[Iterator[Any] | None]:
+    """The result of ``sql`` (at most ``max_rows`` rows) as ``pyarrow.RecordBatch`` es read by
+    the Apache Arrow ADBC drivers (``adbc-driver-sqlite``, ``adbc-driver-postgresql``): the
+    engine's values go into columnar buffers in C, with no Python object per value (the
+    ``sqlite3`` and psycopg cursors build a tuple per row, which bounded a long stream).
+
+    The read-only guarantees are the browser's. PostgreSQL: the browser's read-only login
+    role, the session opened with ``default_transaction_read_only=on`` and the query's
+    ``statement_timeout``. SQLite: the file opened ``mode=ro``; the statement is first
+    compiled on the browser's connection, under its authorizer (``EXPLAIN QUERY PLAN``), and
+    the columnar path is taken only when the plan is a single table scan or search (no join,
+    sort, subquery or temporary table), whose cost is bounded by one pass over one table: the
+    ADBC SQLite driver has no way to interrupt a statement, so the time limit is checked
+    between batches only. Yields None when the path does not apply (the caller falls back to
+    :func:`run_sql`).
+
+    Raises:
+        TapExecutionError: the engine refused or failed the statement.
+        TapTimeout: the time limit passed (between batches).
+    """
+    limited = f"SELECT * FROM ({sql}) AS tap_rows LIMIT {int(max_rows)}"
+    if browser.backend == "sqlite":
+        if not _sqlite_single_scan(browser, sql, time_limit_s):
+            yield None
+            return
+        import adbc_driver_sqlite.dbapi as adbc
+
+        conn = adbc.connect(f"file:{browser.url.database}?mode=ro")
+        options = {"adbc.sqlite.query.batch_rows": str(ARROW_BATCH_ROWS)}
+    else:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        conn = adbc.connect(_pg_uri(browser, time_limit_s))
+        options = {}
+    deadline = time.monotonic() + time_limit_s
+    cur = conn.cursor()
+    try:
+        if options:
+            cur.adbc_statement.set_options(**options)
+        try:
+            cur.execute(limited)
+            reader = cur.fetch_record_batch()
+        except Exception as exc:  # noqa: BLE001  (driver errors, mapped)
+            raise _engine_error(exc, time_limit_s) from None
+        yield _timed_batches(reader, deadline, time_limit_s)
+    finally:
+        cur.close()
+        conn.close()
+
+
+def _timed_batches(reader: Any, deadline: float, limit_s: float) -> Iterator[Any]:
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001  (driver errors, mapped)
+            raise _engine_error(exc, limit_s) from None
+        if batch.num_rows:
+            yield batch
+        if time.monotonic() > deadline:
+            raise TapTimeout(f"query stopped after the time limit of {limit_s:g} s")
+
+
+def _sqlite_single_scan(browser: SqlBrowser, sql: str, limit_s: float) -> bool:
+    """Compile ``sql`` under the browser's authorizer and tell whether its plan is one table
+    scan or search (``EXPLAIN QUERY PLAN`` has one line, ``SCAN`` or ``SEARCH``).
+
+    Raises:
+        TapExecutionError: refused by the authorizer, or not valid SQL.
+    """
+    conn = browser.sqlite_connect()
+    try:
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+    except sqlite3.Error as exc:
+        raise _engine_error(exc, limit_s) from None
+    finally:
+        conn.close()
+    if len(plan) != 1:
+        return False
+    detail = str(plan[0][-1])
+    return detail.startswith(("SCAN ", "SEARCH ")) and "SUBQUERY" not in detail.upper()
+
+
+def _pg_uri(browser: SqlBrowser, limit_s: float) -> str:
+    """A libpq URI of the browser's read-only login, read-only session, query time limit."""
+    from urllib.parse import quote
+
+    try:
+        info = browser.reader_conninfo()
+    except SurveydmError as exc:
+        raise TapExecutionError(str(exc)) from None
+    timeout_ms = max(1, int(limit_s * 1000))
+    auth = quote(str(info["user"]), safe="")
+    if "password" in info:
+        auth += ":" + quote(str(info["password"]), safe="")
+    options = quote(
+        f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}", safe=""
+    )
+    return (
+        f"postgresql://{auth}@{info['host']}:{info['port']}/{quote(str(info['dbname']), safe='')}"
+        f"?options={options}&connect_timeout=10"
+    )
+
+
 class _PgCursor:
     """``FETCH FORWARD`` from the declared cursor; the first batch is fetched already, and a
     short batch ends the result without another round trip."""
