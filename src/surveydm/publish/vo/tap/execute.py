@@ -26,8 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import adbc_driver_postgresql.dbapi as adbc_postgresql
+import adbc_driver_sqlite.dbapi as adbc_sqlite
+
 from surveydm.errors import SurveydmError
-from surveydm.publish.sqlbrowser import SqlBrowser
+from surveydm.publish.sqlbrowser import SqlBrowser, sqlite_authorizer
 
 #: Rows fetched per round trip (large: per-call overhead dominates a long stream's cost, and
 #: a batch of a few numeric columns is still only a few MB).
@@ -124,6 +127,7 @@ def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
     if conn is None:
         # a streamed response is iterated from worker threads, one at a time
         conn = browser.sqlite_connect(check_same_thread=False)
+        _sqlite_mmap(conn)
     ok = False
     try:
         deadline = time.monotonic() + limit_s
@@ -144,6 +148,24 @@ def _sqlite(browser: SqlBrowser, sql: str, limit_s: float) -> Iterator[Rows]:
                 idle.append(conn)
         if not keep:
             conn.close()
+
+
+#: Bytes of a SQLite registry a pooled connection maps into memory (SQLite caps it at its
+#: compile-time ``SQLITE_MAX_MMAP_SIZE``, 2 GB by default).
+SQLITE_MMAP_BYTES = 1 << 34
+
+
+def _sqlite_mmap(conn: sqlite3.Connection) -> None:
+    """Read the database through memory mapping: a cone search touches ~100 random pages, and
+    with ``mmap_size`` each is a memory access instead of a ``pread`` into the connection's
+    page cache (p50 of the bench's cone SQL on 10^7 rows: about half). The pragma is set with
+    the authorizer off for that one statement (it refuses pragmas), then the authorizer is
+    put back; the connection stays ``mode=ro``."""
+    conn.set_authorizer(None)
+    try:
+        conn.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
+    finally:
+        conn.set_authorizer(sqlite_authorizer)
 
 
 @dataclass
@@ -294,14 +316,10 @@ def arrow_batches(
         if not _sqlite_single_scan(browser, sql, time_limit_s):
             yield None
             return
-        import adbc_driver_sqlite.dbapi as adbc
-
-        conn = adbc.connect(f"file:{browser.url.database}?mode=ro")
+        conn = adbc_sqlite.connect(f"file:{browser.url.database}?mode=ro")
         options = {"adbc.sqlite.query.batch_rows": str(ARROW_BATCH_ROWS)}
     else:
-        import adbc_driver_postgresql.dbapi as adbc
-
-        conn = adbc.connect(_pg_uri(browser, time_limit_s))
+        conn = adbc_postgresql.connect(_pg_uri(browser, time_limit_s))
         options = {}
     deadline = time.monotonic() + time_limit_s
     cur = conn.cursor()

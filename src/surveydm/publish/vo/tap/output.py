@@ -230,6 +230,7 @@ _NULL_NUM = {"double": math.nan, "float": math.nan, "long": 0, "int": 0, "short"
 _NUMPY = {"double": ">f8", "float": ">f4", "long": ">i8", "int": ">i4", "short": ">i2"}
 
 
+@lru_cache(maxsize=256)
 def _binary2_batch_encoder(
     columns: tuple[OutputColumn, ...],
 ) -> Callable[[list[list[Any]]], bytes] | None:
