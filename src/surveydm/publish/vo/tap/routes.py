@@ -1,7 +1,10 @@
 """The ``/tap`` router (TAP 1.1): ``sync``, ``async`` (UWS 1.1), VOSI ``capabilities``,
 ``availability``, ``tables`` and DALI ``examples``. Errors are DALI error VOTables.
 
-Access is that of the portal (no authentication today: publish/web has none); see docs/vo.md.
+Every path is open to every caller (the portal's gate finds who it is); queries read the
+published tables through the caller's row filters (:mod:`surveydm.publish.vo.tap.access`: no
+row of a data release the caller may not read), and an asynchronous job is seen only by its
+owner (anonymous jobs by everyone) and by curators; see docs/vo.md.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from surveydm.db.access import Role, User
 from surveydm.errors import SurveydmError
 from surveydm.publish.vo.tap import vosi
+from surveydm.publish.vo.tap.access import row_filters
 from surveydm.publish.vo.tap.output import error_votable
 from surveydm.publish.vo.tap.service import TapService, param
-from surveydm.publish.vo.tap.uws import PHASES, JobStore, UwsError
+from surveydm.publish.vo.tap.uws import PHASES, Job, JobStore, UwsError
+from surveydm.publish.web.auth import current_user, visible
 
 XML = "text/xml"
 VOTABLE = "application/x-votable+xml"
@@ -27,6 +33,33 @@ router = APIRouter(prefix="/tap", tags=["tap"])
 
 def _tap(request: Request) -> tuple[TapService, JobStore]:
     return request.app.state.tap, request.app.state.tap_jobs
+
+
+def _filters(request: Request) -> dict[str, str]:
+    """The caller's row filters (none for curators, or when nothing is hidden)."""
+    vis = visible(request)
+    if vis.everything:
+        return {}
+    with request.app.state.portal.registry.session(write=False) as s:
+        return row_filters(s, vis)
+
+
+def _may_see(user: User, job: Job) -> bool:
+    """A job is seen by its owner, by curators, and (anonymous jobs) by everyone."""
+    return job.owner_id is None or job.owner_id == user.name or user.has(Role.CURATOR)
+
+
+def _job(request: Request, job_id: str) -> Job:
+    """The job ``job_id`` if the caller may see it.
+
+    Raises:
+        UwsError: no such job, or another user's (404 both: its existence is not told).
+    """
+    _, jobs = _tap(request)
+    job = jobs.get(job_id)
+    if not _may_see(current_user(request), job):
+        raise UwsError(f"no job {job_id!r}", 404)
+    return job
 
 
 def _base(request: Request) -> str:
@@ -87,7 +120,7 @@ async def _sync(request: Request) -> Response:
     params, files = await _params_files(request)
 
     def start():  # in a worker thread: the statement may run long before its first row
-        q = service.prepare(params, files)
+        q = service.prepare(params, files, _filters(request))
         return q, service.stream(q, service.limits.sync_time_limit_s)
 
     try:
@@ -158,7 +191,10 @@ def uws_list(request: Request) -> Response:
     phases = [p.upper() for p in request.query_params.getlist("PHASE") if p.upper() in PHASES]
     last = request.query_params.get("LAST")
     n = int(last) if last and last.isdigit() else None
-    return Response(jobs.jobs_xml(jobs.list(phases, n), _base(request)), media_type=XML)
+    user = current_user(request)
+    mine = [j for j in jobs.list(phases) if _may_see(user, j)]
+    mine = mine[:n] if n is not None else mine
+    return Response(jobs.jobs_xml(mine, _base(request)), media_type=XML)
 
 
 @router.post("/async")
@@ -166,7 +202,10 @@ async def uws_create(request: Request) -> Response:
     """Create a job (303 to it); its parameters are checked when it runs."""
     _, jobs = _tap(request)
     params, files = await _params_files(request)
-    job = jobs.create(params, files=files)
+    user = current_user(request)
+    filters = await run_in_threadpool(_filters, request)
+    job = jobs.create(params, owner=None if user.anonymous else user.name, files=files,
+                      filters=filters)  # fmt: skip
     return RedirectResponse(f"{_base(request)}/async/{job.job_id}", status_code=303)
 
 
@@ -175,7 +214,7 @@ def uws_job(request: Request, job_id: str, WAIT: int | None = None, PHASE: str |
     """The job document (UWS 1.1 blocking WAIT honoured up to 60 s)."""
     _, jobs = _tap(request)
     try:
-        job = jobs.get(job_id)
+        job = _job(request, job_id)
         if WAIT is not None and job.phase in ("PENDING", "QUEUED", "EXECUTING"):
             start_phase = PHASE.upper() if PHASE else job.phase
             deadline = time.monotonic() + (60 if WAIT < 0 else min(WAIT, 60))
@@ -193,6 +232,7 @@ async def uws_job_post(request: Request, job_id: str) -> Response:
     _, jobs = _tap(request)
     params = await _params(request)
     try:
+        _job(request, job_id)
         if (param(params, "ACTION") or "").upper() == "DELETE":
             jobs.delete(job_id)
             return RedirectResponse(f"{_base(request)}/async", status_code=303)
@@ -207,6 +247,7 @@ def uws_job_delete(request: Request, job_id: str) -> Response:
     """Delete the job."""
     _, jobs = _tap(request)
     try:
+        _job(request, job_id)
         jobs.delete(job_id)
     except UwsError as exc:
         return _uws_error(exc)
@@ -226,9 +267,8 @@ _SIMPLE = {
 @router.get("/async/{job_id}/{item}")
 def uws_item(request: Request, job_id: str, item: str) -> Response:
     """phase, executionduration, destruction, quote, owner, error, parameters, results."""
-    _, jobs = _tap(request)
     try:
-        job = jobs.get(job_id)
+        job = _job(request, job_id)
     except UwsError as exc:
         return _uws_error(exc)
     if item in _SIMPLE:
@@ -254,8 +294,8 @@ def uws_result(request: Request, job_id: str) -> Response:
     """The result of a COMPLETED job."""
     _, jobs = _tap(request)
     try:
+        mime = _job(request, job_id).result_mime or VOTABLE
         path: Path = jobs.result_path(job_id)
-        mime = jobs.get(job_id).result_mime or VOTABLE
     except UwsError as exc:
         return _uws_error(exc)
     return FileResponse(path, media_type=mime)
@@ -267,6 +307,7 @@ async def uws_item_post(request: Request, job_id: str, item: str) -> Response:
     _, jobs = _tap(request)
     params = await _params(request)
     try:
+        _job(request, job_id)
         if item == "phase":
             phase = (param(params, "PHASE") or "").upper()
             if phase == "RUN":

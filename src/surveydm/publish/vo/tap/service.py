@@ -92,9 +92,16 @@ class TapService:
         """The catalog (TAP_SCHEMA + published tables) and the VALUES-served tables."""
         return build_catalog(self.published, schema_descriptions={"surveydm": "survey registry"})
 
-    def prepare(self, params: dict[str, str], files: dict[str, bytes] | None = None) -> TapQuery:
+    def prepare(
+        self,
+        params: dict[str, str],
+        files: dict[str, bytes] | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> TapQuery:
         """Validate the request parameters (LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC,
-        UPLOAD with its ``files`` by parameter name) and translate the query.
+        UPLOAD with its ``files`` by parameter name) and translate the query, reading the
+        published tables through the caller's row ``filters``
+        (:func:`surveydm.publish.vo.tap.access.row_filters`; none: every row).
 
         Raises:
             TapRequestError: missing/unsupported LANG, REQUEST or format, bad MAXREC or UPLOAD.
@@ -124,7 +131,8 @@ class TapService:
             for vt in uploads:
                 catalog.add(vt.meta)
                 virtual[vt.meta.sql_name] = vt
-        return TapQuery(query, translate(query, catalog, self.engine, virtual), fmt, maxrec)
+        translation = translate(query, catalog, self.engine, virtual, filters)
+        return TapQuery(query, translation, fmt, maxrec)
 
     def maxrec(self, value: str | None) -> int:
         """The row limit of a request: MAXREC (default and hard limit from :class:`TapLimits`).
