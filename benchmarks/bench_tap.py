@@ -96,15 +96,28 @@ def _load(url: str, engine: str, n: int, rng: np.random.Generator) -> None:
         dec = DEC0 + rng.uniform(-SIDE / 2, SIDE / 2, k)
         hp = healpix_index(ra, dec)
         mag = rng.uniform(16, 24, k)
-        if engine == "sqlite":
-            rows = [
-                (image_id, "r", 0.0, 0.0, float(a), float(d), int(h), float(mg), 0)
-                for a, d, h, mg in zip(ra, dec, hp, mag, strict=True)
-            ]
-            conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-            conn.executemany(f"INSERT INTO detection ({cols}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-            conn.commit()
-            conn.close()
+        if engine == "sqlite":  # Arrow bulk insert (ADBC): no Python object per value
+            import adbc_driver_sqlite.dbapi as adbc
+            import pyarrow as pa
+
+            zeros = np.zeros(k)
+            table = pa.table(
+                {
+                    "image_id": np.full(k, image_id, np.int64),
+                    "band": pa.array(["r"] * k),
+                    "x": zeros,
+                    "y": zeros,
+                    "ra": ra,
+                    "dec": dec,
+                    "healpix": hp.astype(np.int64),
+                    "mag": mag,
+                    "flags": np.zeros(k, np.int64),
+                }
+            )
+            with adbc.connect(url.removeprefix("sqlite:///")) as conn:
+                with conn.cursor() as cur:
+                    cur.adbc_ingest("detection", table, mode="append")
+                conn.commit()
         else:
             import psycopg
 

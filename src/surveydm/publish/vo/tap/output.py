@@ -230,21 +230,29 @@ _NULL_NUM = {"double": math.nan, "float": math.nan, "long": 0, "int": 0, "short"
 _NUMPY = {"double": ">f8", "float": ">f4", "long": ">i8", "int": ">i4", "short": ">i2"}
 
 
-@lru_cache(maxsize=256)
 def _binary2_batch_encoder(
     columns: tuple[OutputColumn, ...],
 ) -> Callable[[list[list[Any]]], bytes] | None:
     """A numpy encoder of whole batches when every column is a fixed-size number (the common
     catalog case); None otherwise. Records are the null-flag bytes then big-endian values
     (VOTable 1.4 section 5.5), one numpy structured record per row."""
-    if any(c.meta.datatype not in _NUMPY or c.width != 1 or c.meta.arraysize for c in columns):
+    return _batch_encoder_of(tuple((c.meta.datatype, c.width, c.meta.arraysize) for c in columns))
+
+
+@lru_cache(maxsize=256)
+def _batch_encoder_of(
+    shapes: tuple[tuple[str, int, str | None], ...],
+) -> Callable[[list[list[Any]]], bytes] | None:
+    """:func:`_binary2_batch_encoder` by (datatype, width, arraysize) of each column (cached:
+    a key of plain tuples is cheap to hash, the column objects are not)."""
+    if any(dt not in _NUMPY or width != 1 or size for dt, width, size in shapes):
         return None
-    n_cols = len(columns)
+    n_cols = len(shapes)
     nbytes = (n_cols + 7) // 8
     names = [f"c{i}" for i in range(n_cols)]
-    values = np.dtype([(n, _NUMPY[c.meta.datatype]) for n, c in zip(names, columns, strict=True)])
+    values = np.dtype([(n, _NUMPY[s[0]]) for n, s in zip(names, shapes, strict=True)])
     record = np.dtype([("flags", "u1", (nbytes,)), *((n, values[n]) for n in names)])
-    kinds = [c.meta.datatype for c in columns]
+    kinds = [s[0] for s in shapes]
 
     def encode(rows: Sequence[Sequence[Any]]) -> bytes:
         n = len(rows)
