@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -288,9 +288,30 @@ _CURSOR = "surveydm_tap"
 ARROW_BATCH_ROWS = 65_536
 
 
+#: Name of the NULL bit-mask column of the SQLite columnar path (bit i: column i is NULL).
+NULL_MASK = "tap_nulls"
+
+
+def _sqlite_typed(sql: str, floats: Sequence[bool]) -> str | None:
+    """``sql`` with every column made non-NULL and of one storage class (``CAST(coalesce(c,
+    0) AS REAL|INTEGER)``), after a :data:`NULL_MASK` column of the NULL bits: the ADBC SQLite
+    driver infers each column's type from its first batch, and a column NULL there, or integer
+    there and real later, would fail mid-stream. None beyond 63 columns (one 64-bit mask)."""
+    if len(floats) > 63:
+        return None
+    names = [f"c{i}" for i in range(len(floats))]
+    mask = " | ".join(f"(({n} IS NULL) << {i})" for i, n in enumerate(names))
+    values = ", ".join(
+        f"CAST(coalesce({n}, 0) AS {'REAL' if f else 'INTEGER'}) AS {n}"
+        for n, f in zip(names, floats, strict=True)
+    )
+    head = f"WITH tap_rows({', '.join(names)}) AS ({sql})"
+    return f"{head} SELECT {mask} AS {NULL_MASK}, {values} FROM tap_rows"
+
+
 @contextmanager
 def arrow_batches(
-    browser: SqlBrowser, sql: str, time_limit_s: float, max_rows: int
+    browser: SqlBrowser, sql: str, time_limit_s: float, max_rows: int, floats: Sequence[bool]
 ) -> Iterator[Iterator[Any] | None]:
     """The result of ``sql`` (at most ``max_rows`` rows) as ``pyarrow.RecordBatch`` es read by
     the Apache Arrow ADBC drivers (``adbc-driver-sqlite``, ``adbc-driver-postgresql``): the
@@ -304,7 +325,9 @@ def arrow_batches(
     the columnar path is taken only when the plan is a single table scan or search (no join,
     sort, subquery or temporary table), whose cost is bounded by one pass over one table: the
     ADBC SQLite driver has no way to interrupt a statement, so the time limit is checked
-    between batches only. Yields None when the path does not apply (the caller falls back to
+    between batches only; its columns come typed and non-NULL after a NULL mask column
+    (:func:`_sqlite_typed`). ``floats`` tells, per column, a floating-point one. Yields None
+    when the path does not apply (the caller falls back to
     :func:`run_sql`).
 
     Raises:
@@ -313,9 +336,11 @@ def arrow_batches(
     """
     limited = f"SELECT * FROM ({sql}) AS tap_rows LIMIT {int(max_rows)}"
     if browser.backend == "sqlite":
-        if not _sqlite_single_scan(browser, sql, time_limit_s):
+        typed = _sqlite_typed(sql, floats)
+        if typed is None or not _sqlite_single_scan(browser, sql, time_limit_s):
             yield None
             return
+        limited = f"{typed} LIMIT {int(max_rows)}"
         conn = adbc_sqlite.connect(f"file:{browser.url.database}?mode=ro")
         options = {"adbc.sqlite.query.batch_rows": str(ARROW_BATCH_ROWS)}
     else:

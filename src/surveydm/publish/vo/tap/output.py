@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from surveydm.publish.vo.adql.translate import OutputColumn
+from surveydm.publish.vo.tap.execute import NULL_MASK
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 
@@ -310,9 +311,18 @@ def binary2_arrow_encoder(columns: tuple[OutputColumn, ...]) -> Callable[[Any], 
         import pyarrow as pa
 
         out = np.empty(batch.num_rows, record)
+        first = 0
         flags = None
+        if batch.schema.names[0] == NULL_MASK:  # SQLite: NULL bits in a column of their own
+            first = 1
+            mask = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            if mask.any():
+                flags = np.zeros((batch.num_rows, nbytes), np.uint8)
+                for i in range(n_cols):
+                    null = (mask >> i) & 1 == 1
+                    flags[null, i // 8] |= np.uint8(0x80 >> (i % 8))
         for i, name in enumerate(names):
-            col = batch.column(i)
+            col = batch.column(i + first)
             if col.null_count:
                 if flags is None:
                     flags = np.zeros((batch.num_rows, nbytes), np.uint8)
@@ -323,6 +333,11 @@ def binary2_arrow_encoder(columns: tuple[OutputColumn, ...]) -> Callable[[Any], 
                     continue
                 col = col.fill_null(np.nan if floats[i] and pa.types.is_floating(col.type) else 0)
             out[name] = col.to_numpy(zero_copy_only=False)
+        if first and flags is not None:  # NULL floating-point values are NaN, as elsewhere
+            for i, name in enumerate(names):
+                null = (mask >> i) & 1 == 1
+                if floats[i] and null.any():
+                    out[name][null] = np.nan
         out["flags"] = 0 if flags is None else flags
         return out.tobytes()
 

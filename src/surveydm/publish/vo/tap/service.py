@@ -197,7 +197,8 @@ class TapService:
         encode = output.binary2_arrow_encoder(q.translation.columns)
         if encode is None:
             return None
-        ctx = arrow_batches(self.browser, q.translation.sql, time_limit_s, max_rows)
+        floats = [c.meta.datatype in ("double", "float") for c in q.translation.columns]
+        ctx = arrow_batches(self.browser, q.translation.sql, time_limit_s, max_rows, floats)
         batches = ctx.__enter__()
         try:
             if batches is None:
