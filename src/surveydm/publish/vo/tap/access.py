@@ -17,8 +17,9 @@ release through ``release_production``. What a caller reads is
   may read; the observation sets of those exposures; no reference catalog (loaded catalogs are
   unreleased data).
 
-The conditions hold integer ids only (no user text) and are computed per request (one query
-on ``release_production``); with nothing hidden there are none, and queries are unchanged.
+The conditions hold integer ids only (no user text); the routes work them out per user (one
+query on ``release_production``) and reuse them for ``routes.FILTERS_TTL_S``; with nothing
+hidden there are none, and queries are unchanged.
 """
 
 from __future__ import annotations
