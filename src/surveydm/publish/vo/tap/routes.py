@@ -9,8 +9,10 @@ owner (anonymous jobs by everyone) and by curators; see docs/vo.md.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -143,13 +145,33 @@ async def _sync(request: Request) -> Response:
 
     def start():  # in a worker thread: the statement may run long before its first row
         q = service.prepare(params, files, _filters(request))
-        return q, service.stream(q, service.limits.sync_time_limit_s)
+        pieces = service.stream(q, service.limits.sync_time_limit_s)
+        return q, *_head(pieces)
 
     try:
-        q, pieces = await run_in_threadpool(start)
+        q, head, rest = await run_in_threadpool(start)
     except SurveydmError as exc:
         return _error(str(exc))
-    return StreamingResponse(pieces, media_type=q.fmt.mime)
+    if rest is None:  # the whole document: one response, no further thread hops
+        return Response(head, media_type=q.fmt.mime)
+    return StreamingResponse(itertools.chain([head], rest), media_type=q.fmt.mime)
+
+
+#: A sync result up to this size is sent as one response body (a cone search's VOTable);
+#: a longer one is streamed after it (each streamed piece is read in a worker thread).
+WHOLE_BYTES = 1 << 20
+
+
+def _head(pieces: Iterator[bytes]) -> tuple[bytes, Iterator[bytes] | None]:
+    """The first pieces of a document up to :data:`WHOLE_BYTES`, and the rest (None: the
+    document ended within them)."""
+    head, size = [], 0
+    for piece in pieces:
+        head.append(piece)
+        size += len(piece)
+        if size >= WHOLE_BYTES:
+            return b"".join(head), pieces
+    return b"".join(head), None
 
 
 @router.get("/capabilities")
