@@ -182,6 +182,31 @@ def test_cone_ranges_cover_the_cells_of_astropy_healpix() -> None:
         assert got == sorted(want.tolist())
 
 
+def test_prefilter_cover_holds_every_point_of_the_cone_and_is_tighter() -> None:
+    # cover_ranges: cells COVER_REFINE orders finer than cone_ranges'; every position within
+    # the radius must fall in a range, and the cover must not be larger than cone_ranges'
+    from surveydm.db.spatial import cone_ranges, healpix_index
+    from surveydm.publish.vo.adql.geometry import cover_ranges
+
+    rng = np.random.default_rng(5)
+    for ra, dec, r in zip(
+        rng.uniform(0, 360, 30), rng.uniform(-89, 89, 30), 10 ** rng.uniform(-3, 0, 30), strict=True
+    ):
+        ranges = cover_ranges(ra, dec, r)
+        assert 0 < len(ranges) <= 64
+        # points uniformly on the cap of radius r (inside, up to the edge)
+        rho = r * np.sqrt(rng.uniform(0, 1, 2000)) * 0.999999
+        pa = rng.uniform(0, 2 * np.pi, 2000)
+        c = SkyCoord(ra * u.deg, dec * u.deg).directional_offset_by(pa * u.rad, rho * u.deg)
+        hp = healpix_index(c.ra.deg, c.dec.deg)
+        lo = np.array([a for a, _ in ranges])
+        hi = np.array([b for _, b in ranges])
+        inside = ((hp[:, None] >= lo) & (hp[:, None] <= hi)).any(axis=1)
+        assert inside.all()
+        size = sum(b - a + 1 for a, b in ranges)
+        assert size <= sum(b - a + 1 for a, b in cone_ranges(ra, dec, r))
+
+
 def test_template_cache_gives_the_trees_of_a_fresh_parse() -> None:
     from surveydm.publish.vo.adql import parser
 

@@ -13,8 +13,10 @@ Every path is in one area of :data:`AREAS`:
   filtering by :func:`visible` (a product of a release the caller may not read is 403);
 * ``operations``: jobs, nightly report, exposures, inspector, schema: the unreleased
   operations data: anyone when the installation is open, else curators;
-* ``query``: the SQL browser and TAP, which read every table: only callers who may read every
-  release and the unreleased data (until they filter by :func:`visible`).
+* ``query``: the SQL browser, which runs SQL on every table: only callers who may read every
+  release and the unreleased data;
+* ``tap``: TAP, open to every caller: its queries read the published tables through the
+  caller's row filters (publish/vo/tap/access.py) and its jobs are seen by their owner.
 
 An *open* installation (the default, the laptop demo) lets anonymous callers read the
 unreleased data; a *closed* one (``SURVEYDM_PORTAL_ACCESS=closed``) only the public releases.
@@ -100,7 +102,7 @@ AREAS: dict[str, str] = {
     "/api/flags": "data",
     "/sql": "query",
     "/api/sql": "query",
-    "/tap": "query",
+    "/tap": "tap",
 }
 
 
@@ -156,7 +158,7 @@ def gate(request: Request) -> None:
     user = identify(request)
     request.state.user = user
     area = area_of(request.url.path)
-    if area in ("open", "data"):
+    if area in ("open", "data", "tap"):
         return
     if area == "operations":
         if request.app.state.access == AccessPolicy.OPEN or user.has(Role.CURATOR):
@@ -165,8 +167,8 @@ def gate(request: Request) -> None:
     vis = visible(request)
     if vis.everything or (vis.unreleased and not _hidden_releases(request, vis)):
         return
-    deny(user, "the SQL browser and TAP read every release: for curators while some "
-          "release is not readable by you")  # fmt: skip
+    deny(user, "the SQL browser reads every release: for curators while some release is "
+          "not readable by you (TAP shows you the rows you may read)")  # fmt: skip
 
 
 def _hidden_releases(request: Request, vis: VisibleReleases) -> bool:

@@ -11,7 +11,8 @@ Python function layer was 10x slower than compiled code). Angles are degrees, IC
   circle edges are straight lines, and the point's projection is tested by even-odd ray
   casting (polygons must be smaller than a hemisphere, as ADQL requires).
 * HEALPix prefilter: :func:`cover_ranges` gives index ranges of a cone enclosing the region
-  (:func:`surveydm.db.spatial.cone_ranges`), a B-tree range scan on any engine.
+  (astropy-healpix's cone search at a finer order than :func:`surveydm.db.spatial.cone_ranges`),
+  a B-tree range scan on any engine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from surveydm.db.spatial import cone_ranges
+from surveydm.db.spatial import HEALPIX_ORDER, _coarse_order, _cone_search_deg
 
 #: The only coordinate system the published tables use; '' and 'ICRS' (any case) are accepted.
 COORDSYS = "ICRS"
@@ -128,15 +129,45 @@ def circle_area(radius_deg: float) -> float:
     return 2 * math.pi * (1 - math.cos(math.radians(radius_deg))) * (180 / math.pi) ** 2
 
 
+#: The prefilter's cover uses cells this many orders finer than radius-sized ones (those of
+#: ``db.spatial.cone_ranges``): a tighter cover reads fewer candidate rows for the exact test.
+#: 1 arcmin cones on 10^7 rows (SQLite, ~87 rows each): cells at order 11 (+0) read ~8x the
+#: cone's area, 1.2 ms of SQL CPU per cone; order 13 (+2), 0.6 ms plus 0.1 ms for the cover;
+#: order 14, 0.5 ms plus 0.3 ms (the cover's cells grow 4x per order).
+COVER_REFINE = 2
+
+
 def cover_ranges(
     ra: float, dec: float, radius: float, max_ranges: int = 64
 ) -> list[tuple[int, int]]:
-    """HEALPix index ranges (order 16, inclusive) covering a cone, for a B-tree prefilter;
-    empty when the cone is too large for a prefilter to help (then no prefilter is used)."""
+    """HEALPix index ranges (order :data:`HEALPIX_ORDER`, inclusive) covering a cone, for a
+    B-tree prefilter, from cells :data:`COVER_REFINE` orders finer than the radius (coarser
+    when that needs more than ``max_ranges`` ranges); empty when the cone is too large for a
+    prefilter to help (then no prefilter is used). Source of the cells: astropy-healpix's
+    cone search (inclusive: every cell touching the cone)."""
     if radius >= 30:
         return []
-    ranges = cone_ranges(ra, dec, radius)
-    return ranges if len(ranges) <= max_ranges else []
+    base = _coarse_order(float(radius))
+    for order in range(min(base + COVER_REFINE, HEALPIX_ORDER), base - 1, -1):
+        ranges = _cover_at(ra, dec, radius, order)
+        if len(ranges) <= max_ranges:
+            return ranges
+    return []
+
+
+def _cover_at(ra: float, dec: float, radius: float, order: int) -> list[tuple[int, int]]:
+    """The cells at ``order`` touching the cone, as merged fine-index ranges."""
+    cells = np.sort(_cone_search_deg(float(ra), float(dec), float(radius), 2**order, "nested"))
+    if not len(cells):
+        return []
+    shift = 2 * (HEALPIX_ORDER - order)
+    starts = np.flatnonzero(np.diff(cells) != 1) + 1  # first cell of each contiguous run
+    first = cells[np.concatenate(([0], starts))]
+    last = cells[np.concatenate((starts - 1, [len(cells) - 1]))]
+    return [
+        (lo << shift, ((hi + 1) << shift) - 1)
+        for lo, hi in zip(first.tolist(), last.tolist(), strict=True)
+    ]
 
 
 class Sql:

@@ -250,13 +250,20 @@ class Translator:
     """Translates one ADQL parse tree for ``engine`` ('sqlite' or 'postgresql') against
     ``catalog``; ``virtual`` maps SQL names of tables served from VALUES rows to them."""
 
-    def __init__(self, catalog: Catalog, engine: str, virtual: dict | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        engine: str,
+        virtual: dict | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> None:
         if engine not in ("sqlite", "postgresql"):
             raise AdqlError(f"no ADQL translation for the {engine} engine")
         self.catalog = catalog
         self.engine = engine
         self.sql = geo.Sql(engine)
         self.virtual = virtual or {}
+        self.filters = filters or {}
         self.ctes_needed: dict[str, str] = {}
         self.user_ctes: dict[str, Source] = {}
         self._alias_counter = itertools.count()
@@ -560,6 +567,9 @@ class Translator:
         )
         scope.sources.append(src)
         self.sources.append(src)
+        condition = self.filters.get(table.sql_name)
+        if condition is not None:  # rows the caller may read (publish/vo/tap/access.py)
+            return f"(SELECT * FROM {quote(table.sql_name)} WHERE {condition}) AS {quote(alias)}"
         return f"{quote(table.sql_name)} AS {quote(alias)}"
 
     def _values_cte(self, vt) -> str:
@@ -1180,7 +1190,13 @@ def _like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-def translate(text: str, catalog: Catalog, engine: str, virtual: dict | None = None) -> Translation:
+def translate(
+    text: str,
+    catalog: Catalog,
+    engine: str,
+    virtual: dict | None = None,
+    filters: dict[str, str] | None = None,
+) -> Translation:
     """Translate ADQL ``text`` into SQL for ``engine`` ('sqlite' or 'postgresql').
 
     Args:
@@ -1188,9 +1204,12 @@ def translate(text: str, catalog: Catalog, engine: str, virtual: dict | None = N
         catalog: the tables the query may read (published tables, TAP_SCHEMA, uploads).
         engine: the registry's engine.
         virtual: tables served from VALUES rows, by SQL name (TAP_SCHEMA, uploads).
+        filters: SQL conditions by table SQL name: such a table is read as
+            ``(SELECT * FROM table WHERE condition)`` (the caller's readable rows; trusted
+            SQL from :func:`surveydm.publish.vo.tap.access.row_filters`, never user text).
 
     Raises:
         AdqlSyntaxError: not ADQL (with line and column).
         AdqlError: unknown table/column/function, unsupported geometry, too many tables.
     """
-    return Translator(catalog, engine, virtual).translate(parse(text))
+    return Translator(catalog, engine, virtual, filters).translate(parse(text))

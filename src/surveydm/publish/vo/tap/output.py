@@ -26,6 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from surveydm.publish.vo.adql.translate import OutputColumn
+from surveydm.publish.vo.tap.execute import NULL_MASK
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 
@@ -236,14 +237,23 @@ def _binary2_batch_encoder(
     """A numpy encoder of whole batches when every column is a fixed-size number (the common
     catalog case); None otherwise. Records are the null-flag bytes then big-endian values
     (VOTable 1.4 section 5.5), one numpy structured record per row."""
-    if any(c.meta.datatype not in _NUMPY or c.width != 1 or c.meta.arraysize for c in columns):
+    return _batch_encoder_of(tuple((c.meta.datatype, c.width, c.meta.arraysize) for c in columns))
+
+
+@lru_cache(maxsize=256)
+def _batch_encoder_of(
+    shapes: tuple[tuple[str, int, str | None], ...],
+) -> Callable[[list[list[Any]]], bytes] | None:
+    """:func:`_binary2_batch_encoder` by (datatype, width, arraysize) of each column (cached:
+    a key of plain tuples is cheap to hash, the column objects are not)."""
+    if any(dt not in _NUMPY or width != 1 or size for dt, width, size in shapes):
         return None
-    n_cols = len(columns)
+    n_cols = len(shapes)
     nbytes = (n_cols + 7) // 8
     names = [f"c{i}" for i in range(n_cols)]
-    values = np.dtype([(n, _NUMPY[c.meta.datatype]) for n, c in zip(names, columns, strict=True)])
+    values = np.dtype([(n, _NUMPY[s[0]]) for n, s in zip(names, shapes, strict=True)])
     record = np.dtype([("flags", "u1", (nbytes,)), *((n, values[n]) for n in names)])
-    kinds = [c.meta.datatype for c in columns]
+    kinds = [s[0] for s in shapes]
 
     def encode(rows: Sequence[Sequence[Any]]) -> bytes:
         n = len(rows)
@@ -274,6 +284,61 @@ def _binary2_batch_encoder(
             if null.any():
                 flags[null, i // 8] |= np.uint8(0x80 >> (i % 8))
         out["flags"] = flags
+        return out.tobytes()
+
+    return encode
+
+
+def binary2_arrow_encoder(columns: tuple[OutputColumn, ...]) -> Callable[[Any], bytes] | None:
+    """An encoder of ``pyarrow.RecordBatch`` es into BINARY2 records (VOTable 1.4 section
+    5.5: null-flag bytes, then each field big-endian) with numpy, column by column: no Python
+    object per value. NULL numbers are written as NaN (floating point) or 0 (integers) with
+    their flag bit set. None when a column is not a fixed-size number."""
+    if not columns or any(
+        c.meta.datatype not in _NUMPY or c.width != 1 or c.meta.arraysize for c in columns
+    ):
+        return None
+    n_cols = len(columns)
+    nbytes = (n_cols + 7) // 8
+    names = [f"c{i}" for i in range(n_cols)]
+    record = np.dtype(
+        [("flags", "u1", (nbytes,))]
+        + [(n, _NUMPY[c.meta.datatype]) for n, c in zip(names, columns, strict=True)]
+    )
+    floats = [c.meta.datatype in ("double", "float") for c in columns]
+
+    def encode(batch: Any) -> bytes:
+        import pyarrow as pa
+
+        out = np.empty(batch.num_rows, record)
+        first = 0
+        flags = None
+        if batch.schema.names[0] == NULL_MASK:  # SQLite: NULL bits in a column of their own
+            first = 1
+            mask = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            if mask.any():
+                flags = np.zeros((batch.num_rows, nbytes), np.uint8)
+                for i in range(n_cols):
+                    null = (mask >> i) & 1 == 1
+                    flags[null, i // 8] |= np.uint8(0x80 >> (i % 8))
+        for i, name in enumerate(names):
+            col = batch.column(i + first)
+            if col.null_count:
+                if flags is None:
+                    flags = np.zeros((batch.num_rows, nbytes), np.uint8)
+                null = col.is_null().to_numpy(zero_copy_only=False)
+                flags[null, i // 8] |= np.uint8(0x80 >> (i % 8))
+                if pa.types.is_null(col.type):
+                    out[name] = np.nan if floats[i] else 0
+                    continue
+                col = col.fill_null(np.nan if floats[i] and pa.types.is_floating(col.type) else 0)
+            out[name] = col.to_numpy(zero_copy_only=False)
+        if first and flags is not None:  # NULL floating-point values are NaN, as elsewhere
+            for i, name in enumerate(names):
+                null = (mask >> i) & 1 == 1
+                if floats[i] and null.any():
+                    out[name][null] = np.nan
+        out["flags"] = 0 if flags is None else flags
         return out.tobytes()
 
     return encode
@@ -388,7 +453,12 @@ def stream_votable(
     carry = b""
     try:
         for rows in batches:
-            if encode is None:
+            if isinstance(rows, bytes):  # records packed already
+                data = carry + rows
+                cut = len(data) - len(data) % 3
+                carry = data[cut:]
+                yield base64.b64encode(data[:cut])
+            elif encode is None:
                 yield tabledata_rows(columns, rows).encode()
             else:
                 if encoded:

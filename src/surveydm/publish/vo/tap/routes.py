@@ -1,23 +1,32 @@
 """The ``/tap`` router (TAP 1.1): ``sync``, ``async`` (UWS 1.1), VOSI ``capabilities``,
 ``availability``, ``tables`` and DALI ``examples``. Errors are DALI error VOTables.
 
-Access is that of the portal (no authentication today: publish/web has none); see docs/vo.md.
+Every path is open to every caller (the portal's gate finds who it is); queries read the
+published tables through the caller's row filters (:mod:`surveydm.publish.vo.tap.access`: no
+row of a data release the caller may not read), and an asynchronous job is seen only by its
+owner (anonymous jobs by everyone) and by curators; see docs/vo.md.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from surveydm.db.access import Role, User, visible_releases
 from surveydm.errors import SurveydmError
 from surveydm.publish.vo.tap import vosi
+from surveydm.publish.vo.tap.access import row_filters
 from surveydm.publish.vo.tap.output import error_votable
 from surveydm.publish.vo.tap.service import TapService, param
-from surveydm.publish.vo.tap.uws import PHASES, JobStore, UwsError
+from surveydm.publish.vo.tap.uws import PHASES, Job, JobStore, UwsError
+from surveydm.publish.web.auth import AccessPolicy, current_user
 
 XML = "text/xml"
 VOTABLE = "application/x-votable+xml"
@@ -27,6 +36,54 @@ router = APIRouter(prefix="/tap", tags=["tap"])
 
 def _tap(request: Request) -> tuple[TapService, JobStore]:
     return request.app.state.tap, request.app.state.tap_jobs
+
+
+#: Seconds a caller's row filters are reused (per user and access policy): working them out
+#: takes two queries on the registry (1-3 ms of CPU, more on a loaded machine), as much as a
+#: cone search itself. A change of release visibility or grants reaches TAP within this time.
+FILTERS_TTL_S = 1.0
+_filters_lock = threading.Lock()
+
+
+def _filters(request: Request) -> dict[str, str]:
+    """The caller's row filters (none for curators, or when nothing is hidden from them)."""
+    user = current_user(request)
+    if user.has(Role.CURATOR):
+        return {}
+    policy = request.app.state.access
+    key = (user.id, user.role, policy)
+    now = time.monotonic()
+    cache = request.app.state.tap_filters  # per app (and so per registry)
+    with _filters_lock:
+        hit = cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    with request.app.state.portal.registry.session(write=False) as s:
+        vis = visible_releases(s, user, open_unreleased=policy == AccessPolicy.OPEN)
+        filters = row_filters(s, vis)
+    with _filters_lock:
+        if len(cache) > 4096:
+            cache.clear()
+        cache[key] = (now + FILTERS_TTL_S, filters)
+    return filters
+
+
+def _may_see(user: User, job: Job) -> bool:
+    """A job is seen by its owner, by curators, and (anonymous jobs) by everyone."""
+    return job.owner_id is None or job.owner_id == user.name or user.has(Role.CURATOR)
+
+
+def _job(request: Request, job_id: str) -> Job:
+    """The job ``job_id`` if the caller may see it.
+
+    Raises:
+        UwsError: no such job, or another user's (404 both: its existence is not told).
+    """
+    _, jobs = _tap(request)
+    job = jobs.get(job_id)
+    if not _may_see(current_user(request), job):
+        raise UwsError(f"no job {job_id!r}", 404)
+    return job
 
 
 def _base(request: Request) -> str:
@@ -87,14 +144,34 @@ async def _sync(request: Request) -> Response:
     params, files = await _params_files(request)
 
     def start():  # in a worker thread: the statement may run long before its first row
-        q = service.prepare(params, files)
-        return q, service.stream(q, service.limits.sync_time_limit_s)
+        q = service.prepare(params, files, _filters(request))
+        pieces = service.stream(q, service.limits.sync_time_limit_s)
+        return q, *_head(pieces)
 
     try:
-        q, pieces = await run_in_threadpool(start)
+        q, head, rest = await run_in_threadpool(start)
     except SurveydmError as exc:
         return _error(str(exc))
-    return StreamingResponse(pieces, media_type=q.fmt.mime)
+    if rest is None:  # the whole document: one response, no further thread hops
+        return Response(head, media_type=q.fmt.mime)
+    return StreamingResponse(itertools.chain([head], rest), media_type=q.fmt.mime)
+
+
+#: A sync result up to this size is sent as one response body (a cone search's VOTable);
+#: a longer one is streamed after it (each streamed piece is read in a worker thread).
+WHOLE_BYTES = 1 << 20
+
+
+def _head(pieces: Iterator[bytes]) -> tuple[bytes, Iterator[bytes] | None]:
+    """The first pieces of a document up to :data:`WHOLE_BYTES`, and the rest (None: the
+    document ended within them)."""
+    head, size = [], 0
+    for piece in pieces:
+        head.append(piece)
+        size += len(piece)
+        if size >= WHOLE_BYTES:
+            return b"".join(head), pieces
+    return b"".join(head), None
 
 
 @router.get("/capabilities")
@@ -158,7 +235,10 @@ def uws_list(request: Request) -> Response:
     phases = [p.upper() for p in request.query_params.getlist("PHASE") if p.upper() in PHASES]
     last = request.query_params.get("LAST")
     n = int(last) if last and last.isdigit() else None
-    return Response(jobs.jobs_xml(jobs.list(phases, n), _base(request)), media_type=XML)
+    user = current_user(request)
+    mine = [j for j in jobs.list(phases) if _may_see(user, j)]
+    mine = mine[:n] if n is not None else mine
+    return Response(jobs.jobs_xml(mine, _base(request)), media_type=XML)
 
 
 @router.post("/async")
@@ -166,7 +246,10 @@ async def uws_create(request: Request) -> Response:
     """Create a job (303 to it); its parameters are checked when it runs."""
     _, jobs = _tap(request)
     params, files = await _params_files(request)
-    job = jobs.create(params, files=files)
+    user = current_user(request)
+    filters = await run_in_threadpool(_filters, request)
+    job = jobs.create(params, owner=None if user.anonymous else user.name, files=files,
+                      filters=filters)  # fmt: skip
     return RedirectResponse(f"{_base(request)}/async/{job.job_id}", status_code=303)
 
 
@@ -175,7 +258,7 @@ def uws_job(request: Request, job_id: str, WAIT: int | None = None, PHASE: str |
     """The job document (UWS 1.1 blocking WAIT honoured up to 60 s)."""
     _, jobs = _tap(request)
     try:
-        job = jobs.get(job_id)
+        job = _job(request, job_id)
         if WAIT is not None and job.phase in ("PENDING", "QUEUED", "EXECUTING"):
             start_phase = PHASE.upper() if PHASE else job.phase
             deadline = time.monotonic() + (60 if WAIT < 0 else min(WAIT, 60))
@@ -193,6 +276,7 @@ async def uws_job_post(request: Request, job_id: str) -> Response:
     _, jobs = _tap(request)
     params = await _params(request)
     try:
+        _job(request, job_id)
         if (param(params, "ACTION") or "").upper() == "DELETE":
             jobs.delete(job_id)
             return RedirectResponse(f"{_base(request)}/async", status_code=303)
@@ -207,6 +291,7 @@ def uws_job_delete(request: Request, job_id: str) -> Response:
     """Delete the job."""
     _, jobs = _tap(request)
     try:
+        _job(request, job_id)
         jobs.delete(job_id)
     except UwsError as exc:
         return _uws_error(exc)
@@ -226,9 +311,8 @@ _SIMPLE = {
 @router.get("/async/{job_id}/{item}")
 def uws_item(request: Request, job_id: str, item: str) -> Response:
     """phase, executionduration, destruction, quote, owner, error, parameters, results."""
-    _, jobs = _tap(request)
     try:
-        job = jobs.get(job_id)
+        job = _job(request, job_id)
     except UwsError as exc:
         return _uws_error(exc)
     if item in _SIMPLE:
@@ -254,8 +338,8 @@ def uws_result(request: Request, job_id: str) -> Response:
     """The result of a COMPLETED job."""
     _, jobs = _tap(request)
     try:
+        mime = _job(request, job_id).result_mime or VOTABLE
         path: Path = jobs.result_path(job_id)
-        mime = jobs.get(job_id).result_mime or VOTABLE
     except UwsError as exc:
         return _uws_error(exc)
     return FileResponse(path, media_type=mime)
@@ -267,6 +351,7 @@ async def uws_item_post(request: Request, job_id: str, item: str) -> Response:
     _, jobs = _tap(request)
     params = await _params(request)
     try:
+        _job(request, job_id)
         if item == "phase":
             phase = (param(params, "PHASE") or "").upper()
             if phase == "RUN":
@@ -291,6 +376,7 @@ async def uws_item_post(request: Request, job_id: str, item: str) -> Response:
 def install(app, service: TapService, jobs_dir: Path) -> None:
     """Mount the TAP router on ``app`` with ``service`` and a job store in ``jobs_dir``."""
     app.state.tap = service
+    app.state.tap_filters = {}  # (user id, role, policy) -> (expiry, row filters)
     app.state.tap_jobs = JobStore(
         jobs_dir,
         str(service.browser.url.render_as_string(hide_password=False)),

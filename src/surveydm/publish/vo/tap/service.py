@@ -12,7 +12,7 @@ from surveydm.errors import SurveydmError
 from surveydm.publish.sqlbrowser import SqlBrowser
 from surveydm.publish.vo.adql.translate import Translation, translate
 from surveydm.publish.vo.tap import output
-from surveydm.publish.vo.tap.execute import run_sql
+from surveydm.publish.vo.tap.execute import BATCH_ROWS, arrow_batches, run_sql
 from surveydm.publish.vo.tap.tables import Catalog, ColumnMeta, TableMeta, registry_tables
 from surveydm.publish.vo.tap.tap_schema import VirtualTable, build_catalog
 
@@ -92,9 +92,16 @@ class TapService:
         """The catalog (TAP_SCHEMA + published tables) and the VALUES-served tables."""
         return build_catalog(self.published, schema_descriptions={"surveydm": "survey registry"})
 
-    def prepare(self, params: dict[str, str], files: dict[str, bytes] | None = None) -> TapQuery:
+    def prepare(
+        self,
+        params: dict[str, str],
+        files: dict[str, bytes] | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> TapQuery:
         """Validate the request parameters (LANG, QUERY, RESPONSEFORMAT/FORMAT, MAXREC,
-        UPLOAD with its ``files`` by parameter name) and translate the query.
+        UPLOAD with its ``files`` by parameter name) and translate the query, reading the
+        published tables through the caller's row ``filters``
+        (:func:`surveydm.publish.vo.tap.access.row_filters`; none: every row).
 
         Raises:
             TapRequestError: missing/unsupported LANG, REQUEST or format, bad MAXREC or UPLOAD.
@@ -124,7 +131,8 @@ class TapService:
             for vt in uploads:
                 catalog.add(vt.meta)
                 virtual[vt.meta.sql_name] = vt
-        return TapQuery(query, translate(query, catalog, self.engine, virtual), fmt, maxrec)
+        translation = translate(query, catalog, self.engine, virtual, filters)
+        return TapQuery(query, translation, fmt, maxrec)
 
     def maxrec(self, value: str | None) -> int:
         """The row limit of a request: MAXREC (default and hard limit from :class:`TapLimits`).
@@ -152,13 +160,17 @@ class TapService:
         Raises:
             TapExecutionError, TapTimeout: the database refused or stopped the statement.
         """
+        top = q.translation.top
+        max_rows = q.maxrec + 1 if top is None or top > q.maxrec else top  # +1: overflow?
+        if q.fmt.kind == "binary2" and max_rows > BATCH_ROWS + 1:
+            columnar = self._stream_columnar(q, time_limit_s, max_rows)
+            if columnar is not None:
+                return columnar
         sql, encoded = q.translation.sql, False
         if q.fmt.kind == "binary2" and self.engine == "postgresql":
             record_sql = output.binary2_record_sql(q.translation.columns, sql)
             if record_sql is not None:  # the server encodes the records
                 sql, encoded = record_sql, True
-        top = q.translation.top
-        max_rows = q.maxrec + 1 if top is None or top > q.maxrec else top  # +1: overflow?
         ctx = run_sql(self.browser, sql, time_limit_s, binary=encoded, max_rows=max_rows)
         rows = ctx.__enter__()
         try:
@@ -174,6 +186,57 @@ class TapService:
             ctx.__exit__(None, None, None)
             raise
         return self._emit(q, ctx, batches, packed_first, columns, state, encoded)
+
+    def _stream_columnar(
+        self, q: TapQuery, time_limit_s: float, max_rows: int
+    ) -> Iterator[bytes] | None:
+        """A long BINARY2 result of fixed-size numeric columns read as Arrow record batches
+        and encoded with numpy (:func:`execute.arrow_batches`, :func:`output.
+        binary2_arrow_encoder`); None when that path does not apply. The first batch is read
+        before returning, so statement errors raise here."""
+        encode = output.binary2_arrow_encoder(q.translation.columns)
+        if encode is None:
+            return None
+        floats = [c.meta.datatype in ("double", "float") for c in q.translation.columns]
+        ctx = arrow_batches(self.browser, q.translation.sql, time_limit_s, max_rows, floats)
+        batches = ctx.__enter__()
+        try:
+            if batches is None:
+                ctx.__exit__(None, None, None)
+                return None
+            first = next(batches, None)
+        except BaseException:
+            ctx.__exit__(None, None, None)
+            raise
+        state = {"n": 0, "overflow": False}
+
+        def packed() -> Iterator[bytes]:
+            batch = first
+            while batch is not None:
+                room = q.maxrec - state["n"]
+                if batch.num_rows > room:
+                    state["overflow"] = True
+                    batch = batch.slice(0, max(room, 0))
+                state["n"] += batch.num_rows
+                if batch.num_rows:
+                    yield encode(batch)
+                if state["overflow"]:
+                    return
+                batch = next(batches, None)
+
+        def document() -> Iterator[bytes]:
+            try:
+                yield from output.stream_votable(
+                    q.translation.columns,
+                    packed(),
+                    "binary2",
+                    {"QUERY": q.adql},
+                    lambda: state["overflow"],
+                )
+            finally:
+                ctx.__exit__(None, None, None)
+
+        return document()
 
     def _emit(self, q, ctx, batches, packed_first, columns, state, encoded) -> Iterator[bytes]:
         try:

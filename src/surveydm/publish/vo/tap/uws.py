@@ -71,6 +71,8 @@ class Job:
     result_rows: int | None = None
     overflow: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the owner's row filters at creation (publish/vo/tap/access.py), applied when it runs
+    filters: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Job:
@@ -135,7 +137,7 @@ def _run_job(job_dir: str, registry_url: str, reader_url: str | None, time_limit
     service = TapService(SqlBrowser(registry_url, reader_url=reader_url, time_limit_s=time_limit_s))
     try:
         files = {name: (folder / key).read_bytes() for key, name in job.extra.items()}
-        q = service.prepare(job.parameters, files)
+        q = service.prepare(job.parameters, files, job.filters)
         tmp = folder / "result.part"
         with tmp.open("wb") as fh:
             for piece in service.stream(q, time_limit_s):
@@ -259,9 +261,11 @@ class JobStore:
         parameters: dict[str, str],
         owner: str | None = None,
         files: dict[str, bytes] | None = None,
+        filters: dict[str, str] | None = None,
     ) -> Job:
-        """A new PENDING job with ``parameters`` and posted ``files`` (UPLOAD tables, kept in
-        the job folder); PHASE=RUN in the parameters starts it."""
+        """A new PENDING job of ``owner`` (None: anonymous) with ``parameters``, posted
+        ``files`` (UPLOAD tables, kept in the job folder) and the owner's row ``filters``;
+        PHASE=RUN in the parameters starts it."""
         job_id = secrets.token_hex(8)
         params = {k: v for k, v in parameters.items() if k.upper() not in ("PHASE", "RUNID")}
         run_id = next((v for k, v in parameters.items() if k.upper() == "RUNID"), None)
@@ -274,6 +278,7 @@ class JobStore:
             destruction=_iso_now(timedelta(days=self.destruction_days)),
             run_id=run_id,
             owner_id=owner,
+            filters=dict(filters or {}),
         )
         self._folder(job_id).mkdir()
         for i, (name, data) in enumerate((files or {}).items()):
