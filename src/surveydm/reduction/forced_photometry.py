@@ -47,8 +47,6 @@ FLAG_NO_DATA = 1 << 18  #: no usable pixel in the aperture
 #: Informational (co-adds keep it): neighbours put more than ``blend_flag_fraction`` of the
 #: source's flux into its aperture (subtracted, and their model error is in ``flux_err``).
 FLAG_BLENDED = 1 << 19
-#: Flags that keep a measurement out of a co-add: everything but :data:`FLAG_BLENDED`.
-FLAGS_REJECT = ~FLAG_BLENDED
 
 GAUSS_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))  # FWHM / sigma
 GAUSS_R50 = math.sqrt(2.0 * math.log(2.0))  # r50 / sigma of a 2-D Gaussian
