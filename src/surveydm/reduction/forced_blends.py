@@ -47,12 +47,15 @@ class Neighbours:
         variance: variance added to each aperture flux by the subtraction, e-^2.
         group: label of each source's blend group (equal labels: solved together).
         beta: Moffat index of the model.
+        unreliable: (n,) bool, a neighbour whose flux its own aperture cannot measure (e.g.
+            saturated) couples to this aperture: what was subtracted is not its light.
     """
 
     light: np.ndarray
     variance: np.ndarray
     group: np.ndarray
     beta: float
+    unreliable: np.ndarray
 
 
 def moffat_alpha(fwhm_pix: float, beta: float) -> float:
@@ -124,6 +127,7 @@ def subtract_neighbours(
     beta: float,
     model_error: float = 0.05,
     min_coupling: float = 1e-4,
+    unmeasured: np.ndarray | None = None,
 ) -> Neighbours:
     """Light of the other reference sources in each aperture (module doc).
 
@@ -135,11 +139,13 @@ def subtract_neighbours(
         flux, variance: (n,) background-subtracted aperture sums and their variances, e-.
         fwhm_pix, beta: the image PSF; model_error: relative error of the subtracted light;
         min_coupling: couplings below this fraction are neglected.
+        unmeasured: (n,) bool, sources whose own aperture sum does not measure them
+            (saturated): apertures they couple to are marked ``unreliable``.
     """
     n = len(x)
     light, extra = np.zeros(n), np.zeros(n)
     if n == 0:
-        return Neighbours(light, extra, np.zeros(0, np.int64), beta)
+        return Neighbours(light, extra, np.zeros(0, np.int64), beta, np.zeros(0, bool))
     alpha = moffat_alpha(fwhm_pix, beta)
     s_psf = fwhm_pix / GAUSS_FWHM
     scale_a = np.hypot(np.asarray(src_a, float) / GAUSS_R50, s_psf) / s_psf
@@ -159,6 +165,9 @@ def subtract_neighbours(
     diag = g[:n]
     off = (np.abs(g) >= min_coupling) & (pi != pj)
     pi, pj, g = pi[off], pj[off], g[off]
+    unreliable = np.zeros(n, bool)
+    if unmeasured is not None:
+        unreliable[pi[np.asarray(unmeasured, bool)[pj]]] = True
     graph = coo_matrix((np.ones(len(pi)), (pi, pj)), shape=(n, n))
     _, group = connected_components(graph, directed=False)
     order = np.argsort(group[pi], kind="stable")
@@ -171,7 +180,7 @@ def subtract_neighbours(
         lo, hi = starts[k], starts[k + 1]
         _solve_group(idx, pi[lo:hi], pj[lo:hi], g[lo:hi], diag, flux, variance, light, extra)
     extra += (model_error * light) ** 2
-    return Neighbours(light, extra, group, beta)
+    return Neighbours(light, extra, group, beta, unreliable)
 
 
 def _solve_group(

@@ -37,6 +37,7 @@ from numba import njit
 from scipy.spatial import cKDTree
 
 from surveydm.reduction.forced_blends import moffat_beta_from_growth, subtract_neighbours
+from surveydm.reduction.masks import MaskBit
 from surveydm.reduction.photometry import PhotometryError
 from surveydm.reduction.photometry import aperture_correction as growth_correction
 
@@ -47,6 +48,9 @@ FLAG_NO_DATA = 1 << 18  #: no usable pixel in the aperture
 #: Informational (co-adds keep it): neighbours put more than ``blend_flag_fraction`` of the
 #: source's flux into its aperture (subtracted, and their model error is in ``flux_err``).
 FLAG_BLENDED = 1 << 19
+#: A saturated neighbour's light reaches the aperture: it cannot be subtracted (its flux is
+#: not measured), so the measurement is not co-added.
+FLAG_SATURATED_NEIGHBOUR = 1 << 20
 
 GAUSS_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))  # FWHM / sigma
 GAUSS_R50 = math.sqrt(2.0 * math.log(2.0))  # r50 / sigma of a 2-D Gaussian
@@ -71,6 +75,7 @@ class ForcedConfig:
     subtract_neighbours: bool = True  #: neighbours' modelled light out (forced_blends)
     blend_model_error: float = 0.05  #: relative error of the subtracted light
     blend_flag_fraction: float = 0.1  #: FLAG_BLENDED above this neighbour light / flux
+    flag_saturated_neighbours: bool = True  #: FLAG_SATURATED_NEIGHBOUR where one couples
 
 
 @dataclass(frozen=True)
@@ -196,11 +201,14 @@ def forced_photometry(
         nb = subtract_neighbours(
             skip, x, y, ap_a, ap_b, theta, a_in, a_out, np.asarray(a_pix, float),
             np.asarray(b_pix, float), flux, err2, fwhm_pix, beta, config.blend_model_error,
+            unmeasured=(flag & (MaskBit.SATURATED | MaskBit.BLEED)) != 0,
         )  # fmt: skip
         flux = flux - nb.light
         err2 = err2 + nb.variance
         blended = np.abs(nb.light) > config.blend_flag_fraction * np.abs(flux)
         flag |= np.where(blended, FLAG_BLENDED, 0)
+        if config.flag_saturated_neighbours:
+            flag |= np.where(nb.unreliable, FLAG_SATURATED_NEIGHBOUR, 0)
     # the correction's error is common to the image's sources; the floor covers pixel-phase
     # and PSF-shape errors that a noise model does not (measured: tests/test_memba_pipeline.py)
     err2 = err2 + flux**2 * (corr_rel**2 + config.relative_error_floor**2)
