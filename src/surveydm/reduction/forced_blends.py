@@ -152,7 +152,7 @@ def subtract_neighbours(
     scale_b = np.hypot(np.asarray(src_b, float) / GAUSS_R50, s_psf) / s_psf
     pa, pb = alpha * scale_a, alpha * scale_b
     # pairs close enough for j's light to reach i's aperture or annulus
-    reach = float(np.max(a_out) + 6.0 * np.max(pa) + 4.0 * fwhm_pix)
+    reach = float(np.max(a_out) + 3.0 * np.max(pa) + 2.0 * fwhm_pix)
     pairs = cKDTree(np.column_stack([x, y])).query_pairs(reach, output_type="ndarray")
     pi = np.concatenate([np.arange(n), pairs[:, 0], pairs[:, 1]])
     pj = np.concatenate([np.arange(n), pairs[:, 1], pairs[:, 0]])
@@ -222,25 +222,33 @@ def _moffat(dx, dy, cos_t, sin_t, pa, pb, beta):  # noqa: ANN001, ANN202
 @njit(cache=True, nogil=True)
 def _coupling_kernel(skip, pi, pj, x, y, ap_a, ap_b, cos_t, sin_t, ratio, a_in, a_out, pa, pb,  # noqa: ANN001, ANN202, PLR0913
                      beta, fwhm):  # fmt: skip
-    """Per pair (i, j): fraction of j's Moffat in aperture i (5 x 5 samples per pixel, 9 x 9
-    within 2 FWHM of j) minus area_i x the mean of j's profile over i's unskipped annulus
-    pixels; 0 for pairs too far apart to matter."""
+    """Per pair (i, j): fraction of j's Moffat in aperture i (3 x 3 samples per pixel, 9 x 9
+    within 1.5 FWHM + 1 pixel of j) minus area_i x the mean of j's profile over i's unskipped
+    annulus pixels (every other one in x and y); 0 for pairs too far apart to matter (j's
+    centre more than 3 Moffat radii + 2 FWHM outside i's annulus: a coupling well below 1e-4
+    for beta >= 2)."""
     ny, nx = skip.shape
     out = np.zeros(pi.shape[0])
     for k in range(pi.shape[0]):
         i, j = pi[k], pj[k]
         dxij, dyij = x[j] - x[i], y[j] - y[i]
         dist = math.sqrt(dxij * dxij + dyij * dyij)
-        if i != j and dist > a_out[i] + 6.0 * pa[j] + 4.0 * fwhm:
+        if i != j and dist > a_out[i] + 3.0 * pa[j] + 2.0 * fwhm:
             continue
         ct, st = cos_t[j], sin_t[j]
-        # the aperture integral
+        # the aperture integral: analytic for a source in its own aperture when the aperture
+        # is the profile's ellipse scaled (always for point sources)
         acc = 0.0
         r = ap_a[i]
+        ua, ub = ap_a[i] / pa[j], ap_b[i] / pb[j]
+        analytic = i == j and abs(ua - ub) <= 1e-6 * ua
+        if analytic:
+            acc = 1.0 - (1.0 + ua * ua) ** (1.0 - beta)
+            r = -1.0  # no loop below
         for yy in range(int(math.floor(y[i] - r)), int(math.ceil(y[i] + r)) + 1):
             for xx in range(int(math.floor(x[i] - r)), int(math.ceil(x[i] + r)) + 1):
-                near = (xx - x[j]) ** 2 + (yy - y[j]) ** 2 < (2.0 * fwhm + 1.0) ** 2
-                ns = 9 if near else 5
+                near = (xx - x[j]) ** 2 + (yy - y[j]) ** 2 < (1.5 * fwhm + 1.0) ** 2
+                ns = 9 if near else 3
                 step = 1.0 / ns
                 for sy in range(ns):
                     py = yy - 0.5 + (sy + 0.5) * step
@@ -257,8 +265,9 @@ def _coupling_kernel(skip, pi, pj, x, y, ap_a, ap_b, cos_t, sin_t, ratio, a_in, 
         ro = a_out[i] + 1.0
         lo2, hi2 = a_in[i] ** 2, a_out[i] ** 2
         s, c = 0.0, 0
-        for yy in range(max(int(y[i] - ro), 0), min(int(y[i] + ro) + 2, ny)):
-            for xx in range(max(int(x[i] - ro), 0), min(int(x[i] + ro) + 2, nx)):
+        # every other pixel in x and y: a mean of a smooth wing, and 4x fewer evaluations
+        for yy in range(max(int(y[i] - ro), 0), min(int(y[i] + ro) + 2, ny), 2):
+            for xx in range(max(int(x[i] - ro), 0), min(int(x[i] + ro) + 2, nx), 2):
                 if skip[yy, xx]:
                     continue
                 ddx, ddy = xx - x[i], yy - y[i]
