@@ -14,6 +14,7 @@ from astropy.wcs import WCS
 from surveydm.reduction.flux_coadd import coadd_fluxes
 from surveydm.reduction.forced_photometry import (
     FLAG_BLENDED,
+    FLAG_SATURATED_NEIGHBOUR,
     FLAG_TRUNCATED,
     ForcedConfig,
     aperture_axes,
@@ -136,6 +137,13 @@ def test_faint_stars_beside_bright_ones_are_deblended():
     # isolated primaries (odd indices) are not changed
     iso = np.arange(1, n, 2)
     assert np.allclose(sub.flux[iso], plain.flux[iso], rtol=1e-3)
+    # a saturated primary cannot be subtracted: its companion is flagged (not co-added)
+    mask = np.zeros(shape, np.uint16)
+    mask[int(round(ys[0])), int(round(xs[0]))] = MaskBit.SATURATED
+    sat = forced_photometry(image.astype(np.float32), weight, mask, xs, ys, zeros, zeros, zeros,
+                            fwhm, np.ones(len(xs), bool))  # fmt: skip
+    assert sat.flag[n] & FLAG_SATURATED_NEIGHBOUR and sat.flag[0] & MaskBit.SATURATED
+    assert not (sat.flag[n + 1 :] & FLAG_SATURATED_NEIGHBOUR).any()
 
 
 def test_mask_bits_become_flags_and_truncation_is_flagged():
