@@ -18,11 +18,15 @@ An aperture correction measured on the image's bright point sources
 (curve of growth from the forced circle to 4 FWHM, as the nightly zero-point is measured)
 restores the total flux. The background is the sigma-clipped median (MAD rms) of an
 elliptical annulus with the same axis ratio, from which pixels near any reference source and
-masked pixels are removed.
+masked pixels are removed. The light other reference sources put into an aperture is
+subtracted (:mod:`surveydm.reduction.forced_blends`: a Moffat model of every source, fluxes
+solved jointly per blend group; ``FLAG_BLENDED`` informational, ``FLAG_SATURATED_NEIGHBOUR``
+where a saturated neighbour's light cannot be).
 Flux and error: sep's exact elliptical sums; the variance is the weight map's (1 / weight) plus
 the source's Poisson noise (electrons), the error of the background median, that of the
-aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors; the
-calibration adds the image zero-point's error (:func:`calibrated_error_njy`).
+neighbour subtraction, that of the aperture correction and a relative floor (0.3 %) for
+pixel-phase and PSF-shape errors; the calibration adds the image zero-point's error
+(:func:`calibrated_error_njy`).
 """
 
 from __future__ import annotations
