@@ -15,8 +15,13 @@ installation where all of that already ran (and ``--truth`` names its truth dire
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,6 +33,69 @@ from surveydm.db.models.production import Production
 from surveydm.pipelines.memba.accuracy import association_accuracy, memba_accuracy
 
 
+class _TreeCpu:
+    """CPU seconds (user + system) of this process and all its descendants, from /proc polled
+    every second by a thread (the pilots are children of a multiprocessing fork server, so
+    getrusage(RUSAGE_CHILDREN) does not see them; a process that lives less than a second
+    between polls is missed)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, float] = {}
+        self.lock = threading.Lock()
+        self.tick = os.sysconf("SC_CLK_TCK")
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self.poll()
+            time.sleep(1.0)
+
+    def poll(self) -> float:
+        children: dict[int, list[tuple[int, float]]] = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            cpu = (int(fields[11]) + int(fields[12])) / self.tick
+            children.setdefault(int(fields[1]), []).append((int(name), cpu))
+        me = os.getpid()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        found, stack = {me: own.ru_utime + own.ru_stime}, [me]
+        while stack:
+            for pid, cpu in children.get(stack.pop(), []):
+                found[pid] = cpu
+                stack.append(pid)
+        with self.lock:
+            for pid, cpu in found.items():
+                self.seen[pid] = max(self.seen.get(pid, 0.0), cpu)
+            return sum(self.seen.values())
+
+
+_CPU: _TreeCpu | None = None
+
+
+def _cpu_seconds() -> float:
+    global _CPU  # noqa: PLW0603
+    if _CPU is None:
+        _CPU = _TreeCpu()
+    return _CPU.poll()
+
+
+@contextmanager
+def _timed(label: str, totals: dict[str, tuple[float, float]]) -> Iterator[None]:
+    """Record the wall and CPU seconds of a step (CPU / 2: its wall time on an idle 2-core
+    machine if both cores were kept busy, whatever the load while it ran)."""
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield
+    totals[label] = (time.perf_counter() - wall, _cpu_seconds() - cpu)
+    w, c = totals[label]
+    print(f"  {label}: wall {w:.0f} s, CPU {c:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def _run_all(args: argparse.Namespace, root: Path) -> tuple[Settings, Path]:
     from surveydm.pipelines.association import run_association
     from surveydm.pipelines.memba import run_memba
@@ -36,27 +104,31 @@ def _run_all(args: argparse.Namespace, root: Path) -> tuple[Settings, Path]:
     from surveydm.pipelines.refcat import load_refcat
     from surveydm.simulation.survey import parse_nights, simulate_survey
 
-    t0 = time.perf_counter()
-    survey = simulate_survey("paucam-mini", root / "buffer", parse_nights(args.nights),
-                             trays=args.trays.split(","), repeats=args.repeats)  # fmt: skip
-    print(f"simulate: {len(survey.nights)} nights, {time.perf_counter() - t0:.0f} s")
+    steps: dict[str, tuple[float, float]] = {}
+    with _timed("simulate", steps):
+        survey = simulate_survey("paucam-mini", root / "buffer", parse_nights(args.nights),
+                                 trays=args.trays.split(","), repeats=args.repeats)  # fmt: skip
+    print(f"simulate: {len(survey.nights)} nights")
     settings = Settings(home=root / "home")
-    upgrade(settings.resolved_database_url)
-    reg = Registry(settings.resolved_database_url)
-    load_refcat(reg, survey.truth_dir / "refcat.fits", "pixelsim")
-    load_deep_refcat(reg, survey.deep_refcat, "deep")
-    reg.dispose()
-    t0 = time.perf_counter()
-    night = run_night(settings, root / "buffer", processes=args.processes, settle_seconds=0)
-    print(f"nightly: {night.ccds_reduced} CCDs, {time.perf_counter() - t0:.0f} s")
-    t0 = time.perf_counter()
-    m = run_memba(settings, refcat="deep", processes=args.processes)
-    print(f"memba: {m.images} images, {m.forced_rows} forced rows, {m.coadd_rows} co-adds, "
-          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
-    t0 = time.perf_counter()
-    a = run_association(settings, processes=args.processes)
-    print(f"association: {a.partitions} partitions, {a.objects} objects, {a.measures} "
-          f"detections, {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    with _timed("load catalogs", steps):
+        upgrade(settings.resolved_database_url)
+        reg = Registry(settings.resolved_database_url)
+        load_refcat(reg, survey.truth_dir / "refcat.fits", "pixelsim")
+        load_deep_refcat(reg, survey.deep_refcat, "deep")
+        reg.dispose()
+    with _timed("nightly", steps):
+        night = run_night(settings, root / "buffer", processes=args.processes, settle_seconds=0)
+    print(f"nightly: {night.ccds_reduced} CCDs")
+    with _timed("memba", steps):
+        m = run_memba(settings, refcat="deep", processes=args.processes)
+    print(f"memba: {m.images} images, {m.forced_rows} forced rows, {m.coadd_rows} co-adds")
+    with _timed("association", steps):
+        a = run_association(settings, processes=args.processes)
+    print(f"association: {a.partitions} partitions, {a.objects} objects, {a.measures} detections")
+    wall = sum(w for w, _ in steps.values())
+    cpu = sum(c for _, c in steps.values())
+    print(f"demo total: wall {wall:.0f} s, CPU {cpu:.0f} s = {cpu / 2 / 60:.1f} min on an idle "
+          f"2-core machine (target <= ~10 min)")  # fmt: skip
     return settings, survey.truth_dir
 
 
@@ -87,9 +159,13 @@ def main() -> None:
         for b in acc.bands:
             print(f"{b.band:8s} {b.n_stars:5d} {100 * b.bias:8.2f} {b.pull_width:7.2f} "
                   f"{b.chi2_dof:8.2f} {b.chi2_norm:16.2f}")  # fmt: skip
-        print(f"all bands: pull width {acc.pull_width:.2f} (target 1.0 +- 0.1); narrow-band "
-              f"star flux rms {100 * acc.narrow_rms:.2f} %, robust "
-              f"{100 * acc.narrow_robust_rms:.2f} % (target <= 1 %)")  # fmt: skip
+        print(f"all bands: pull width {acc.pull_width:.2f} (target 1.0 +- 0.1)")
+        print(f"narrow-band star co-adds with S/N > 50 ({acc.n_narrow}): rms of measured/true "
+              f"{100 * acc.narrow_rms:.2f} % (target <= 1 %), robust "
+              f"{100 * acc.narrow_robust_rms:.2f} %; from the quoted errors "
+              f"{100 * acc.narrow_noise_rms:.2f} %, excess over them "
+              f"{100 * acc.narrow_excess_rms:.2f} %; S/N > 100: rms "
+              f"{100 * acc.narrow_rms_snr100:.2f} %")  # fmt: skip
         if "association" in ids:
             assoc = association_accuracy(reg, truth, ids["association"])
             print(f"association (isolated, S/N > 10): {assoc.n_objects} objects, "

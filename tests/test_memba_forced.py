@@ -13,6 +13,8 @@ from astropy.wcs import WCS
 
 from surveydm.reduction.flux_coadd import coadd_fluxes
 from surveydm.reduction.forced_photometry import (
+    FLAG_BLENDED,
+    FLAG_SATURATED_NEIGHBOUR,
     FLAG_TRUNCATED,
     ForcedConfig,
     aperture_axes,
@@ -95,6 +97,53 @@ def test_a_bright_neighbour_in_the_annulus_does_not_bias_the_background():
     ring = (r >= res.a_in[0]) & (r <= res.a_out[0])
     assert image[ring].mean() - SKY > 20.0  # an annulus mean would be far off
     assert abs(res.bkg_median[0] - SKY) < 0.5  # masked neighbour + clipped median are not
+
+
+def test_faint_stars_beside_bright_ones_are_deblended():
+    # pairs: a star 1-4 mag fainter 2-6 pixels from a bright one (FWHM 1.4 pixels, Moffat
+    # beta 3.5 as rendered; the model fits beta to the image's curve of growth)
+    rng = np.random.default_rng(3)
+    n_side, spacing, fwhm = 10, 40, 1.4
+    g = (np.arange(n_side) + 1) * spacing
+    x, y = (v.ravel() + rng.uniform(-0.5, 0.5, n_side**2) for v in np.meshgrid(g, g))
+    flux = 10 ** rng.uniform(4.0, 5.5, len(x))
+    comp = np.arange(0, len(x), 2)
+    ang, d = rng.uniform(0, 2 * np.pi, len(comp)), rng.uniform(2.0, 6.0, len(comp))
+    cx, cy = x[comp] + d * np.cos(ang), y[comp] + d * np.sin(ang)
+    cf = flux[comp] * 10 ** (-0.4 * rng.uniform(1, 4, len(comp)))
+    xs, ys, true = np.r_[x, cx], np.r_[y, cy], np.r_[flux, cf]
+    shape = ((n_side + 1) * spacing,) * 2
+    model = np.zeros(shape, np.float32)
+    render_stars(model, xs, ys, true, fwhm, 3.5)
+    image = model + SKY + rng.standard_normal(shape) * np.sqrt(model + SKY + READ_NOISE**2)
+    weight = np.full(shape, 1 / (SKY + READ_NOISE**2), np.float32)
+    zeros, n = np.zeros(len(xs)), len(x)
+    comps = np.arange(n, len(xs))
+    out = {}
+    for subtract in (False, True):
+        res = forced_photometry(image.astype(np.float32), weight, np.zeros(shape, np.uint16),
+                                xs, ys, zeros, zeros, zeros, fwhm, np.ones(len(xs), bool),
+                                ForcedConfig(subtract_neighbours=subtract))  # fmt: skip
+        out[subtract] = res
+    plain, sub = out[False], out[True]
+    assert np.median(plain.flux[comps] / cf) > 1.2  # the bright star's light is in them
+    ratio, pull = sub.flux / true, (sub.flux - true) / sub.flux_err
+    good = sub.flux / sub.flux_err > 20
+    assert good[comps].sum() > 15 and good[:n].all()
+    assert abs(np.median(ratio[comps][good[comps]]) - 1) < 0.01
+    assert np.abs(pull[good]).max() < 5
+    assert 0.7 < 1.4826 * np.median(np.abs(pull[comps] - np.median(pull[comps]))) < 1.5
+    assert (sub.flag[comps] & FLAG_BLENDED).sum() > len(comps) / 2
+    # isolated primaries (odd indices) are not changed
+    iso = np.arange(1, n, 2)
+    assert np.allclose(sub.flux[iso], plain.flux[iso], rtol=1e-3)
+    # a saturated primary cannot be subtracted: its companion is flagged (not co-added)
+    mask = np.zeros(shape, np.uint16)
+    mask[int(round(ys[0])), int(round(xs[0]))] = MaskBit.SATURATED
+    sat = forced_photometry(image.astype(np.float32), weight, mask, xs, ys, zeros, zeros, zeros,
+                            fwhm, np.ones(len(xs), bool))  # fmt: skip
+    assert sat.flag[n] & FLAG_SATURATED_NEIGHBOUR and sat.flag[0] & MaskBit.SATURATED
+    assert not (sat.flag[n + 1 :] & FLAG_SATURATED_NEIGHBOUR).any()
 
 
 def test_mask_bits_become_flags_and_truncation_is_flagged():

@@ -18,11 +18,15 @@ An aperture correction measured on the image's bright point sources
 (curve of growth from the forced circle to 4 FWHM, as the nightly zero-point is measured)
 restores the total flux. The background is the sigma-clipped median (MAD rms) of an
 elliptical annulus with the same axis ratio, from which pixels near any reference source and
-masked pixels are removed.
+masked pixels are removed. The light other reference sources put into an aperture is
+subtracted (:mod:`surveydm.reduction.forced_blends`: a Moffat model of every source, fluxes
+solved jointly per blend group; ``FLAG_BLENDED`` informational, ``FLAG_SATURATED_NEIGHBOUR``
+where a saturated neighbour's light cannot be).
 Flux and error: sep's exact elliptical sums; the variance is the weight map's (1 / weight) plus
 the source's Poisson noise (electrons), the error of the background median, that of the
-aperture correction and a relative floor (0.3 %) for pixel-phase and PSF-shape errors; the
-calibration adds the image zero-point's error (:func:`calibrated_error_njy`).
+neighbour subtraction, that of the aperture correction and a relative floor (0.3 %) for
+pixel-phase and PSF-shape errors; the calibration adds the image zero-point's error
+(:func:`calibrated_error_njy`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from astropy.wcs import WCS
 from numba import njit
 from scipy.spatial import cKDTree
 
+from surveydm.reduction.forced_blends import moffat_beta_from_growth, subtract_neighbours
+from surveydm.reduction.masks import MaskBit
 from surveydm.reduction.photometry import PhotometryError
 from surveydm.reduction.photometry import aperture_correction as growth_correction
 
@@ -43,6 +49,12 @@ from surveydm.reduction.photometry import aperture_correction as growth_correcti
 FLAG_TRUNCATED = 1 << 16  #: the aperture leaves the image
 FLAG_FEW_SKY = 1 << 17  #: fewer than ``min_annulus_pixels`` usable annulus pixels
 FLAG_NO_DATA = 1 << 18  #: no usable pixel in the aperture
+#: Informational (co-adds keep it): neighbours put more than ``blend_flag_fraction`` of the
+#: source's flux into its aperture (subtracted, and their model error is in ``flux_err``).
+FLAG_BLENDED = 1 << 19
+#: A saturated neighbour's light reaches the aperture: it cannot be subtracted (its flux is
+#: not measured), so the measurement is not co-added.
+FLAG_SATURATED_NEIGHBOUR = 1 << 20
 
 GAUSS_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))  # FWHM / sigma
 GAUSS_R50 = math.sqrt(2.0 * math.log(2.0))  # r50 / sigma of a 2-D Gaussian
@@ -64,6 +76,10 @@ class ForcedConfig:
     correction_radius_fwhm: float = 4.0
     correction_min_snr: float = 50.0
     relative_error_floor: float = 0.003  #: added in quadrature (pixel phase, PSF model)
+    subtract_neighbours: bool = True  #: neighbours' modelled light out (forced_blends)
+    blend_model_error: float = 0.05  #: relative error of the subtracted light
+    blend_flag_fraction: float = 0.1  #: FLAG_BLENDED above this neighbour light / flux
+    flag_saturated_neighbours: bool = True  #: FLAG_SATURATED_NEIGHBOUR where one couples
 
 
 @dataclass(frozen=True)
@@ -163,7 +179,7 @@ def forced_photometry(
     ratio = ap_b / ap_a
     a_out = a_in + config.annulus_width_pix / np.sqrt(ratio)
     bad = (mask != 0) | ~(weight > 0) | ~np.isfinite(science)
-    sky = _annulus_stats(science, bad, x, y, ap_a, ap_b, theta, a_in, a_out, config)
+    sky, skip = _annulus_stats(science, bad, x, y, ap_a, ap_b, theta, a_in, a_out, config)
     var = np.where(bad, 0.0, 1.0 / np.where(weight > 0, weight, 1.0)).astype(np.float32)
     data = np.where(bad, 0.0, science).astype(np.float32)
     raw, raw_var, flag = _sum_apertures(data, var, bad, mask, x, y, ap_a, ap_b, theta)
@@ -181,6 +197,22 @@ def forced_photometry(
     corr, corr_rel = aperture_correction(
         data, bad, x, y, ap_b, snr, flag, bkg, fwhm_pix, point_source, config
     )
+    if config.subtract_neighbours and n > 1:
+        stars = correction_stars(x, y, snr, flag, fwhm_pix, point_source, config)
+        beta = moffat_beta_from_growth(
+            data, bad, x[stars], y[stars], float(np.nanmedian(bkg)), fwhm_pix
+        )
+        nb = subtract_neighbours(
+            skip, x, y, ap_a, ap_b, theta, a_in, a_out, np.asarray(a_pix, float),
+            np.asarray(b_pix, float), flux, err2, fwhm_pix, beta, config.blend_model_error,
+            unmeasured=(flag & (MaskBit.SATURATED | MaskBit.BLEED)) != 0,
+        )  # fmt: skip
+        flux = flux - nb.light
+        err2 = err2 + nb.variance
+        blended = np.abs(nb.light) > config.blend_flag_fraction * np.abs(flux)
+        flag |= np.where(blended, FLAG_BLENDED, 0)
+        if config.flag_saturated_neighbours:
+            flag |= np.where(nb.unreliable, FLAG_SATURATED_NEIGHBOUR, 0)
     # the correction's error is common to the image's sources; the floor covers pixel-phase
     # and PSF-shape errors that a noise model does not (measured: tests/test_memba_pipeline.py)
     err2 = err2 + flux**2 * (corr_rel**2 + config.relative_error_floor**2)
@@ -212,9 +244,10 @@ def _annulus_stats(
     a_in: np.ndarray,
     a_out: np.ndarray,
     config: ForcedConfig,
-) -> _Sky:
+) -> tuple[_Sky, np.ndarray]:
     """Sigma-clipped median and MAD rms of each elliptical annulus, with every reference
-    source's neighbourhood (``neighbour_mask_scale`` x its aperture) and bad pixels removed."""
+    source's neighbourhood (``neighbour_mask_scale`` x its aperture) and bad pixels removed;
+    and the (ny, nx) bool map of those removed pixels."""
     near = np.zeros(science.shape, dtype=np.bool_)
     sep.mask_ellipse(near, x, y, ap_a, ap_b, theta, r=config.neighbour_mask_scale)
     skip = near | bad
@@ -222,7 +255,7 @@ def _annulus_stats(
         science, skip, x, y, np.cos(theta), np.sin(theta), ap_b / ap_a, a_in, a_out,
         float(config.clip_sigma),
     )  # fmt: skip
-    return _Sky(med, sig, cnt)
+    return _Sky(med, sig, cnt), skip
 
 
 @njit(cache=True, nogil=True)
@@ -350,12 +383,7 @@ def aperture_correction(
     being the median of all the annuli (a bright star's own annulus holds its PSF wings);
     (1.0, 0.0) when fewer than 3 such stars."""
     total = config.correction_radius_fwhm * fwhm_pix
-    good = np.asarray(point_source, bool) & (flag == 0) & (snr > config.correction_min_snr)
-    if good.sum() < 3:
-        return 1.0, 0.0
-    xy = np.column_stack([x, y])
-    dist, _ = cKDTree(xy).query(xy[good], k=2)
-    idx = np.flatnonzero(good)[dist[:, 1] > total + 2.0]
+    idx = correction_stars(x, y, snr, flag, fwhm_pix, point_source, config)
     r = float(np.median(radius[idx])) if idx.size else 0.0
     if idx.size < 3 or not 0 < r < total:
         return 1.0, 0.0
@@ -370,6 +398,27 @@ def aperture_correction(
         return 1.0, 0.0
     rel = float(ac.error) * math.log(10) / 2.5 if np.isfinite(ac.error) else 0.0
     return float(ac.factor), rel
+
+
+def correction_stars(
+    x: np.ndarray,
+    y: np.ndarray,
+    snr: np.ndarray,
+    flag: np.ndarray,
+    fwhm_pix: float,
+    point_source: np.ndarray,
+    config: ForcedConfig = ForcedConfig(),
+) -> np.ndarray:
+    """Indices of the unflagged point sources with S/N > ``correction_min_snr`` and no other
+    source within ``correction_radius_fwhm`` FWHM + 2 pixels (those that measure the aperture
+    correction and the PSF's curve of growth)."""
+    total = config.correction_radius_fwhm * fwhm_pix
+    good = np.asarray(point_source, bool) & (flag == 0) & (snr > config.correction_min_snr)
+    if good.sum() < 2:
+        return np.flatnonzero(good)
+    xy = np.column_stack([x, y])
+    dist, _ = cKDTree(xy).query(xy[good], k=2)
+    return np.flatnonzero(good)[dist[:, 1] > total + 2.0]
 
 
 @dataclass(frozen=True)

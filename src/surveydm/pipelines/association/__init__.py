@@ -167,16 +167,22 @@ def _write(
     ddec = (dec - assoc.dec[assoc.label]) * 3600
     sra = np.sqrt(np.bincount(assoc.label, weights=dra**2, minlength=assoc.n_objects) / n)
     sdec = np.sqrt(np.bincount(assoc.label, weights=ddec**2, minlength=assoc.n_objects) / n)
-    db_id: dict[int, int] = {}
-    for k in np.flatnonzero(own):
-        obj = DvoObject(production_id=production_id, partition=p, ra=float(assoc.ra[k]),
-                        dec=float(assoc.dec[k]), healpix=int(hp[k]),
-                        ra_error=float(sra[k] / np.sqrt(n[k])) if n[k] > 1 else None,
-                        dec_error=float(sdec[k] / np.sqrt(n[k])) if n[k] > 1 else None,
-                        n_detections=int(n[k]), flags=int(fl[k]))  # fmt: skip
-        session.add(obj)
-        session.flush()
-        db_id[int(k)] = obj.id
+    keep = np.flatnonzero(own)
+    rows = [
+        {"production_id": production_id, "partition": p, "ra": float(assoc.ra[k]),
+         "dec": float(assoc.dec[k]), "healpix": int(hp[k]),
+         "ra_error": float(sra[k] / np.sqrt(n[k])) if n[k] > 1 else None,
+         "dec_error": float(sdec[k] / np.sqrt(n[k])) if n[k] > 1 else None,
+         "n_detections": int(n[k]), "flags": int(fl[k])}
+        for k in keep
+    ]  # fmt: skip
+    if not rows:
+        return
+    # one multi-row INSERT ... RETURNING (ids in the rows' order) instead of a flush per object
+    ids = session.scalars(
+        insert(DvoObject).returning(DvoObject.id, sort_by_parameter_order=True), rows
+    ).all()
+    db_id = dict(zip(keep.tolist(), ids, strict=True))
     bands = [
         {
             "object_id": db_id[int(o)],

@@ -2,7 +2,9 @@
 in the bands a run's new images touched (seed 000 section 6.1 item 3: "parallelized in chunks of
 objects of the selected catalog and operates only at database level").
 
-Only unflagged measurements (``flag == 0``) are combined, by
+Only measurements without a flag (``flag`` 0, or only the informational
+:data:`~surveydm.reduction.forced_photometry.FLAG_BLENDED`, whose subtracted neighbour light is
+in the error) are combined, by
 :func:`surveydm.reduction.flux_coadd.coadd_fluxes`. The chunk's ``forced_aperture_coadd`` rows
 are replaced in the transaction that marks the job done: a re-run after a new night recomputes
 the touched sources from all their measurements and never duplicates a row.
@@ -20,6 +22,7 @@ from surveydm.db.models.multiepoch import DeepRefSource, ForcedAperture, ForcedA
 from surveydm.db.spatial import healpix_index
 from surveydm.orchestration import JobContext, Task, register_task
 from surveydm.reduction.flux_coadd import coadd_fluxes
+from surveydm.reduction.forced_photometry import FLAG_BLENDED
 
 
 @register_task
@@ -38,7 +41,7 @@ class ForcedCoadd(Task):
                 select(ForcedAperture.ref_id, ForcedAperture.band, ForcedAperture.flux,
                        ForcedAperture.flux_error)
                 .where(ForcedAperture.production_id == pid, ForcedAperture.ref_id.in_(ref_ids),
-                       ForcedAperture.band.in_(bands), ForcedAperture.flag == 0,
+                       ForcedAperture.band.in_(bands), ForcedAperture.flag.in_([0, FLAG_BLENDED]),
                        ForcedAperture.flux.is_not(None))
             ).all()  # fmt: skip
             pos = dict(
