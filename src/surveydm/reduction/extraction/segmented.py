@@ -28,6 +28,7 @@ from numba import njit
 __all__ = [
     "APER_HASMASKED",
     "APER_TRUNC",
+    "MAX_LOST",
     "WINPOS_FAC",
     "WINPOS_NITERMAX",
     "WINPOS_NSIG",
@@ -47,6 +48,8 @@ WINPOS_OVERSAMP = 11
 WINPOS_NITERMAX = 16
 WINPOS_FAC = 2.0
 WINPOS_STEPMIN = 1e-4
+#: Largest fraction of a window's weight on pixels without a value (``windowed_positions``).
+MAX_LOST = 0.25
 
 
 @njit(cache=True)
@@ -92,15 +95,16 @@ def _mirror(sub, var, seg, bad, mx, my, oid):
 
 @njit(cache=True)
 def _value(sub, var, seg, bad, ix, iy, oid, x, y):
-    """(value, variance, masked) of pixel (ix, iy) for object ``oid`` centred at (x, y): the
-    pixel itself, else its mirror point through the centre (:func:`_mirror`), else 0;
-    ``masked`` is True when the pixel is in the measurement mask (not for a neighbour)."""
+    """(value, variance, masked, ok) of pixel (ix, iy) for object ``oid`` centred at (x, y):
+    the pixel itself, else its mirror point through the centre (:func:`_mirror`), else 0 (not
+    ``ok``); ``masked`` is True when the pixel is in the measurement mask (not for a
+    neighbour)."""
     ny, nx = seg.shape
     masked = ix >= 0 and iy >= 0 and ix < nx and iy < ny and bad[iy, ix]
     if _belongs(seg, bad, ix, iy, oid):
-        return sub[iy, ix], var[iy, ix], masked
-    pix, v, _ = _mirror(sub, var, seg, bad, 2.0 * x - ix, 2.0 * y - iy, oid)
-    return pix, v, masked
+        return sub[iy, ix], var[iy, ix], masked, True
+    pix, v, ok = _mirror(sub, var, seg, bad, 2.0 * x - ix, 2.0 * y - iy, oid)
+    return pix, v, masked, ok
 
 
 @njit(cache=True)
@@ -149,7 +153,7 @@ def _ellipse_sum(sub, var, seg, bad, x, y, cxx, cyy, cxy, scale, oid, subpix):
                             overlap += step * step
                 if overlap == 0.0:
                     continue
-            pix, v, masked = _value(sub, var, seg, bad, ix, iy, oid, x, y)
+            pix, v, masked, _ = _value(sub, var, seg, bad, ix, iy, oid, x, y)
             if masked:
                 flag |= APER_HASMASKED
             tv += overlap * pix
@@ -212,10 +216,11 @@ def ellipse_sums(
 
 
 @njit(cache=True)
-def _winpos(sub, var, seg, bad, x0, y0, sig, oid):
+def _winpos(sub, var, seg, bad, x0, y0, sig, oid, max_lost):
     """SExtractor's iterative Gaussian-windowed centroid of one object: (x, y, ok) (``var``
-    any (ny, nx) array: only the values are used)."""
-    ny, nx = sub.shape
+    any (ny, nx) array: only the values are used). Not ok when the windowed flux is not
+    positive or more than ``max_lost`` of the window's weight fell on pixels without a value
+    (masked or off the image, and so their mirror points)."""
     inv2s2 = 1.0 / (2.0 * sig * sig)
     raper = WINPOS_NSIG * sig
     raper2 = raper * raper
@@ -226,15 +231,13 @@ def _winpos(sub, var, seg, bad, x0, y0, sig, oid):
     off = 0.5 * (step - 1.0)
     mx, my = x0, y0
     for _ in range(WINPOS_NITERMAX):
-        xmin = max(int(mx - raper + 0.499999), 0)
-        xmax = min(int(mx + raper + 1.499999), nx)
-        ymin = max(int(my - raper + 0.499999), 0)
-        ymax = min(int(my + raper + 1.499999), ny)
         tv = 0.0
         dxpos = 0.0
         dypos = 0.0
-        for iy in range(ymin, ymax):
-            for ix in range(xmin, xmax):
+        wsum = 0.0
+        wlost = 0.0
+        for iy in range(int(my - raper) - 1, int(my + raper) + 2):
+            for ix in range(int(mx - raper) - 1, int(mx + raper) + 2):
                 dx = ix - mx
                 dy = iy - my
                 r2 = dx * dx + dy * dy
@@ -252,12 +255,16 @@ def _winpos(sub, var, seg, bad, x0, y0, sig, oid):
                     area = 1.0
                 if area == 0.0:
                     continue
-                pix, _, _ = _value(sub, var, seg, bad, ix, iy, oid, mx, my)
-                w = area * math.exp(-r2 * inv2s2) * pix
+                pix, _, _, ok = _value(sub, var, seg, bad, ix, iy, oid, mx, my)
+                g = area * math.exp(-r2 * inv2s2)
+                wsum += g
+                if not ok:
+                    wlost += g
+                w = g * pix
                 tv += w
                 dxpos += w * dx
                 dypos += w * dy
-        if tv <= 0.0:
+        if tv <= 0.0 or wlost > max_lost * wsum:
             return x0, y0, False
         dxpos /= tv
         dypos /= tv
@@ -269,14 +276,14 @@ def _winpos(sub, var, seg, bad, x0, y0, sig, oid):
 
 
 @njit(cache=True)
-def _winpos_all(sub, seg, bad, x0, y0, sig, ids):
+def _winpos_all(sub, seg, bad, x0, y0, sig, ids, max_lost):
 
     n = len(x0)
     x = np.empty(n)
     y = np.empty(n)
     ok = np.empty(n, np.bool_)
     for i in range(n):
-        x[i], y[i], ok[i] = _winpos(sub, sub, seg, bad, x0[i], y0[i], sig[i], ids[i])
+        x[i], y[i], ok[i] = _winpos(sub, sub, seg, bad, x0[i], y0[i], sig[i], ids[i], max_lost)
     return x, y, ok
 
 
@@ -288,6 +295,7 @@ def windowed_positions(
     y0: np.ndarray,
     sig: np.ndarray,
     ids: np.ndarray,
+    max_lost: float = MAX_LOST,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-windowed centroids (SExtractor ``XWIN_IMAGE``, ``YWIN_IMAGE``; manual sect.
     "Windowed positional parameters") with each object's neighbours and masked pixels replaced
@@ -302,12 +310,15 @@ def windowed_positions(
             bad: (ny, nx) bool measurement mask.
         x0, y0: (n,) starting positions (isophotal barycentres), 0-based pixels.
         sig: (n,) window sigma, pixels; ids: (n,) segmentation label of each object.
+        max_lost: largest fraction of the window's Gaussian weight on pixels with no value
+            (masked or off the image, and so their mirror points: a saturated core, a source
+            on the masked CCD edge), beyond which the centroid is not trusted.
 
     Returns:
         (x, y, ok) (n,): the centroids (0-based pixels; the start where not ok) and whether
-        the windowed flux stayed positive.
+        the windowed flux stayed positive and the window was measured (``max_lost``).
     """
     return _winpos_all(
         sub, seg, bad, *(np.ascontiguousarray(v, np.float64) for v in (x0, y0, sig)),
-        np.ascontiguousarray(ids, np.int64),
+        np.ascontiguousarray(ids, np.int64), float(max_lost),
     )  # fmt: skip
