@@ -35,6 +35,7 @@ of bright true stars, deblending splits of true galaxies, blends with a true nei
 from __future__ import annotations
 
 import argparse
+import pickle
 import shutil
 import subprocess
 import tempfile
@@ -508,7 +509,22 @@ def main() -> None:
     p.add_argument("--seeing", type=float, nargs=2, default=None, help="arcsec range")
     p.add_argument("--ccds", type=int, default=0, help="at most this many CCDs per exposure")
     p.add_argument("--dump", type=Path, default=None, help="save each reduced CCD (.npz) here")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="save each reduced CCD, its truth and SExtractor's catalog here (.pkl)",
+    )
+    p.add_argument(
+        "--from-cache",
+        type=Path,
+        default=None,
+        help="re-run only our extraction on the CCDs of a --cache directory (no simulation)",
+    )
     args = p.parse_args()
+    if args.from_cache is not None:
+        compare_cached(args.from_cache)
+        return
     binary = sextractor_binary()
     if binary is None:
         print(
@@ -531,7 +547,9 @@ def main() -> None:
             n_flats_per_tray=3,
             config=cfg,
         )
-        compare_night(sim, inst, binary, root, args.ccds, DetectorModel(inst, cfg), args.dump)
+        compare_night(
+            sim, inst, binary, root, args.ccds, DetectorModel(inst, cfg), args.dump, args.cache
+        )
 
 
 def compare_night(
@@ -542,6 +560,7 @@ def compare_night(
     max_ccds: int,
     detector: DetectorModel,
     dump: Path | None = None,
+    cache: Path | None = None,
 ) -> None:
     cal = masters(sim, inst, inst.ccds[: max_ccds or None])
     masks = read_parquet(sim.truth_dir / "truth_masks.parquet")
@@ -603,12 +622,68 @@ def compare_night(
             tally_ccd(tallies["surveydm"], ours(red, scale, sat), truth, scale, label)
             sex = run_sextractor(binary, root, red, scale, sat, fwhm)
             tally_ccd(tallies["SExtractor"], sex, truth, scale, label)
+            if cache is not None:
+                cache.mkdir(parents=True, exist_ok=True)
+                cached = CachedCCD(label, red.science, red.weight, red.mask, scale, sat, truth, sex)
+                with open(cache / f"ccd_{f.expnum}_{ccd.num}.pkl", "wb") as fh:
+                    pickle.dump(cached, fh)
             mpix += red.science.size / 1e6
             print(
                 f"{label:>14s}: FWHM {fwhm:.2f} px, ours {red.metrics.n_extracted} "
                 f"SExtractor {len(sex.x)} detections, true objects {len(truth.x)}, "
                 f"CR masked px {int((red.mask & 8 != 0).sum())}"
             )
+    print_report(tallies, truths, mpix)
+
+
+@dataclass
+class CachedCCD:
+    """One reduced CCD with its truth and SExtractor's catalog (``--cache``)."""
+
+    label: str
+    science: np.ndarray
+    weight: np.ndarray
+    mask: np.ndarray
+    scale: float
+    sat: float
+    truth: TruthCCD
+    sex: ToolCCD
+
+
+def compare_cached(cache: Path) -> None:
+    """The report of a ``--cache`` directory with only our extraction re-run (background from
+    the reduced image, as :func:`ours` times it; the masks and SExtractor's catalogs are the
+    cached ones)."""
+    tallies = {"surveydm": Tally(), "SExtractor": Tally()}
+    truths, mpix = [], 0.0
+    for path in sorted(cache.glob("ccd_*.pkl")):
+        with open(path, "rb") as fh:
+            c: CachedCCD = pickle.load(fh)
+        t0 = time.perf_counter()
+        bkg = measure_background(c.science, mask=c.mask)
+        cat = extract_sources(
+            c.science,
+            background=bkg,
+            mask=c.mask,
+            weight=c.weight,
+            weight_kind="background",
+            pixel_scale=c.scale,
+            saturation=c.sat,
+            config=ExtractionConfig(threshold=1.5, aperture_radius_arcsec=3.0),
+        )
+        seconds = time.perf_counter() - t0
+        tool = ToolCCD(
+            *(np.asarray(cat[k]) for k in ("x", "y", "snr", "flags", "flux_auto")),
+            np.asarray(cat["flux_err_auto"]),
+            np.asarray(cat["flux_psf"]),
+            np.asarray(cat["flux_err_psf"]),
+            seconds,
+        )
+        tally_ccd(tallies["surveydm"], tool, c.truth, c.scale, c.label)
+        tally_ccd(tallies["SExtractor"], c.sex, c.truth, c.scale, c.label)
+        truths.append(c.truth)
+        mpix += c.science.size / 1e6
+        print(f"{c.label:>14s}: ours {len(cat)} SExtractor {len(c.sex.x)} detections")
     print_report(tallies, truths, mpix)
 
 

@@ -303,13 +303,17 @@ def _clean(
     if config.cosmic_rays:
         # A first, bright-source pass measures the PSF, so that the cosmic-ray test's bound on
         # a star's sharpness matches it and undersampled star cores are not taken for hits.
+        # Its PSF stars are the densest size locus at S/N >= 30 (psf_max_snr=None): the
+        # cosmic rays, not masked yet, can form the smallest locus at S/N 30-100.
         bright = extract_sources(
             science,
             background=background,
             mask=base_mask,
             pixel_scale=pixel_scale,
             saturation=sat_e,
-            config=ExtractionConfig(threshold=BRIGHT_PASS_THRESHOLD, psf_model=True),
+            config=ExtractionConfig(
+                threshold=BRIGHT_PASS_THRESHOLD, psf_model=True, psf_max_snr=None
+            ),
         )
         psf0 = estimate_psf_fwhm(bright, pixel_scale=pixel_scale)
         cr_mask, science = find_cosmic_rays(

@@ -1,6 +1,9 @@
 """Step 3 of source extraction: half-light radii and Gaussian-windowed centroids (SExtractor
 ``FLUX_RADIUS`` and ``XWIN_IMAGE``/``ERRX2WIN_IMAGE``, Bertin & Arnouts 1996; SExtractor manual
-sect. "Windowed positional parameters"), through sep."""
+sect. "Windowed positional parameters"), each object's neighbours masked through the
+segmentation map: sep.flux_radius with ``segmap``/``seg_id``, and SExtractor's windowed-centroid
+iteration (``winpos.c``, :func:`.segmented.windowed_positions`), as sep.winpos cannot mask
+neighbours and a neighbour within the window pulls the centroid towards it."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import sep
 
 from surveydm.reduction.extraction.detection import Detections
 from surveydm.reduction.extraction.image import MeasurementImage
+from surveydm.reduction.extraction.kron import measurement_mask, segment_ids
+from surveydm.reduction.extraction.segmented import windowed_positions
 from surveydm.reduction.stamps import pixel_stamps
 
 __all__ = [
@@ -36,8 +41,8 @@ class WindowedCentroids:
         rmax: radius within which ``flux_radius`` is measured, ``max(6 a, 4)`` pixels.
         sigma: window sigma ``2 r_half / 2.355`` clipped to [0.5, 20] pixels.
         x, y: windowed centroids, 0-based pixels; the isophotal barycentre where ``failed``.
-        failed: sep's windowed centroid failed, is not finite or moved by more than
-            ``2 max(a, 1)`` pixels.
+        failed: the windowed flux was not positive, or the centroid is not finite or moved by
+            more than ``2 max(a, 1)`` pixels from the barycentre.
     """
 
     flux_radius: np.ndarray
@@ -49,16 +54,23 @@ class WindowedCentroids:
 
 
 def windowed_centroids(img: MeasurementImage, det: Detections) -> WindowedCentroids:
-    """Half-light radius, then the windowed centroid with the SExtractor window sigma."""
+    """Half-light radius, then the windowed centroid with the SExtractor window sigma
+    ``2 r_half / 2.355``, both with the neighbours (``det.segmap``) and masked pixels left out
+    (see the module docstring)."""
     x0, y0, a = det.x, det.y, det.a
+    ids = segment_ids(det)
     # (normalised by the flux within rmax, as on the PSF model in psf_steps.model_flux_radius)
     rmax = np.maximum(6.0 * a, 4.0)
-    flux_radius, _ = sep.flux_radius(img.sub, x0, y0, rmax, 0.5, mask=img.meas_mask, subpix=5)
+    flux_radius, _ = sep.flux_radius(
+        img.sub, x0, y0, rmax, 0.5, mask=img.meas_mask, segmap=det.segmap, seg_id=ids, subpix=5
+    )
     flux_radius = np.where(np.isfinite(flux_radius) & (flux_radius > 0), flux_radius, np.nan)
     sig = 2.0 * np.nan_to_num(flux_radius, nan=1.0) / GAUSS_FWHM
     sig = np.clip(sig, 0.5, 20.0)
-    xwin, ywin, wflag = sep.winpos(img.sub, x0, y0, sig, mask=img.meas_mask, subpix=5)
-    failed = (wflag != 0) | ~np.isfinite(xwin) | ~np.isfinite(ywin)
+    xwin, ywin, ok = windowed_positions(
+        img.sub, det.segmap, measurement_mask(img), x0, y0, sig, ids
+    )
+    failed = ~ok | ~np.isfinite(xwin) | ~np.isfinite(ywin)
     failed |= np.hypot(xwin - x0, ywin - y0) > 2.0 * np.maximum(a, 1.0)
     return WindowedCentroids(
         flux_radius=flux_radius,

@@ -40,8 +40,8 @@ class ExtractionConfig:
         detection_ignored_bits: ``MaskBit`` bits whose pixels are detected as they are
             (default EDGE; other masked pixels are interpolated for detection).
         kron_factor: Kron aperture ``k * r_kron`` (``PHOT_AUTOPARAMS`` first value), default 2.5.
-        min_kron_radius: minimum Kron aperture diameter, pixels (circle below it; the second
-            ``PHOT_AUTOPARAMS`` value), default 3.5.
+        min_kron_radius: smallest Kron aperture, in units of the isophotal a, b (SExtractor
+            ``PHOT_AUTOPARAMS`` second value, R_min), default 3.5.
         aperture_radius_arcsec: radius of the fixed circular aperture (``flux_aper``), arcsec,
             default 2.0.
         psf_model: fit a Moffat PSF to the stellar locus (>= 5 stars of S/N >= 30) and PSF-fit

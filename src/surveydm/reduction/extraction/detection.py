@@ -36,6 +36,9 @@ class Detections:
         background: background level at the barycentre's pixel, e-.
         npix: isophotal area, pixels.
         errx2, erry2: variances of the barycentre, pixels^2 (SExtractor ``ERRX2_IMAGE``).
+        segmap: (ny, nx) int32 segmentation map of sep.extract: the pixels of detection i are
+            labelled i + 1, the sky 0. The measurements leave each object's neighbours out
+            through it (SExtractor measures deblended objects so).
     """
 
     x: np.ndarray
@@ -49,6 +52,7 @@ class Detections:
     npix: np.ndarray
     errx2: np.ndarray
     erry2: np.ndarray
+    segmap: np.ndarray
 
     def __len__(self) -> int:
         return len(self.x)
@@ -74,8 +78,7 @@ def detect(img: MeasurementImage, config) -> Detections:
     kwargs = {}
     if not isinstance(config.filter_kernel, str):
         kwargs["filter_kernel"] = config.filter_kernel
-    with_seg = img.filled is not None
-    found = sep_extract(
+    objs, seg = sep_extract(
         img.det_image,
         float(config.threshold),
         err=img.err_bkg,
@@ -83,13 +86,12 @@ def detect(img: MeasurementImage, config) -> Detections:
         minarea=int(config.minarea),
         deblend_nthresh=int(config.deblend_nthresh),
         deblend_cont=float(config.deblend_cont),
-        segmentation_map=with_seg,
+        segmentation_map=True,
         **kwargs,
     )
-    objs, peak = found, None
-    if with_seg:
-        objs, seg = found
-        peak = _measured_peaks(img, seg, objs["peak"].astype(np.float64))
+    peak = objs["peak"].astype(np.float64)
+    if img.filled is not None:
+        peak = _measured_peaks(img, seg, peak)
     x = objs["x"].astype(np.float64)
     y = objs["y"].astype(np.float64)
     ny, nx = img.shape
@@ -102,11 +104,12 @@ def detect(img: MeasurementImage, config) -> Detections:
         b=np.maximum(objs["b"].astype(np.float64), 0.1),
         theta=np.clip(objs["theta"].astype(np.float64), -np.pi / 2 + 1e-6, np.pi / 2 - 1e-6),
         flags=objs["flag"].astype(np.int32),
-        peak=objs["peak"].astype(np.float64) if peak is None else peak,
+        peak=peak,
         background=img.background[yi, xi].astype(np.float64),
         npix=objs["npix"],
         errx2=objs["errx2"],
         erry2=objs["erry2"],
+        segmap=np.ascontiguousarray(seg, dtype=np.int32),
     )
 
 

@@ -1,5 +1,19 @@
-"""Step 2 of source extraction: Kron (AUTO) photometry (Kron 1980; SExtractor ``FLUX_AUTO``,
-Bertin & Arnouts 1996 sect. 10.1.3, through sep)."""
+"""Step 2 of source extraction: Kron (AUTO) photometry by SExtractor's definition (Kron 1980;
+SExtractor ``FLUX_AUTO``, Bertin & Arnouts 1996 sect. 10.4; SExtractor 2.25
+``photom.c: computeautoflux``), each object's neighbours masked through the segmentation map.
+
+1. ``r_kron = sum(r I) / sum(I)`` over the whole pixels within the ellipse of 6 isophotal radii
+   (``r`` in units of the isophotal a, b: SExtractor's ``KRON_NSIG``), the neighbours' and the
+   masked pixels left out (sep.kron_radius with ``segmap``/``seg_id``).
+2. The Kron aperture is the ellipse of axes ``K a, K b`` with ``K = max(k r_kron, R_min)``:
+   ``PHOT_AUTOPARAMS k, R_min`` = 2.5, 3.5 ("k r_kron ... if smaller than R_min, R_min is used",
+   both in units of a, b; SExtractor manual, "Automatic aperture magnitudes: MAG_AUTO"); also
+   ``R_min`` where the Kron radius cannot be measured.
+3. The flux sums that ellipse (pixels cut by it as 5 x 5 sub-pixels), a neighbour's or masked
+   pixel replaced by its mirror image through the centre (``MASK_TYPE CORRECT``, see
+   :mod:`.segmented`). Its variance is the sum of the pixel variances (the noise map) plus
+   ``flux / gain`` for the source's Poisson noise when the noise map lacks it.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +24,12 @@ import sep
 
 from surveydm.reduction.extraction.detection import Detections
 from surveydm.reduction.extraction.image import MeasurementImage
+from surveydm.reduction.extraction.segmented import APER_HASMASKED, ellipse_sums
 
-__all__ = ["KronPhotometry", "kron_photometry"]
+__all__ = ["KRON_NSIG", "KronPhotometry", "kron_photometry", "measurement_mask", "segment_ids"]
+
+#: Radius (units of the isophotal a, b) within which ``r_kron`` is measured (SExtractor).
+KRON_NSIG = 6.0
 
 
 @dataclass(frozen=True)
@@ -21,12 +39,14 @@ class KronPhotometry:
     Attributes:
         kron_radius: first-moment radius ``r_kron`` within 6 isophotal radii, in units of
             a, b (0 where it could not be measured).
-        flux, flux_err: flux within the ellipse ``k r_kron`` (a circle of the minimum
-            diameter for small objects) and its error, e-.
-        flags: int32 sep flags of the Kron radius and of the sum.
+        scale: the Kron aperture ``max(k r_kron, R_min)``, in units of a, b.
+        flux, flux_err: flux within the ellipse of axes ``scale a, scale b`` and its error, e-.
+        flags: int32 sep flags of the Kron radius and of the sum (``APER_HASMASKED`` only for
+            pixels of the measurement mask, not for neighbours).
     """
 
     kron_radius: np.ndarray
+    scale: np.ndarray
     flux: np.ndarray
     flux_err: np.ndarray
     flags: np.ndarray
@@ -38,38 +58,45 @@ class KronPhotometry:
             return np.where(self.flux_err > 0, self.flux / self.flux_err, 0.0)
 
 
+def segment_ids(det: Detections) -> np.ndarray:
+    """(n,) int32 label of each detection in ``det.segmap`` (object i is i + 1)."""
+    return np.arange(1, len(det) + 1, dtype=np.int32)
+
+
+def measurement_mask(img: MeasurementImage) -> np.ndarray:
+    """(ny, nx) bool pixels left out of the measurements (all False without a mask)."""
+    if img.meas_mask is None:
+        return np.zeros(img.shape, dtype=bool)
+    return img.meas_mask
+
+
 def kron_photometry(img: MeasurementImage, det: Detections, config) -> KronPhotometry:
-    """Kron radius and flux of every detection (``config``: an ``ExtractionConfig``, for
-    ``kron_factor`` and ``min_kron_radius``, SExtractor ``PHOT_AUTOPARAMS``)."""
+    """Kron radius and flux of every detection (module docstring for the method).
+
+    Args:
+        img: the measured image (:func:`measurement_image`).
+        det: the detections, with their segmentation map ``det.segmap``.
+        config: an ``ExtractionConfig`` (``kron_factor`` k and ``min_kron_radius`` R_min).
+
+    Returns:
+        :class:`KronPhotometry` of the n detections.
+    """
+    ids = segment_ids(det)
     x0, y0, a, b, theta = det.x, det.y, det.a, det.b, det.theta
-    kronrad, kflag = sep.kron_radius(img.sub, x0, y0, a, b, theta, 6.0, mask=img.meas_mask)
-    kronrad = np.where(np.isfinite(kronrad) & (kronrad > 0), kronrad, 0.0)
-    flux, ferr, fflag = sep.sum_ellipse(
-        img.sub,
-        x0,
-        y0,
-        a,
-        b,
-        theta,
-        config.kron_factor * np.maximum(kronrad, 1e-3),
-        err=img.err_sum,
-        gain=img.sum_gain,
-        mask=img.meas_mask,
-        subpix=1,
+    seg = det.segmap
+    kronrad, kflag = sep.kron_radius(
+        img.sub, x0, y0, a, b, theta, KRON_NSIG, mask=img.meas_mask, segmap=seg, seg_id=ids
     )
-    r_min = 0.5 * config.min_kron_radius
-    small = kronrad * config.kron_factor * np.sqrt(a * b) < r_min
-    if small.any():
-        cf, cfe, cfl = sep.sum_circle(
-            img.sub,
-            x0[small],
-            y0[small],
-            r_min,
-            err=img.err_sum,
-            gain=img.sum_gain,
-            mask=img.meas_mask,
-            subpix=1,
-        )
-        flux[small], ferr[small], fflag[small] = cf, cfe, cfl
-    flags = kflag.astype(np.int32) | fflag.astype(np.int32)
-    return KronPhotometry(kron_radius=kronrad, flux=flux, flux_err=ferr, flags=flags)
+    kronrad = np.where(np.isfinite(kronrad) & (kronrad > 0), kronrad, 0.0)
+    scale = np.maximum(config.kron_factor * kronrad, config.min_kron_radius)
+    var = np.square(img.err_sum, dtype=np.float32)
+    flux, fvar, fflag = ellipse_sums(
+        img.sub, var, seg, measurement_mask(img), x0, y0, a, b, theta, scale, ids
+    )
+    if img.sum_gain is not None:
+        fvar = fvar + np.maximum(flux, 0.0) / img.sum_gain
+    # sep sets APER_HASMASKED for the neighbours too: only the sum's flag (real masks) is kept
+    flags = (kflag.astype(np.int32) & ~APER_HASMASKED) | fflag
+    return KronPhotometry(
+        kron_radius=kronrad, scale=scale, flux=flux, flux_err=np.sqrt(fvar), flags=flags
+    )
