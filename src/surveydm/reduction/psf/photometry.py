@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from surveydm.reduction.psf.kernels import gauss_legendre, gauss_newton_stamps
 from surveydm.reduction.psf.model import MoffatPsf, stamp_data
-from surveydm.reduction.stamps import moffat_pixel_profile
 
 __all__ = ["PsfPhotometry", "psf_photometry", "spread_model"]
 
@@ -47,64 +47,32 @@ def _misfit_scale(chi2_red: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(chi2_red), np.maximum(chi2_red, 1.0), 1.0)
 
 
-def _gauss_newton(d, var_bkg, inside, dx0, dy0, psf, gain, iterations, flux, cx, cy, alpha):
-    """Vectorised Gauss-Newton fit of (flux, x, y) or, with ``alpha`` (m,) given, of
-    (flux, x, y, alpha) on (m, k, k) stamps. Returns (flux, cx, cy, alpha, cov, last_step,
-    chi2_red): ``chi2_red`` is the weighted residual sum of squares of the last iteration per
-    degree of freedom (NaN with no degree of freedom)."""
-    npar = 3 if alpha is None else 4
-    m = len(d)
-    idx = np.arange(npar)
-    cov = np.full((m, npar, npar), np.nan)
-    step = np.zeros((m, npar))
-    chi2 = np.full(m, np.nan)
-    for _ in range(iterations):
-        ddx = dx0 - cx[:, None, None]
-        ddy = dy0 - cy[:, None, None]
-        if alpha is None:
-            prof, gx, gy = psf.profile(ddx, ddy, derivatives=True)
-            derivs = [prof, flux[:, None, None] * gx, flux[:, None, None] * gy]
-        else:
-            prof, gx, gy, ga = moffat_pixel_profile(
-                ddx,
-                ddy,
-                alpha[:, None, None],
-                psf.beta,
-                ov=psf.ov,
-                derivatives=True,
-                alpha_derivative=True,
-            )
-            f3 = flux[:, None, None]
-            derivs = [prof, f3 * gx, f3 * gy, f3 * ga]
-        model = flux[:, None, None] * prof
-        w = np.where(inside, 1.0 / (var_bkg + np.maximum(model, 0.0) / gain), 0.0)
-        jac = np.stack(derivs, axis=1)
-        res = d - model
-        chi2 = np.sum(w * res * res, axis=(1, 2))
-        a = np.einsum("nipq,njpq->nij", jac * w[:, None], jac)
-        b = np.einsum("nipq,npq->ni", jac * w[:, None], res)
-        a[:, idx, idx] += 1e-12
-        try:
-            step = np.linalg.solve(a, b[..., None])[..., 0]
-            cov = np.linalg.inv(a)
-        except np.linalg.LinAlgError:
-            step = np.zeros((m, npar))
-            for i in range(m):
-                try:
-                    step[i] = np.linalg.solve(a[i], b[i])
-                except np.linalg.LinAlgError:
-                    step[i] = 0.0
-            cov = np.linalg.pinv(a)
-        step = np.nan_to_num(step)
-        flux = flux + step[:, 0]
-        cx = cx + np.clip(step[:, 1], -0.5, 0.5)
-        cy = cy + np.clip(step[:, 2], -0.5, 0.5)
-        if alpha is not None:
-            alpha = np.clip(alpha + np.clip(step[:, 3], -0.2 * alpha, 0.2 * alpha), 0.05, 50.0)
-    dof = np.sum(inside, axis=(1, 2)) - npar
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chi2_red = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.nan)
-    return flux, cx, cy, alpha, cov, step, chi2_red
+def _gauss_newton(d, var_bkg, inside, dx0, dy0, psf, gain, iterations, flux, alpha, *, init):
+    """Gauss-Newton fits of (flux, x, y) or, with ``alpha`` (m,) given, of (flux, x, y, alpha)
+    on (m, k, k) stamps (compiled: :func:`~surveydm.reduction.psf.kernels.gauss_newton_stamps`;
+    ``init``: start from the linear flux at the start position). Returns (flux, cx, cy, alpha,
+    cov, last_step, chi2_red): ``chi2_red`` is the weighted residual sum of squares of the last
+    iteration per degree of freedom (NaN with no degree of freedom)."""
+    nodes, weights = gauss_legendre(psf.ov)
+    fit_alpha = alpha is not None
+    alpha0 = alpha if fit_alpha else np.full(len(d), float(psf.alpha))
+    flux, cx, cy, alpha_out, cov, step, chi2_red = gauss_newton_stamps(
+        np.ascontiguousarray(d, dtype=np.float64),
+        np.ascontiguousarray(var_bkg, dtype=np.float64),
+        np.ascontiguousarray(inside),
+        np.ascontiguousarray(np.broadcast_to(dx0, d.shape), dtype=np.float64),
+        np.ascontiguousarray(np.broadcast_to(dy0, d.shape), dtype=np.float64),
+        np.ascontiguousarray(alpha0, dtype=np.float64),
+        fit_alpha,
+        float(psf.beta),
+        nodes,
+        weights,
+        float(gain),
+        int(iterations),
+        np.ascontiguousarray(flux, dtype=np.float64),
+        bool(init),
+    )
+    return flux, cx, cy, (alpha_out if fit_alpha else None), cov, step, chi2_red
 
 
 def psf_photometry(
@@ -157,25 +125,10 @@ def psf_photometry(
         e = slice(s, min(n, s + chunk))
         d, var_bkg, valid, dx0, dy0 = stamp_data(image, err, bad, x0[e], y0[e], half)
         inside = valid & (dx0**2 + dy0**2 <= (r_fit + 0.5) ** 2)
-        m = len(d)
-        prof = psf.profile(dx0, dy0)
-        w = np.where(inside, 1.0 / var_bkg, 0.0)
-        den = np.maximum(np.sum(w * prof**2, axis=(1, 2)), 1e-30)
-        flux = np.sum(w * prof * d, axis=(1, 2)) / den
         flux, cx, cy, _, cov, step, chi2 = _gauss_newton(
-            d,
-            var_bkg,
-            inside,
-            dx0,
-            dy0,
-            psf,
-            gain,
-            iterations,
-            flux,
-            np.zeros(m),
-            np.zeros(m),
-            None,
-        )
+            d, var_bkg, inside, dx0, dy0, psf, gain, iterations, np.zeros(len(d)), None,
+            init=True,
+        )  # fmt: skip
         finite = np.all(np.isfinite(cov[:, [0, 1, 2], [0, 1, 2]]), axis=1)
         ok = (
             (flux > 0)
@@ -212,21 +165,10 @@ def _fit_widths(image, err, bad, gain, psf, r_fit, iterations, chunk, want, out,
         xs, ys = out["x"][ii], out["y"][ii]
         d, var_bkg, valid, dx0, dy0 = stamp_data(image, err, bad, xs, ys, half)
         inside = valid & (dx0**2 + dy0**2 <= (r_w + 0.5) ** 2)
-        m = len(ii)
         flux, cx, cy, alpha, cov, step, chi2 = _gauss_newton(
-            d,
-            var_bkg,
-            inside,
-            dx0,
-            dy0,
-            psf,
-            gain,
-            iterations + 2,
-            out["flux"][ii].copy(),
-            np.zeros(m),
-            np.zeros(m),
-            np.full(m, float(psf.alpha)),
-        )
+            d, var_bkg, inside, dx0, dy0, psf, gain, iterations + 2, out["flux"][ii],
+            np.full(len(ii), float(psf.alpha)), init=False,
+        )  # fmt: skip
         diag = np.abs(cov[:, [0, 1, 2, 3], [0, 1, 2, 3]]) * _misfit_scale(chi2)[:, None]
         ok = (
             (flux > 0)
