@@ -65,6 +65,7 @@ def moffat_pixel_profile(
     ov: int = 3,
     derivatives: bool = False,
     alpha_derivative: bool = False,
+    beta_derivative: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, ...]:
     """Unit-flux Moffat integrated over pixels whose centres are at offsets (dx, dy).
 
@@ -78,10 +79,12 @@ def moffat_pixel_profile(
         ov: quadrature nodes per pixel side (1 = sampling at the pixel centre).
         derivatives: also return d(profile)/d(x_centre) and d(profile)/d(y_centre).
         alpha_derivative: with ``derivatives``, also return d(profile)/d(alpha).
+        beta_derivative: with ``alpha_derivative``, also return d(profile)/d(beta).
 
     Returns:
         profile (fraction of the flux per pixel), or (profile, d/dxc, d/dyc), or
-        (profile, d/dxc, d/dyc, d/dalpha), each of the broadcast shape of the inputs.
+        (profile, d/dxc, d/dyc, d/dalpha[, d/dbeta]), each of the broadcast shape of the
+        inputs.
     """
     from surveydm.reduction.psf.kernels import gauss_legendre, moffat_profile_flat
 
@@ -92,7 +95,9 @@ def moffat_pixel_profile(
     )
     shape = bx.shape
     nodes, weights = gauss_legendre(ov)
-    nout = (4 if alpha_derivative else 3) if derivatives else 1
+    nout = 1
+    if derivatives:
+        nout = (5 if beta_derivative else 4) if alpha_derivative else 3
     res = moffat_profile_flat(
         np.ascontiguousarray(bx).ravel(),
         np.ascontiguousarray(by).ravel(),

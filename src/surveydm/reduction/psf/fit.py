@@ -29,7 +29,8 @@ def fit_moffat_psf(
 
     Alternates (1) PSF photometry of the stars (flux, x, y) with the current profile and
     (2) a least-squares fit of (alpha, beta) with the star positions fixed and each star's flux
-    solved linearly, over pixels within max(3, 3 FWHM) pixels.
+    solved linearly, over pixels within max(3, 3 FWHM) pixels: variable projection (Golub &
+    Pereyra 1973) with its analytic Jacobian (:class:`_Projected`).
 
     Args:
         image: (ny, nx) background-subtracted image, e-.
@@ -64,19 +65,12 @@ def fit_moffat_psf(
             1.0 / (var_bkg + np.maximum(pf[:, None, None] * psf.profile(dx, dy), 0.0) / gain),
             0.0,
         )
-        sw = np.sqrt(w_fix)
-
-        def residuals(p, dx=dx, dy=dy, d=d, w_fix=w_fix, sw=sw, ov=ov):
-            prof = moffat_pixel_profile(dx, dy, math.exp(p[0]), p[1], ov=ov)
-            f = np.sum(w_fix * prof * d, axis=(1, 2)) / np.maximum(
-                np.sum(w_fix * prof**2, axis=(1, 2)), 1e-30
-            )
-            return ((d - f[:, None, None] * prof) * sw).ravel()
-
+        problem = _Projected(dx, dy, d, w_fix, ov)
         try:
             fit = least_squares(
-                residuals,
+                problem.residuals,
                 [math.log(psf.alpha), psf.beta],
+                jac=problem.jacobian,
                 bounds=([math.log(0.05), 1.2], [math.log(50.0), 15.0]),
                 x_scale=[0.1, 0.5],
             )
@@ -89,3 +83,49 @@ def fit_moffat_psf(
             ov=oversampling(moffat_fwhm(math.exp(fit.x[0]), float(fit.x[1]))),
         )
     return psf
+
+
+class _Projected:
+    """Weighted residuals of the star stamps for Moffat ``(log alpha, beta)``, each star's flux
+    solved linearly (variable projection, Golub & Pereyra 1973), and their exact Jacobian from
+    the profile's analytic alpha and beta derivatives (one profile evaluation per call)."""
+
+    def __init__(self, dx, dy, d, w, ov):
+        self.dx, self.dy, self.d, self.w, self.ov = dx, dy, d, w, ov
+        self.sw = np.sqrt(w)
+        self._key = None
+
+    def _eval(self, p):
+        key = (float(p[0]), float(p[1]))
+        if key != self._key:
+            alpha = math.exp(p[0])
+            prof, _, _, ga, gb = moffat_pixel_profile(
+                self.dx, self.dy, alpha, p[1], ov=self.ov, derivatives=True,
+                alpha_derivative=True, beta_derivative=True,
+            )  # fmt: skip
+            self._cache = (prof, ga * alpha, gb)  # d/dlog(alpha) = alpha d/dalpha
+            self._key = key
+        return self._cache
+
+    def residuals(self, p):
+        prof, _, _ = self._eval(p)
+        f = self._flux(prof)
+        return ((self.d - f[:, None, None] * prof) * self.sw).ravel()
+
+    def _flux(self, prof):
+        den = np.maximum(np.sum(self.w * prof**2, axis=(1, 2)), 1e-30)
+        return np.sum(self.w * prof * self.d, axis=(1, 2)) / den
+
+    def jacobian(self, p):
+        prof, *grads = self._eval(p)
+        w, d = self.w, self.d
+        den = np.maximum(np.sum(w * prof**2, axis=(1, 2)), 1e-30)
+        f = np.sum(w * prof * d, axis=(1, 2)) / den
+        cols = []
+        for g in grads:
+            # f = <p, d> / <p, p>: df = (<g, d> - 2 f <p, g>) / <p, p>
+            df = (
+                np.sum(w * g * d, axis=(1, 2)) - 2.0 * f * np.sum(w * prof * g, axis=(1, 2))
+            ) / den
+            cols.append((-(f[:, None, None] * g + df[:, None, None] * prof) * self.sw).ravel())
+        return np.column_stack(cols)

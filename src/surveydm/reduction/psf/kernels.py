@@ -17,6 +17,7 @@ purpose (a pipeline worker reduces one CCD per core); compiled on first use and 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -26,22 +27,29 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 __all__ = ["gauss_legendre", "gauss_newton_stamps", "moffat_profile_flat"]
 
 
+@lru_cache(maxsize=16)
 def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` Gauss-Legendre nodes on [-0.5, 0.5] (pixel units) and their weights (sum 1)."""
+    """``n`` Gauss-Legendre nodes on [-0.5, 0.5] (pixel units) and their weights (sum 1);
+    read-only arrays, cached."""
     t, w = np.polynomial.legendre.leggauss(max(1, int(n)))
-    return np.ascontiguousarray(t / 2.0), np.ascontiguousarray(w / 2.0)
+    nodes, weights = np.ascontiguousarray(t / 2.0), np.ascontiguousarray(w / 2.0)
+    nodes.flags.writeable = False
+    weights.flags.writeable = False
+    return nodes, weights
 
 
 @njit(**_JIT)
 def _pixel_moffat(x, y, alpha, beta, nodes, weights, out):
     """Pixel-integrated unit-flux Moffat at centre offset (x, y) into ``out``: profile,
-    d/dx_centre, d/dy_centre, d/dalpha."""
+    d/dx_centre, d/dy_centre, d/dalpha and, if ``out`` has 5 elements, d/dbeta."""
     a2 = alpha * alpha
     norm = (beta - 1.0) / (math.pi * a2)
     p_sum = 0.0
     gx = 0.0
     gy = 0.0
     gr = 0.0
+    gb = 0.0
+    want_beta = out.shape[0] > 4
     n = nodes.shape[0]
     for j in range(n):
         yy = y + nodes[j]
@@ -58,21 +66,25 @@ def _pixel_moffat(x, y, alpha, beta, nodes, weights, out):
             gx += xx * q
             gy += yy * q
             gr += r2 * q
+            if want_beta:
+                gb += w * p * math.log(u)
     k = norm * 2.0 * beta / a2
     prof = norm * p_sum
     out[0] = prof
     out[1] = gx * k
     out[2] = gy * k
     out[3] = (gr * k - 2.0 * prof) / alpha
+    if want_beta:
+        out[4] = prof / (beta - 1.0) - norm * gb
 
 
 @njit(**_JIT)
 def moffat_profile_flat(dx, dy, alpha, beta, nodes, weights, nout):
-    """Profile (and with ``nout`` 3 or 4 its centre and alpha derivatives) at flat arrays of
-    offsets ``dx, dy`` with one ``alpha`` per element; returns (nout, n)."""
+    """Profile (and with ``nout`` 3, 4 or 5 its centre, alpha and beta derivatives) at flat
+    arrays of offsets ``dx, dy`` with one ``alpha`` per element; returns (nout, n)."""
     n = dx.shape[0]
     res = np.empty((nout, n))
-    tmp = np.empty(4)
+    tmp = np.empty(5 if nout > 4 else 4)
     for i in range(n):
         _pixel_moffat(dx[i], dy[i], alpha[i], beta, nodes, weights, tmp)
         for c in range(nout):
