@@ -24,6 +24,8 @@ def fit_moffat_psf(
     gain: float = 1.0,
     initial_fwhm: float = 2.0,
     rounds: int = 2,
+    beta: float | None = None,
+    fit_radius_fwhm: float = 3.0,
 ) -> MoffatPsf:
     """Fit one pixel-integrated Moffat PSF to the stamps of PSF stars.
 
@@ -38,6 +40,8 @@ def fit_moffat_psf(
         err, bad, gain: as for :func:`psf_photometry`.
         initial_fwhm: starting FWHM guess, pixels.
         rounds: alternation rounds.
+        beta: fixed Moffat beta (only alpha is fitted), or None to fit it.
+        fit_radius_fwhm: the fitted pixels lie within max(3, this x FWHM) pixels.
 
     Raises:
         PsfError: fewer than 3 stars or a failed fit.
@@ -46,16 +50,17 @@ def fit_moffat_psf(
     ys = np.asarray(y, dtype=np.float64)
     if len(xs) < 3:
         raise PsfError(f"need at least 3 PSF stars, got {len(xs)}")
-    beta = 3.0
-    alpha = max(0.3, initial_fwhm) / (2.0 * math.sqrt(2 ** (1 / beta) - 1))
-    psf = MoffatPsf(alpha, beta, len(xs), ov=oversampling(initial_fwhm))
+    fixed_beta = beta
+    beta0 = 3.0 if beta is None else float(beta)
+    alpha = max(0.3, initial_fwhm) / (2.0 * math.sqrt(2 ** (1 / beta0) - 1))
+    psf = MoffatPsf(alpha, beta0, len(xs), ov=oversampling(initial_fwhm))
     for _ in range(rounds):
         phot = psf_photometry(image, xs, ys, psf, err=err, bad=bad, gain=gain)
         ok = phot.converged
         if ok.sum() < 3:
             ok = np.isfinite(phot.x) & (phot.flux > 0)
         px, py, pf = phot.x[ok], phot.y[ok], phot.flux[ok]
-        r_fit = max(3.0, 3.0 * psf.fwhm)
+        r_fit = max(3.0, fit_radius_fwhm * psf.fwhm)
         half = int(math.ceil(r_fit + 1))
         d, var_bkg, valid, dx, dy = stamp_data(image, err, bad, px, py, half)
         inside = valid & (dx**2 + dy**2 <= r_fit**2)
@@ -65,23 +70,23 @@ def fit_moffat_psf(
             1.0 / (var_bkg + np.maximum(pf[:, None, None] * psf.profile(dx, dy), 0.0) / gain),
             0.0,
         )
-        problem = _Projected(dx, dy, d, w_fix, ov)
+        problem = _Projected(dx, dy, d, w_fix, ov, fixed_beta)
+        start = [math.log(psf.alpha)] + ([psf.beta] if fixed_beta is None else [])
+        lo = [math.log(0.05)] + ([1.2] if fixed_beta is None else [])
+        hi = [math.log(50.0)] + ([15.0] if fixed_beta is None else [])
         try:
             fit = least_squares(
                 problem.residuals,
-                [math.log(psf.alpha), psf.beta],
+                start,
                 jac=problem.jacobian,
-                bounds=([math.log(0.05), 1.2], [math.log(50.0), 15.0]),
-                x_scale=[0.1, 0.5],
+                bounds=(lo, hi),
+                x_scale=[0.1, 0.5][: len(start)],
             )
         except Exception as exc:  # pragma: no cover - scipy failure modes
             raise PsfError(f"Moffat PSF fit failed: {exc}") from exc
-        psf = MoffatPsf(
-            math.exp(fit.x[0]),
-            float(fit.x[1]),
-            int(ok.sum()),
-            ov=oversampling(moffat_fwhm(math.exp(fit.x[0]), float(fit.x[1]))),
-        )
+        a_fit = math.exp(fit.x[0])
+        b_fit = float(fit.x[1]) if fixed_beta is None else float(fixed_beta)
+        psf = MoffatPsf(a_fit, b_fit, int(ok.sum()), ov=oversampling(moffat_fwhm(a_fit, b_fit)))
     return psf
 
 
@@ -90,25 +95,28 @@ class _Projected:
     solved linearly (variable projection, Golub & Pereyra 1973), and their exact Jacobian from
     the profile's analytic alpha and beta derivatives (one profile evaluation per call)."""
 
-    def __init__(self, dx, dy, d, w, ov):
+    def __init__(self, dx, dy, d, w, ov, beta=None):
         self.dx, self.dy, self.d, self.w, self.ov = dx, dy, d, w, ov
+        self.beta = beta  # fixed beta: the parameters are (log alpha,) alone
         self.sw = np.sqrt(w)
         self._key = None
 
     def _eval(self, p):
-        key = (float(p[0]), float(p[1]))
+        key = tuple(float(v) for v in p)
         if key != self._key:
             alpha = math.exp(p[0])
+            beta = p[1] if self.beta is None else self.beta
             prof, _, _, ga, gb = moffat_pixel_profile(
-                self.dx, self.dy, alpha, p[1], ov=self.ov, derivatives=True,
+                self.dx, self.dy, alpha, beta, ov=self.ov, derivatives=True,
                 alpha_derivative=True, beta_derivative=True,
             )  # fmt: skip
-            self._cache = (prof, ga * alpha, gb)  # d/dlog(alpha) = alpha d/dalpha
+            grads = (ga * alpha, gb) if self.beta is None else (ga * alpha,)
+            self._cache = (prof, *grads)  # d/dlog(alpha) = alpha d/dalpha
             self._key = key
         return self._cache
 
     def residuals(self, p):
-        prof, _, _ = self._eval(p)
+        prof = self._eval(p)[0]
         f = self._flux(prof)
         return ((self.d - f[:, None, None] * prof) * self.sw).ravel()
 
