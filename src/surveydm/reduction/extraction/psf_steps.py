@@ -13,6 +13,7 @@ import numpy as np
 import sep
 from astropy.table import Table
 from scipy.spatial import cKDTree
+from scipy.stats import f as f_dist
 
 from surveydm.reduction.extraction.aperture import (
     MASK_FLAG_SHIFT,
@@ -40,6 +41,7 @@ __all__ = [
     "fit_psf_sources",
     "psf_error_floor",
     "psf_flux_floor",
+    "psf_width_map",
     "source_fwhm",
 ]
 
@@ -180,11 +182,21 @@ def _wing_beta(img, win, pre, snr, fwhm0, config) -> float | None:
 
 
 def fit_psf_sources(
-    img: MeasurementImage, win: WindowedCentroids, psf: MoffatPsf | None, snr: np.ndarray, config
+    img: MeasurementImage,
+    win: WindowedCentroids,
+    psf: MoffatPsf | None,
+    snr: np.ndarray,
+    config,
+    model: PsfModelFit | None = None,
 ) -> PsfFit:
     """PSF-fit every source from its windowed centroid (sources with S/N >= ``width_fit_snr``
     also fit the width), then SPREAD_MODEL at the final positions; without a model the
-    windowed centroids are kept and the PSF columns are NaN."""
+    windowed centroids are kept and the PSF columns are NaN.
+
+    With ``model`` (its stellar locus), the widths fitted on the bright point sources map the
+    PSF width across the CCD (:func:`psf_width_map`); where that map is significant, every
+    source is fitted again with the width at its position.
+    """
     n = len(win.x)
     nan = np.full(n, np.nan)
     if psf is None:
@@ -198,6 +210,18 @@ def fit_psf_sources(
     phot = psf_photometry(
         img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width
     )
+    if model is not None and model.locus is not None and config.width_fit_snr is not None:
+        stars = phot.width_fitted & select_psf_stars(
+            model.locus, size_column="flux_radius", min_snr=config.width_fit_snr
+        )
+        alpha_map = psf_width_map(
+            phot.x, phot.y, phot.alpha, stars, model.stars, img.sub.shape, psf.alpha
+        )
+        if alpha_map is not None:
+            phot = psf_photometry(
+                img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width,
+                alpha=alpha_map,
+            )  # fmt: skip
     used = phot.converged & (np.hypot(phot.x - win.x, phot.y - win.y) < 1.0)
     x = np.where(used, phot.x, win.x)
     y = np.where(used, phot.y, win.y)
@@ -214,6 +238,81 @@ def fit_psf_sources(
         spread_model=sm,
         spreaderr_model=sme,
     )
+
+
+def psf_width_map(
+    x: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    stars: np.ndarray,
+    model_stars: np.ndarray,
+    shape: tuple[int, int],
+    model_alpha: float,
+    confidence: float = 0.99,
+) -> np.ndarray | None:
+    """Moffat alpha of every source from a polynomial in (x, y) fitted to the widths of the
+    bright point sources, or None where a constant width fits as well.
+
+    The PSF width changes across a CCD (field curvature, the optics' off-axis blur: a few per
+    cent over a CCD, up to ~8 % at the field edge), which a single-width model turns into a
+    position-dependent flux bias of the fainter sources. As PSFEx's PSFVAR_DEGREES (Bertin
+    2011) the width is a polynomial in the position: linear with >= 10 stars, quadratic with
+    >= 25, fitted with 3-sigma clipping; a higher degree is kept only if it lowers the residual
+    sum of squares significantly (F-test at ``confidence``, Bevington & Robinson 2003 sec. 11.4).
+    The map's shape is taken, not its level: it is scaled so that its mean over the PSF-model
+    stars (``model_stars``, fainter, free of brighter-fatter broadening) is ``model_alpha``.
+
+    Args:
+        x, y: (n,) source positions, pixels.
+        alpha: (n,) fitted Moffat alpha of the sources, pixels.
+        stars: (n,) bool, bright point sources whose width was fitted.
+        model_stars: indices of the PSF-model stars.
+        shape: (ny, nx) of the image.
+        model_alpha: the PSF model's alpha, pixels.
+
+    Returns:
+        (n,) alpha per source, pixels, or None.
+    """
+    ny, nx = shape
+    u = (np.asarray(x, float) - 0.5 * nx) / (0.5 * nx)
+    v = (np.asarray(y, float) - 0.5 * ny) / (0.5 * ny)
+    terms = np.column_stack([np.ones_like(u), u, v, u * u, u * v, v * v])
+    idx = np.flatnonzero(np.asarray(stars, bool) & np.isfinite(alpha) & np.isfinite(u + v))
+    if len(idx) < 10:
+        return None
+    a = np.asarray(alpha, float)
+    keep = np.ones(len(idx), bool)
+    for _ in range(3):  # 3-sigma clipping about the quadratic (or linear) fit
+        p = 6 if keep.sum() >= 25 else 3
+        coef, *_ = np.linalg.lstsq(terms[idx[keep], :p], a[idx[keep]], rcond=None)
+        res = a[idx] - terms[idx, :p] @ coef
+        sig = 1.4826 * np.median(np.abs(res[keep]))
+        new = np.abs(res) <= 3.0 * max(sig, 1e-6 * model_alpha)
+        if np.array_equal(new, keep) or new.sum() < 10:
+            break
+        keep = new
+    sel = idx[keep]
+    rss = {}
+    coefs = {}
+    for p in (1, 3, 6):
+        if len(sel) >= (10 if p == 3 else 25 if p == 6 else 1) and len(sel) > p + 1:
+            coefs[p], *_ = np.linalg.lstsq(terms[sel, :p], a[sel], rcond=None)
+            rss[p] = float(np.sum((a[sel] - terms[sel, :p] @ coefs[p]) ** 2))
+    best = 1
+    for p in (3, 6):
+        if p in rss and rss[p] > 0:
+            dof = len(sel) - p
+            f = ((rss[best] - rss[p]) / (p - best)) / (rss[p] / dof)
+            if f > f_dist.ppf(confidence, p - best, dof):
+                best = p
+    if best == 1:
+        return None
+    level = terms[:, :best] @ coefs[best]
+    ms = np.asarray(model_stars, dtype=np.int64)
+    mean_model = float(np.mean(level[ms])) if len(ms) else float(np.median(level[sel]))
+    if not mean_model > 0:
+        return None
+    return np.clip(level * (model_alpha / mean_model), 0.7 * model_alpha, 1.4 * model_alpha)
 
 
 def class_star(sm: np.ndarray, sme: np.ndarray) -> np.ndarray:

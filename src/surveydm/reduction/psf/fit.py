@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from surveydm.reduction.psf.model import MoffatPsf, PsfError, oversampling, stamp_data
 from surveydm.reduction.psf.photometry import psf_photometry
@@ -70,36 +69,66 @@ def fit_moffat_psf(
             1.0 / (var_bkg + np.maximum(pf[:, None, None] * psf.profile(dx, dy), 0.0) / gain),
             0.0,
         )
-        problem = _Projected(dx, dy, d, w_fix, ov, fixed_beta)
+        dxf, dyf = np.broadcast_to(dx, d.shape)[inside], np.broadcast_to(dy, d.shape)[inside]
+        problem = _Projected(dxf, dyf, d[inside], w_fix[inside], ov, fixed_beta,
+                             np.nonzero(inside)[0], len(d))  # fmt: skip
         start = [math.log(psf.alpha)] + ([psf.beta] if fixed_beta is None else [])
         lo = [math.log(0.05)] + ([1.2] if fixed_beta is None else [])
         hi = [math.log(50.0)] + ([15.0] if fixed_beta is None else [])
-        try:
-            fit = least_squares(
-                problem.residuals,
-                start,
-                jac=problem.jacobian,
-                bounds=(lo, hi),
-                x_scale=[0.1, 0.5][: len(start)],
-            )
-        except Exception as exc:  # pragma: no cover - scipy failure modes
-            raise PsfError(f"Moffat PSF fit failed: {exc}") from exc
-        a_fit = math.exp(fit.x[0])
-        b_fit = float(fit.x[1]) if fixed_beta is None else float(fixed_beta)
+        x_fit = _levenberg_marquardt(problem, np.array(start), np.array(lo), np.array(hi))
+        if not np.all(np.isfinite(x_fit)):
+            raise PsfError("Moffat PSF fit failed (non-finite parameters)")
+        a_fit = math.exp(x_fit[0])
+        b_fit = float(x_fit[1]) if fixed_beta is None else float(fixed_beta)
         psf = MoffatPsf(a_fit, b_fit, int(ok.sum()), ov=oversampling(moffat_fwhm(a_fit, b_fit)))
     return psf
+
+
+def _levenberg_marquardt(problem, p, lo, hi, max_iter: int = 40) -> np.ndarray:
+    """Minimise ``|problem.residuals(p)|^2`` within the box [lo, hi] by Levenberg-Marquardt
+    (Marquardt 1963: diagonal damping, steps clipped to the box) with the analytic Jacobian."""
+    r = problem.residuals(p)
+    cost = float(r @ r)
+    lam = 1e-3
+    for _ in range(max_iter):
+        jac = problem.jacobian(p)
+        a = jac.T @ jac
+        g = jac.T @ r
+        for _ in range(10):
+            step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-30), -g)
+            trial = np.clip(p + step, lo, hi)
+            r_new = problem.residuals(trial)
+            c_new = float(r_new @ r_new)
+            if np.isfinite(c_new) and c_new <= cost:
+                break
+            lam *= 10.0
+        else:
+            return p
+        done = cost - c_new <= 1e-10 * cost or np.max(np.abs(trial - p)) < 1e-7
+        p, r, cost, lam = trial, r_new, c_new, max(lam / 10.0, 1e-9)
+        if done:
+            break
+    return p
 
 
 class _Projected:
     """Weighted residuals of the star stamps for Moffat ``(log alpha, beta)``, each star's flux
     solved linearly (variable projection, Golub & Pereyra 1973), and their exact Jacobian from
-    the profile's analytic alpha and beta derivatives (one profile evaluation per call)."""
+    the profile's analytic alpha and beta derivatives (one profile evaluation per call).
 
-    def __init__(self, dx, dy, d, w, ov, beta=None):
+    The fitted pixels are given flat (``dx, dy, d, w``: (npix,)), with ``star`` (npix,) the
+    index of the star each belongs to (of ``n``).
+    """
+
+    def __init__(self, dx, dy, d, w, ov, beta, star, n):
         self.dx, self.dy, self.d, self.w, self.ov = dx, dy, d, w, ov
         self.beta = beta  # fixed beta: the parameters are (log alpha,) alone
+        self.star, self.n = star, n
         self.sw = np.sqrt(w)
         self._key = None
+
+    def _sum(self, v):
+        return np.bincount(self.star, weights=v, minlength=self.n)
 
     def _eval(self, p):
         key = tuple(float(v) for v in p)
@@ -115,25 +144,22 @@ class _Projected:
             self._key = key
         return self._cache
 
+    def _flux(self, prof):
+        den = np.maximum(self._sum(self.w * prof**2), 1e-30)
+        return self._sum(self.w * prof * self.d) / den, den
+
     def residuals(self, p):
         prof = self._eval(p)[0]
-        f = self._flux(prof)
-        return ((self.d - f[:, None, None] * prof) * self.sw).ravel()
-
-    def _flux(self, prof):
-        den = np.maximum(np.sum(self.w * prof**2, axis=(1, 2)), 1e-30)
-        return np.sum(self.w * prof * self.d, axis=(1, 2)) / den
+        f, _ = self._flux(prof)
+        return (self.d - f[self.star] * prof) * self.sw
 
     def jacobian(self, p):
         prof, *grads = self._eval(p)
-        w, d = self.w, self.d
-        den = np.maximum(np.sum(w * prof**2, axis=(1, 2)), 1e-30)
-        f = np.sum(w * prof * d, axis=(1, 2)) / den
+        f, den = self._flux(prof)
+        fs = f[self.star]
         cols = []
         for g in grads:
             # f = <p, d> / <p, p>: df = (<g, d> - 2 f <p, g>) / <p, p>
-            df = (
-                np.sum(w * g * d, axis=(1, 2)) - 2.0 * f * np.sum(w * prof * g, axis=(1, 2))
-            ) / den
-            cols.append((-(f[:, None, None] * g + df[:, None, None] * prof) * self.sw).ravel())
+            df = (self._sum(self.w * g * self.d) - 2.0 * f * self._sum(self.w * prof * g)) / den
+            cols.append(-(fs * g + df[self.star] * prof) * self.sw)
         return np.column_stack(cols)

@@ -47,7 +47,9 @@ def _misfit_scale(chi2_red: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(chi2_red), np.maximum(chi2_red, 1.0), 1.0)
 
 
-def _gauss_newton(d, var_bkg, inside, dx0, dy0, psf, gain, iterations, flux, alpha, *, init):
+def _gauss_newton(
+    d, var_bkg, inside, dx0, dy0, psf, gain, iterations, flux, alpha, *, init, fixed_alpha=None
+):
     """Gauss-Newton fits of (flux, x, y) or, with ``alpha`` (m,) given, of (flux, x, y, alpha)
     on (m, k, k) stamps (compiled: :func:`~surveydm.reduction.psf.kernels.gauss_newton_stamps`;
     ``init``: start from the linear flux at the start position). Returns (flux, cx, cy, alpha,
@@ -55,7 +57,9 @@ def _gauss_newton(d, var_bkg, inside, dx0, dy0, psf, gain, iterations, flux, alp
     iteration per degree of freedom (NaN with no degree of freedom)."""
     nodes, weights = gauss_legendre(psf.ov)
     fit_alpha = alpha is not None
-    alpha0 = alpha if fit_alpha else np.full(len(d), float(psf.alpha))
+    alpha0 = alpha if fit_alpha else fixed_alpha
+    if alpha0 is None:
+        alpha0 = np.full(len(d), float(psf.alpha))
     flux, cx, cy, alpha_out, cov, step, chi2_red = gauss_newton_stamps(
         np.ascontiguousarray(d, dtype=np.float64),
         np.ascontiguousarray(var_bkg, dtype=np.float64),
@@ -88,6 +92,7 @@ def psf_photometry(
     iterations: int = 5,
     chunk: int = 2048,
     fit_width: np.ndarray | None = None,
+    alpha: np.ndarray | None = None,
 ) -> PsfPhotometry:
     """Fit the PSF (flux, x, y) to every source, vectorised Gauss-Newton on stamps.
 
@@ -107,6 +112,8 @@ def psf_photometry(
             field and with brightness (brighter-fatter), which a fixed model turns into flux
             errors of a few per cent; the flux error then includes the flux-width covariance.
             Where this fit fails, the (flux, x, y) result is kept.
+        alpha: optional (n,) Moffat alpha of each source (a PSF width varying across the
+            CCD), pixels; default the model's. Width fits start from it.
 
     Returns:
         :class:`PsfPhotometry`; errors come from the inverse Fisher matrix with background and
@@ -117,7 +124,8 @@ def psf_photometry(
     n = len(x0)
     out = {k: np.full(n, np.nan) for k in ("x", "y", "xerr", "yerr", "flux", "flux_err", "chi2")}
     conv = np.zeros(n, dtype=bool)
-    alpha_out = np.full(n, float(psf.alpha))
+    alpha_src = np.full(n, float(psf.alpha)) if alpha is None else np.asarray(alpha, float)
+    alpha_out = alpha_src.copy()
     fitted = np.zeros(n, dtype=bool)
     r_fit = fit_radius if fit_radius is not None else max(2.0, 1.5 * psf.fwhm)
     half = int(math.ceil(r_fit + 1.0))
@@ -127,7 +135,7 @@ def psf_photometry(
         inside = valid & (dx0**2 + dy0**2 <= (r_fit + 0.5) ** 2)
         flux, cx, cy, _, cov, step, chi2 = _gauss_newton(
             d, var_bkg, inside, dx0, dy0, psf, gain, iterations, np.zeros(len(d)), None,
-            init=True,
+            init=True, fixed_alpha=alpha_src[e],
         )  # fmt: skip
         finite = np.all(np.isfinite(cov[:, [0, 1, 2], [0, 1, 2]]), axis=1)
         ok = (
@@ -150,7 +158,7 @@ def psf_photometry(
         want = np.asarray(fit_width, dtype=bool) & conv
         if want.any():
             _fit_widths(image, err, bad, gain, psf, r_fit, iterations, chunk, want, out, alpha_out)
-            fitted = want & np.isfinite(alpha_out) & (alpha_out != psf.alpha)
+            fitted = want & np.isfinite(alpha_out) & (alpha_out != alpha_src)
     return PsfPhotometry(converged=conv, alpha=alpha_out, width_fitted=fitted, **out)
 
 
@@ -167,7 +175,7 @@ def _fit_widths(image, err, bad, gain, psf, r_fit, iterations, chunk, want, out,
         inside = valid & (dx0**2 + dy0**2 <= (r_w + 0.5) ** 2)
         flux, cx, cy, alpha, cov, step, chi2 = _gauss_newton(
             d, var_bkg, inside, dx0, dy0, psf, gain, iterations + 2, out["flux"][ii],
-            np.full(len(ii), float(psf.alpha)), init=False,
+            alpha_out[ii].copy(), init=False,
         )  # fmt: skip
         diag = np.abs(cov[:, [0, 1, 2, 3], [0, 1, 2, 3]]) * _misfit_scale(chi2)[:, None]
         ok = (
