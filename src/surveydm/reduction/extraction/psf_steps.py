@@ -174,7 +174,7 @@ def _wing_beta(img, win, pre, snr, fwhm0, config) -> float | None:
     try:
         psf = fit_moffat_psf(
             img.sub, win.x[bright], win.y[bright], err=img.err_bkg, bad=img.meas_mask,
-            gain=img.gain, initial_fwhm=fwhm0, fit_radius_fwhm=4.0,
+            gain=img.gain, initial_fwhm=fwhm0, fit_radius_fwhm=4.0, rounds=1,
         )  # fmt: skip
     except PsfError:
         return None

@@ -104,7 +104,7 @@ def _levenberg_marquardt(problem, p, lo, hi, max_iter: int = 40) -> np.ndarray:
             lam *= 10.0
         else:
             return p
-        done = cost - c_new <= 1e-10 * cost or np.max(np.abs(trial - p)) < 1e-7
+        done = cost - c_new <= 1e-7 * cost or np.max(np.abs(trial - p)) < 1e-5
         p, r, cost, lam = trial, r_new, c_new, max(lam / 10.0, 1e-9)
         if done:
             break
