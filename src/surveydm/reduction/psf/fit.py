@@ -88,17 +88,17 @@ def _levenberg_marquardt(problem, p, lo, hi, max_iter: int = 40) -> np.ndarray:
     """Minimise ``|problem.residuals(p)|^2`` within the box [lo, hi] by Levenberg-Marquardt
     (Marquardt 1963: diagonal damping, steps clipped to the box) with the analytic Jacobian."""
     r = problem.residuals(p)
-    cost = float(r @ r)
+    cost = float(np.sum(r * r))
     lam = 1e-3
     for _ in range(max_iter):
-        jac = problem.jacobian(p)
-        a = jac.T @ jac
-        g = jac.T @ r
+        cols = problem.jacobian(p)
+        a = np.array([[float(np.sum(ci * cj)) for cj in cols] for ci in cols])
+        g = np.array([float(np.sum(ci * r)) for ci in cols])
         for _ in range(10):
             step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-30), -g)
             trial = np.clip(p + step, lo, hi)
             r_new = problem.residuals(trial)
-            c_new = float(r_new @ r_new)
+            c_new = float(np.sum(r_new * r_new))
             if np.isfinite(c_new) and c_new <= cost:
                 break
             lam *= 10.0
@@ -153,7 +153,8 @@ class _Projected:
         f, _ = self._flux(prof)
         return (self.d - f[self.star] * prof) * self.sw
 
-    def jacobian(self, p):
+    def jacobian(self, p) -> list[np.ndarray]:
+        """The Jacobian's columns, one (npix,) array per parameter."""
         prof, *grads = self._eval(p)
         f, den = self._flux(prof)
         fs = f[self.star]
@@ -162,4 +163,4 @@ class _Projected:
             # f = <p, d> / <p, p>: df = (<g, d> - 2 f <p, g>) / <p, p>
             df = (self._sum(self.w * g * self.d) - 2.0 * f * self._sum(self.w * prof * g)) / den
             cols.append(-(fs * g + df[self.star] * prof) * self.sw)
-        return np.column_stack(cols)
+        return cols
