@@ -96,7 +96,7 @@ def psf_photometry(
     bad: np.ndarray | None = None,
     gain: float = 1.0,
     fit_radius: float | None = None,
-    iterations: int = 5,
+    iterations: int = 4,
     chunk: int = 2048,
     fit_width: np.ndarray | None = None,
     alpha: np.ndarray | None = None,
