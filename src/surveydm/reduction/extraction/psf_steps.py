@@ -1,8 +1,10 @@
-"""Steps 4, 5 and 7 of source extraction: the CCD's PSF model from its stellar locus, PSF fits
-of every source (positions, fluxes, SPREAD_MODEL) and the PSF-flux error floor; the FWHM of each
-source. Methods: a pixel-integrated Moffat PSF per CCD with PSF-fit centroids and fluxes (as
-IPP's psphot, Magnier et al. 2016), SPREAD_MODEL (Desai et al. 2012), stellarity from the DES
-"modest" cut (Drlica-Wagner et al. 2018); see :mod:`surveydm.reduction.psf`."""
+"""Steps 4, 5 and 7 of source extraction: the CCD's PSF model from its stellar locus (beta from
+the brightest stars' wings, alpha from the S/N 30-100 stars), PSF fits of every source with the
+PSF width mapped across the CCD (positions, fluxes, SPREAD_MODEL) and the optional PSF-flux
+error floor; the FWHM of each source. Methods: a pixel-integrated Moffat PSF per CCD with
+PSF-fit centroids and fluxes (as IPP's psphot, Magnier et al. 2016), SPREAD_MODEL (Desai et
+al. 2012), stellarity from the DES "modest" cut (Drlica-Wagner et al. 2018); see
+:mod:`surveydm.reduction.psf`."""
 
 from __future__ import annotations
 
