@@ -209,21 +209,28 @@ def fit_psf_sources(
         )  # fmt: skip
     fit_width = None if config.width_fit_snr is None else snr >= config.width_fit_snr
     err, bad, gain = img.err_bkg, img.meas_mask, img.gain
-    phot = psf_photometry(
-        img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width
-    )
-    if model is not None and model.locus is not None and config.width_fit_snr is not None:
-        stars = phot.width_fitted & select_psf_stars(
+    alpha_map = None
+    if model is not None and model.locus is not None and fit_width is not None and fit_width.any():
+        # the bright sources' own widths first (a small subset), then one pass over all
+        b = np.flatnonzero(fit_width)
+        pre = psf_photometry(
+            img.sub, win.x[b], win.y[b], psf, err=err, bad=bad, gain=gain,
+            fit_width=np.ones(len(b), dtype=bool),
+        )  # fmt: skip
+        stars = np.zeros(n, dtype=bool)
+        stars[b] = pre.width_fitted
+        stars &= select_psf_stars(
             model.locus, size_column="flux_radius", min_snr=config.width_fit_snr
         )
+        x_all, y_all, alpha_all = win.x.copy(), win.y.copy(), np.full(n, np.nan)
+        x_all[b], y_all[b], alpha_all[b] = pre.x, pre.y, pre.alpha
         alpha_map = psf_width_map(
-            phot.x, phot.y, phot.alpha, stars, model.stars, img.sub.shape, psf.alpha
+            x_all, y_all, alpha_all, stars, model.stars, img.sub.shape, psf.alpha
         )
-        if alpha_map is not None:
-            phot = psf_photometry(
-                img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width,
-                alpha=alpha_map,
-            )  # fmt: skip
+    phot = psf_photometry(
+        img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width,
+        alpha=alpha_map,
+    )  # fmt: skip
     used = phot.converged & (np.hypot(phot.x - win.x, phot.y - win.y) < 1.0)
     x = np.where(used, phot.x, win.x)
     y = np.where(used, phot.y, win.y)
