@@ -118,7 +118,7 @@ def test_psf_flux_floor_recovers_injected_scatter():
 def test_psf_model_from_faint_locus_and_catalog_floor():
     """Bright stars (S/N > 100) rendered 10% broader than the faint ones must not set the PSF
     model: the faint stars' PSF fluxes stay unbiased, the bright ones get their own width, and
-    the pulls of both have unit width with the fits' own (chi2-scaled) errors."""
+    the pulls of both have unit width with the measured error floor."""
     rng = np.random.default_rng(11)
     shape = (700, 700)
     x, y = _positions(rng, 700, shape)
@@ -130,7 +130,7 @@ def test_psf_model_from_faint_locus_and_catalog_floor():
         image, background=bkg, weight=weight, weight_kind="background", pixel_scale=0.5
     )
     assert cat.meta["psf_fwhm_pix"] == pytest.approx(2.0, rel=0.03)
-    assert np.isnan(cat.meta["psf_flux_floor"])  # the aperture-based floor is off by default
+    assert np.isfinite(cat.meta["psf_flux_floor"])
     d, i = cKDTree(np.c_[x, y]).query(np.c_[cat["x"], cat["y"]])
     ok = (d < 1.0) & (cat["flags"] == 0) & np.isfinite(cat["flux_psf"])
     ratio = cat["flux_psf"][ok] / flux[i[ok]]
