@@ -117,7 +117,7 @@ def extract_sources(
     kron = kron_photometry(img, det, config)
     win = windowed_centroids(img, det)
     model = fit_psf_model(img, det, kron, win, r_ap, saturation, config)
-    fit = fit_psf_sources(img, win, model.psf, kron.snr, config)
+    fit = fit_psf_sources(img, win, model.psf, kron.snr, config, model)
     xerr, yerr = centroid_errors(img, det, win, fit.used, fit.xerr, fit.yerr)
     aper = aperture_photometry(img, fit.x, fit.y, r_ap, det.peak_level, saturation)
     flags = (det.flags | kron.flags | aper.flags).astype(np.int64)

@@ -1,8 +1,10 @@
-"""Steps 4, 5 and 7 of source extraction: the CCD's PSF model from its stellar locus, PSF fits
-of every source (positions, fluxes, SPREAD_MODEL) and the PSF-flux error floor; the FWHM of each
-source. Methods: a pixel-integrated Moffat PSF per CCD with PSF-fit centroids and fluxes (as
-IPP's psphot, Magnier et al. 2016), SPREAD_MODEL (Desai et al. 2012), stellarity from the DES
-"modest" cut (Drlica-Wagner et al. 2018); see :mod:`surveydm.reduction.psf`."""
+"""Steps 4, 5 and 7 of source extraction: the CCD's PSF model from its stellar locus (beta from
+the brightest stars' wings, alpha from the S/N 30-100 stars), PSF fits of every source with the
+PSF width mapped across the CCD (positions, fluxes, SPREAD_MODEL) and the optional PSF-flux
+error floor; the FWHM of each source. Methods: a pixel-integrated Moffat PSF per CCD with
+PSF-fit centroids and fluxes (as IPP's psphot, Magnier et al. 2016), SPREAD_MODEL (Desai et
+al. 2012), stellarity from the DES "modest" cut (Drlica-Wagner et al. 2018); see
+:mod:`surveydm.reduction.psf`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 import sep
 from astropy.table import Table
 from scipy.spatial import cKDTree
+from scipy.stats import f as f_dist
 
 from surveydm.reduction.extraction.aperture import (
     MASK_FLAG_SHIFT,
@@ -40,6 +43,7 @@ __all__ = [
     "fit_psf_sources",
     "psf_error_floor",
     "psf_flux_floor",
+    "psf_width_map",
     "source_fwhm",
 ]
 
@@ -48,6 +52,9 @@ _CHI2_1_MEDIAN = 0.4549364231195724
 
 #: PSF stars wanted in the S/N window before brighter stars are admitted to the PSF model.
 _MIN_PSF_STARS = 10
+
+#: Bright stars needed to fit the Moffat beta on them (``_wing_beta``).
+_MIN_BETA_STARS = 10
 
 
 @dataclass(frozen=True)
@@ -140,22 +147,58 @@ def fit_psf_model(
     psf = None
     if len(stars) >= 5:
         fwhm0 = 2.0 * float(np.median(win.flux_radius[stars]))
+        beta = _wing_beta(img, win, pre, snr, fwhm0, config)
         try:
             psf = fit_moffat_psf(
                 img.sub, win.x[stars], win.y[stars], err=img.err_bkg, bad=img.meas_mask,
-                gain=img.gain, initial_fwhm=fwhm0,
+                gain=img.gain, initial_fwhm=fwhm0, beta=beta,
             )  # fmt: skip
         except PsfError:
             psf = None
     return PsfModelFit(psf=psf, stars=stars, locus=pre)
 
 
+def _wing_beta(img, win, pre, snr, fwhm0, config) -> float | None:
+    """Moffat beta of the CCD from its brightest unsaturated, unflagged stars of the stellar
+    locus (at most ``config.beta_stars``, at least ``_MIN_BETA_STARS``), fitted with alpha over
+    pixels within 4 FWHM; None (beta fitted with the model's stars) with fewer stars.
+
+    The PSF flux of a point source is the total flux of the model, so the light in its wing,
+    set by beta, is a per-CCD flux scale: from the faint window stars alone beta scatters by
+    +-0.2 between CCDs (+-0.5 % in flux); the bright stars' high-S/N wings fix it.
+    """
+    if not config.beta_stars:
+        return None
+    bright = np.nonzero(select_psf_stars(pre, size_column="flux_radius", min_snr=30.0))[0]
+    bright = bright[np.argsort(-snr[bright])][: config.beta_stars]
+    if len(bright) < _MIN_BETA_STARS:
+        return None
+    try:
+        psf = fit_moffat_psf(
+            img.sub, win.x[bright], win.y[bright], err=img.err_bkg, bad=img.meas_mask,
+            gain=img.gain, initial_fwhm=fwhm0, fit_radius_fwhm=4.0, rounds=1,
+        )  # fmt: skip
+    except PsfError:
+        return None
+    return psf.beta
+
+
 def fit_psf_sources(
-    img: MeasurementImage, win: WindowedCentroids, psf: MoffatPsf | None, snr: np.ndarray, config
+    img: MeasurementImage,
+    win: WindowedCentroids,
+    psf: MoffatPsf | None,
+    snr: np.ndarray,
+    config,
+    model: PsfModelFit | None = None,
 ) -> PsfFit:
     """PSF-fit every source from its windowed centroid (sources with S/N >= ``width_fit_snr``
     also fit the width), then SPREAD_MODEL at the final positions; without a model the
-    windowed centroids are kept and the PSF columns are NaN."""
+    windowed centroids are kept and the PSF columns are NaN.
+
+    With ``model`` (its stellar locus), the widths fitted on the bright point sources map the
+    PSF width across the CCD (:func:`psf_width_map`); where that map is significant, every
+    source is fitted again with the width at its position.
+    """
     n = len(win.x)
     nan = np.full(n, np.nan)
     if psf is None:
@@ -166,9 +209,28 @@ def fit_psf_sources(
         )  # fmt: skip
     fit_width = None if config.width_fit_snr is None else snr >= config.width_fit_snr
     err, bad, gain = img.err_bkg, img.meas_mask, img.gain
+    alpha_map = None
+    if model is not None and model.locus is not None and fit_width is not None and fit_width.any():
+        # the bright sources' own widths first (a small subset), then one pass over all
+        b = np.flatnonzero(fit_width)
+        pre = psf_photometry(
+            img.sub, win.x[b], win.y[b], psf, err=err, bad=bad, gain=gain,
+            fit_width=np.ones(len(b), dtype=bool),
+        )  # fmt: skip
+        stars = np.zeros(n, dtype=bool)
+        stars[b] = pre.width_fitted
+        stars &= select_psf_stars(
+            model.locus, size_column="flux_radius", min_snr=config.width_fit_snr
+        )
+        x_all, y_all, alpha_all = win.x.copy(), win.y.copy(), np.full(n, np.nan)
+        x_all[b], y_all[b], alpha_all[b] = pre.x, pre.y, pre.alpha
+        alpha_map = psf_width_map(
+            x_all, y_all, alpha_all, stars, model.stars, img.sub.shape, psf.alpha
+        )
     phot = psf_photometry(
-        img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width
-    )
+        img.sub, win.x, win.y, psf, err=err, bad=bad, gain=gain, fit_width=fit_width,
+        alpha=alpha_map,
+    )  # fmt: skip
     used = phot.converged & (np.hypot(phot.x - win.x, phot.y - win.y) < 1.0)
     x = np.where(used, phot.x, win.x)
     y = np.where(used, phot.y, win.y)
@@ -185,6 +247,81 @@ def fit_psf_sources(
         spread_model=sm,
         spreaderr_model=sme,
     )
+
+
+def psf_width_map(
+    x: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    stars: np.ndarray,
+    model_stars: np.ndarray,
+    shape: tuple[int, int],
+    model_alpha: float,
+    confidence: float = 0.99,
+) -> np.ndarray | None:
+    """Moffat alpha of every source from a polynomial in (x, y) fitted to the widths of the
+    bright point sources, or None where a constant width fits as well.
+
+    The PSF width changes across a CCD (field curvature, the optics' off-axis blur: a few per
+    cent over a CCD, up to ~8 % at the field edge), which a single-width model turns into a
+    position-dependent flux bias of the fainter sources. As PSFEx's PSFVAR_DEGREES (Bertin
+    2011) the width is a polynomial in the position: linear with >= 10 stars, quadratic with
+    >= 25, fitted with 3-sigma clipping; a higher degree is kept only if it lowers the residual
+    sum of squares significantly (F-test at ``confidence``, Bevington & Robinson 2003 sec. 11.4).
+    The map's shape is taken, not its level: it is scaled so that its mean over the PSF-model
+    stars (``model_stars``, fainter, free of brighter-fatter broadening) is ``model_alpha``.
+
+    Args:
+        x, y: (n,) source positions, pixels.
+        alpha: (n,) fitted Moffat alpha of the sources, pixels.
+        stars: (n,) bool, bright point sources whose width was fitted.
+        model_stars: indices of the PSF-model stars.
+        shape: (ny, nx) of the image.
+        model_alpha: the PSF model's alpha, pixels.
+
+    Returns:
+        (n,) alpha per source, pixels, or None.
+    """
+    ny, nx = shape
+    u = (np.asarray(x, float) - 0.5 * nx) / (0.5 * nx)
+    v = (np.asarray(y, float) - 0.5 * ny) / (0.5 * ny)
+    terms = np.column_stack([np.ones_like(u), u, v, u * u, u * v, v * v])
+    idx = np.flatnonzero(np.asarray(stars, bool) & np.isfinite(alpha) & np.isfinite(u + v))
+    if len(idx) < 10:
+        return None
+    a = np.asarray(alpha, float)
+    keep = np.ones(len(idx), bool)
+    for _ in range(3):  # 3-sigma clipping about the quadratic (or linear) fit
+        p = 6 if keep.sum() >= 25 else 3
+        coef, *_ = np.linalg.lstsq(terms[idx[keep], :p], a[idx[keep]], rcond=None)
+        res = a[idx] - terms[idx, :p] @ coef
+        sig = 1.4826 * np.median(np.abs(res[keep]))
+        new = np.abs(res) <= 3.0 * max(sig, 1e-6 * model_alpha)
+        if np.array_equal(new, keep) or new.sum() < 10:
+            break
+        keep = new
+    sel = idx[keep]
+    rss = {}
+    coefs = {}
+    for p in (1, 3, 6):
+        if len(sel) >= (10 if p == 3 else 25 if p == 6 else 1) and len(sel) > p + 1:
+            coefs[p], *_ = np.linalg.lstsq(terms[sel, :p], a[sel], rcond=None)
+            rss[p] = float(np.sum((a[sel] - terms[sel, :p] @ coefs[p]) ** 2))
+    best = 1
+    for p in (3, 6):
+        if p in rss and rss[p] > 0:
+            dof = len(sel) - p
+            f = ((rss[best] - rss[p]) / (p - best)) / (rss[p] / dof)
+            if f > f_dist.ppf(confidence, p - best, dof):
+                best = p
+    if best == 1:
+        return None
+    level = terms[:, :best] @ coefs[best]
+    ms = np.asarray(model_stars, dtype=np.int64)
+    mean_model = float(np.mean(level[ms])) if len(ms) else float(np.median(level[sel]))
+    if not mean_model > 0:
+        return None
+    return np.clip(level * (model_alpha / mean_model), 0.7 * model_alpha, 1.4 * model_alpha)
 
 
 def class_star(sm: np.ndarray, sme: np.ndarray) -> np.ndarray:

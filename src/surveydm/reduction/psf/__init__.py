@@ -7,8 +7,10 @@ sources and refined by sigma clipping, in the spirit of PSFEx's star selection (
 and the PAUdm "psf fwhm" image column (seed 000 table B.1).
 
 The PSF model is a pixel-integrated Moffat profile (alpha, beta) fitted jointly to the PSF stars
-of a CCD (IPP's psphot uses the same family; Magnier et al. 2016). With it every source gets a
-PSF fit (flux, x, y by vectorised Gauss-Newton): for undersampled images (FWHM ~ 1 pixel, the
+of a CCD (IPP's psphot uses the same family; Magnier et al. 2016), by variable projection
+(Golub & Pereyra 1973) with analytic derivatives; pixel integration is Gauss-Legendre
+quadrature (:mod:`.kernels`, compiled). With it every source gets a PSF fit (flux, x, y by
+Gauss-Newton on stamps, compiled): for undersampled images (FWHM ~ 1 pixel, the
 mini cameras at 0.8 arcsec/pixel) PSF-fit positions are free of the pixel-phase bias of
 windowed centroids (0.03-0.1 pixel at FWHM 1.3-0.9 pixel) that would spoil the astrometry.
 SPREAD_MODEL (Desai et al. 2012, ApJ 757, 83; Bertin's SExtractor) compares the fit of the PSF
@@ -17,7 +19,7 @@ with that of the PSF convolved with an exponential disc of scale FWHM/16: ~0 for
 
 The package: :mod:`.stars` (stellar locus, seeing), :mod:`.model` (the Moffat PSF),
 :mod:`.fit` (fitting it to a CCD's stars), :mod:`.photometry` (PSF fits of every source and
-SPREAD_MODEL).
+SPREAD_MODEL), :mod:`.kernels` (the compiled profile and fits).
 """
 
 from surveydm.reduction.psf.fit import fit_moffat_psf
