@@ -15,7 +15,11 @@ Compares the registry's reduced CCDs and detections with ``<truth_dir>/objects.p
   and its full error, Fisher error scaled by the fit's chi2 plus the CCD's PSF-flux floor) of
   isolated (no other true object, star or galaxy, within 3"), unflagged, matched stars with
   S/N 5-500, over all CCDs; also given per S/N bin (:data:`PULL_SNR_BINS`), where a
-  flux-dependent bias shows.
+  flux-dependent bias shows. These fluxes are in electrons, compared with the true zero-point:
+  the width also holds any flux-scale offset of the CCD (flat-field normalisation);
+* calibrated flux pull width: the same stars' fluxes on the catalog's calibrated scale (each
+  CCD's ``zp_nightly``) against the truth, with the zero-point's error (``zp_nightly_err``) in
+  quadrature, i.e. what a user of the calibrated catalog gets.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class CCDAccuracy:
     pulls: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     pull_snr: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     pull_ratio: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    calibrated_pulls: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     offsets: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 2)))
 
 
@@ -105,11 +110,13 @@ class AccuracyReport:
 
     @property
     def pull_width(self) -> float:
-        """Robust width of the flux pull distribution over all CCDs."""
-        pulls = np.concatenate([c.pulls for c in self.ccds]) if self.ccds else np.zeros(0)
-        if pulls.size < 10:
-            return float("nan")
-        return float(1.4826 * np.median(np.abs(pulls - np.median(pulls))))
+        """Robust width of the flux pull distribution over all CCDs (electrons)."""
+        return _robust_width([c.pulls for c in self.ccds])
+
+    @property
+    def calibrated_pull_width(self) -> float:
+        """Robust width of the calibrated flux pull distribution over all CCDs."""
+        return _robust_width([c.calibrated_pulls for c in self.ccds])
 
     def pulls_by_snr(self) -> list[tuple[float, float, int, float, float, float]]:
         """Per S/N bin of :data:`PULL_SNR_BINS`: (lo, hi, n, median pull, robust pull width,
@@ -144,11 +151,33 @@ class AccuracyReport:
             else "zero-point error per CCD:       no zero-points",
             f"completeness at S/N 10:         {self.completeness_snr10:.3f} (target >= 0.9)",
             f"flux pull width:                {self.pull_width:.3f} (target 1.0 +- 0.1)",
+            f"calibrated flux pull width:     {self.calibrated_pull_width:.3f} "
+            "(with the zero-point error)",
         ] + [
             f"  S/N {lo:3.0f}-{hi:3.0f}: {n:5d} stars, pull median {med:+.2f} width {w:.2f}, "
             f"flux ratio {r:.4f}"
             for lo, hi, n, med, w, r in self.pulls_by_snr()
         ]
+
+
+def _robust_width(parts: list[np.ndarray]) -> float:
+    """1.4826 MAD of the concatenated values (NaN with fewer than 10)."""
+    v = np.concatenate(parts) if parts else np.zeros(0)
+    if v.size < 10:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
+
+
+def _calibrated_pulls(image, flux, ferr, true_flux, dzp):  # noqa: ANN001, ANN202
+    """Pulls of ``flux`` (e-) scaled by the CCD's measured zero-point, the zero-point's error
+    in quadrature; empty without a zero-point or its error."""
+    zp_err = image.zp_nightly_err
+    if dzp is None or zp_err is None or not np.isfinite(zp_err):
+        return np.zeros(0)
+    scale = 10.0 ** (-0.4 * dzp)
+    cal = flux * scale
+    err = np.hypot(ferr * scale, cal * 0.4 * np.log(10.0) * zp_err)
+    return (cal - true_flux) / err
 
 
 def _tangent(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
@@ -249,6 +278,9 @@ def _compare_ccd(image, filename, d, t_xy, isolated_t, true_flux, ra0, dec0, zp_
     pulls = (flux[pull_sel] - true_flux[j[pull_sel]]) / ferr[pull_sel]
     pull_snr = snr[pull_sel]
     pull_ratio = flux[pull_sel] / true_flux[j[pull_sel]]
+    calibrated = _calibrated_pulls(
+        image, flux[pull_sel], ferr[pull_sel], true_flux[j[pull_sel]], dzp
+    )
     # expected S/N of each truth star from the measured S/N - flux relation (S/N ~ flux^a)
     fit = matched & (snr > 3) & (snr < 200) & (flags == 0)
     completeness, n10 = None, 0
@@ -272,5 +304,6 @@ def _compare_ccd(image, filename, d, t_xy, isolated_t, true_flux, ra0, dec0, zp_
         pulls,
         pull_snr,
         pull_ratio,
+        calibrated,
         off,
     )
