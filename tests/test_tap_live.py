@@ -96,3 +96,6 @@ def test_taplint_reports_no_errors(tap_url: str) -> None:
     assert totals, out[-2000:]
     errors = [line for line in out.splitlines() if line.startswith("E-")]
     assert int(totals.group(1)) == 0, "\n".join(errors)
+    # no warning either (docs/vo.md, Compliance)
+    warnings = [line for line in out.splitlines() if line.startswith("W-")]
+    assert int(totals.group(2)) == 0, "\n".join(warnings)
